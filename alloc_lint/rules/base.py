@@ -1,0 +1,49 @@
+"""What every rule gets, and what it must provide."""
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..analysis.names import Resolver
+from ..analysis.scopes import ModuleIndex
+from ..config import Config
+from ..diagnostics import Diagnostic
+
+
+@dataclass
+class FileContext:
+    filename: str
+    text: str
+    tree: ast.Module
+    config: Config
+    resolver: Resolver = field(default_factory=Resolver)
+
+    @cached_property
+    def index(self) -> ModuleIndex:
+        return ModuleIndex(self.tree)
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def char_column(self, lineno: int, byte_col: int) -> int:
+        """ast columns are UTF-8 byte offsets; editors and LibCST count characters."""
+        line = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
+        if line.isascii():
+            return byte_col
+        return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+
+
+class Rule:
+    code: str = ""
+    name: str = ""
+    summary: str = ""
+
+    def check(self, ctx: FileContext) -> list[Diagnostic]:
+        raise NotImplementedError
+
+    @classmethod
+    def documentation(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
