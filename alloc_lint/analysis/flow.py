@@ -100,10 +100,11 @@ def _is_none_test(node: ast.Name, parent: ast.AST) -> bool:
                     for side in (parent.left, *parent.comparators)))
 
 
-def read_is_transient(node: ast.Name, parents: dict) -> bool:
+def read_is_transient(node: ast.Name, parents: dict, qualify=lambda expr: None) -> bool:
     """Can this read of a tensor name not create a reference that outlives
     the statement it is in?
 
+    `qualify` names a callee (torch's own functions never keep their inputs).
     True when the value is consumed by something that makes a new object
     (arithmetic, a comparison, `x is None`, `x.shape`), or flows only through
     calls and operators into an expression statement or a condition, with no
@@ -135,7 +136,8 @@ def read_is_transient(node: ast.Name, parents: dict) -> bool:
             return False
         if isinstance(parent, ast.Call):
             name = callee_name(parent)
-            if name in STORING_METHODS or name in ALIASING_CALLS:
+            if (name in STORING_METHODS or name in ALIASING_CALLS) \
+                    and not (qualify(parent.func) or "").startswith("torch."):
                 return False
             # As an argument, or as the receiver of a method call.
         elif isinstance(parent, ast.keyword):

@@ -170,7 +170,7 @@ def _merge_call(stmt: ast.stmt) -> ast.Call | None:
 
 def _out_like(keyword: str) -> bool:
     k = keyword.lower()
-    return k.startswith("out") or k.endswith("out") or k.endswith("output") or k in ("dst", "dest", "result")
+    return k.startswith("out") or k.endswith("out") or k.endswith("output")
 
 
 def _rebinding_pairs(stmt: ast.stmt):
@@ -283,12 +283,13 @@ def _accumulator_is_private(pair: Pair, group: list, loop: Loop, ctx: FileContex
         if isinstance(node, (ast.Name, ast.arg)) and (getattr(node, "id", None) or getattr(node, "arg", None)) \
                 == pair.acc and flow.in_nested_scope(node, scope_node, parents):
             return False
+    qualify = lambda expr: ctx.resolver.qualified_name(expr, loop.scope)  # noqa: E731
     templates = {id(p.alloc.value.args[0]) for p in group}
     rebind_targets = {id(p.rebind_target) for p in group}
     for part in _loop_parts(loop):
         for node in flow.name_nodes(part, pair.acc):
             if isinstance(node.ctx, ast.Load):
-                if id(node) in templates or flow.read_is_transient(node, parents):
+                if id(node) in templates or flow.read_is_transient(node, parents, qualify):
                     continue
                 return False
             if isinstance(node.ctx, ast.Del):
@@ -367,7 +368,7 @@ def _first_value_origin(pair: Pair, loop: Loop, ctx: FileContext) -> tuple[str, 
             return "opaque", f"{pair.acc} (from an earlier pass of the enclosing loop)"
         for name in flow.name_nodes(node, pair.acc):
             if isinstance(name.ctx, ast.Load) and name.lineno < loop.node.lineno \
-                    and not flow.read_is_transient(name, parents):
+                    and not flow.read_is_transient(name, parents, qualify):
                 return "opaque", f"{pair.acc} (aliased before the loop)"
     return origin, example
 
@@ -416,14 +417,16 @@ def _fresh_name(base: str, taken: set[str]) -> str:
 
 
 def _diagnose(pairs: list, loop: Loop, block: list, ctx: FileContext, claimed: set, names_in_use: set):
+    # A group is reported whole or not at all: if one accumulator of a merge
+    # needs its fresh buffer, the pattern is not the wasteful one.
     scope_node = loop.scope.node
-    group = [p for p in pairs
-             if _temp_is_private(p, scope_node) and _template_is_stable(p, pairs, loop)]
-    group = [p for p in group if p.acc not in {q.temp for q in group}
-             and _accumulator_is_private(p, group, loop, ctx)]
-    accs = [p.acc for p in group]
-    if not group or len(set(accs)) != len(accs):
+    temps, accs = [p.temp for p in pairs], [p.acc for p in pairs]
+    if len(set(accs)) != len(accs) or set(temps) & set(accs):
         return []
+    if not all(_temp_is_private(p, scope_node) and _template_is_stable(p, pairs, loop)
+               and _accumulator_is_private(p, pairs, loop, ctx) for p in pairs):
+        return []
+    group = pairs
 
     origins = [_first_value_origin(p, loop, ctx) for p in group]
     origin = flow.worst(*(o for o, _ in origins))

@@ -1,0 +1,67 @@
+"""Detection fixtures: expectations are written beside the code they describe.
+
+A line ending in `# expect: ALC001 [fix=FORM]` must get exactly one ALC001
+diagnostic, whose call starts on that line; every other line must get none.
+"""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from alloc_lint import check_source
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "alc001").glob("*.py"))
+EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=(swap|pingpong-only|pingpong|none))?\s*$")
+FIX_FORMS = {
+    "swap": [("safe", "swap")],
+    "pingpong": [("unsafe", "swap"), ("safe", "pingpong")],
+    "pingpong-only": [("safe", "pingpong")],
+    "none": [],
+}
+
+
+def expectations(text):
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = EXPECT.search(line)
+        if match:
+            found[number] = (match.group(1), match.group(2))
+    return found
+
+
+def test_fixture_counts():
+    positives = negatives = 0
+    for path in FIXTURES:
+        text = path.read_text()
+        positives += len(expectations(text))
+        negatives += text.count("\ndef ") + text.count("\nasync def ") if "negative" in path.name else 0
+    assert positives >= 15 and negatives >= 15
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_fixture(path):
+    text = path.read_text()
+    expected = expectations(text)
+    diagnostics = check_source(text, str(path))
+    got = {}
+    for d in diagnostics:
+        assert d.line not in got, f"two diagnostics on line {d.line}"
+        got[d.line] = d
+    lines = text.splitlines()
+    missing = {n: lines[n - 1].strip() for n in expected if n not in got}
+    unexpected = {n: lines[n - 1].strip() for n in got if n not in expected}
+    assert not missing and not unexpected, f"missing: {missing}\nunexpected: {unexpected}"
+    wrong_fix = {}
+    for number, (code, form) in expected.items():
+        d = got[number]
+        assert d.code == code
+        # The range covers exactly the allocation call.
+        segment = "\n".join(lines[number - 1:d.end_line])
+        segment = segment[d.column - 1:len(segment) - len(lines[d.end_line - 1]) + d.end_column - 1]
+        assert isinstance(ast.parse(f"({segment})", mode="eval").body, ast.Call), segment
+        if form is not None:
+            actual = [(f.applicability, f.form) for f in d.fixes]
+            if actual != FIX_FORMS[form]:
+                wrong_fix[number] = (form, actual, lines[number - 1].strip())
+    assert not wrong_fix, wrong_fix
