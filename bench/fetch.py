@@ -35,9 +35,7 @@ def find_archive(dl: Path, name: str, version: str) -> Path | None:
     stems = {name, name.replace("-", "_"), name.replace("_", "-")}
     for p in sorted(dl.iterdir()):
         low = p.name.lower()
-        if not (
-            low.endswith(".whl") or low.endswith(".tar.gz") or low.endswith(".zip")
-        ):
+        if not low.endswith((".whl", ".tar.gz", ".zip")):
             continue
         for s in stems:
             head = f"{s.lower()}-{version}"

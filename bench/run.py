@@ -36,10 +36,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import fetch  # noqa: E402
+import fetch  # bench/fetch.py: `python bench/run.py` puts bench/ on sys.path
 
+HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BENCH = Path(os.environ.get("BENCH_VENV", "/work/venv-bench")) / "bin"
 # flake8 runs every installed plugin whatever --select says, so the plain run needs
@@ -62,8 +61,8 @@ FLOOR = (
 # the default, and both flake8 runs must report the same set (plus ALC).
 FLAKE8_SELECT = "E,F,W,C90"
 
-LINE_HIT = re.compile(rb"^\S.*?:\d+:\d+:? ", re.M)  # path:line:col: (ruff, flake8, ...)
-FIXIT_HIT = re.compile(rb"^\S.*?@\d+:\d+ ", re.M)  # path@line:col Rule: ...
+LINE_HIT = re.compile(rb"^\S.*?:\d+:\d+:? ", re.MULTILINE)  # path:line:col: (ruff, flake8, ...)
+FIXIT_HIT = re.compile(rb"^\S.*?@\d+:\d+ ", re.MULTILINE)  # path@line:col Rule: ...
 
 
 @dataclass
@@ -145,7 +144,7 @@ def run_once(argv: list, cwd: Path, timeout: float) -> Run:
 def capture(argv: list) -> str:
     """Output of a quick command, or "" if it fails (missing, crashing, bad plugin)."""
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return " ".join((r.stdout + r.stderr).split()) if r.returncode == 0 else ""
@@ -169,10 +168,13 @@ def unavailable(tool: Tool) -> str:
     return ""
 
 
-def crashed(r: Run) -> str:
-    """Last stderr line if the child died of an exception (its rc 1 looks like hits)."""
-    if b"Traceback (most recent call last)" in r.err:
-        return r.err.decode(errors="replace").strip().splitlines()[-1][:120]
+def failed(r: Run) -> str:
+    """Why a finished run is an error, or "". Linters exit 1 for "found something",
+    so rc 0 and 1 are fine unless Python died of an exception (which also gives 1);
+    rc 2 and up are usage or internal errors (argparse exits 2)."""
+    if r.rc is not None and (r.rc > 1 or b"Traceback (most recent call" in r.err):
+        last = (r.err.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        return f"error, rc {r.rc}: `{last[:100]}`"
     return ""
 
 
@@ -230,8 +232,8 @@ def alc_equality(tree: Path, timeout: float) -> str:
     base = [ALC, "check", "--format", "json", "--no-cache"]
     a = run_once(base + ["."], tree, timeout)
     b = run_once(base + ["--no-prefilter", "."], tree, timeout)
-    if crashed(a) or crashed(b):
-        return f"n/a: alloc-lint crashed: {crashed(a) or crashed(b)}"
+    if failed(a) or failed(b):
+        return f"n/a: {failed(a) or failed(b)}"
     if b.rc is None:
         return f"n/a: the `--no-prefilter` run timed out after {timeout:.0f} s"
     fa, fb = findings(a.out), findings(b.out)
@@ -248,9 +250,10 @@ def alc_equality(tree: Path, timeout: float) -> str:
 def machine(args_line: str) -> str:
     info: dict = {}
     try:  # the first processor's fields are enough
-        for line in open("/proc/cpuinfo"):
-            k, _, v = line.partition(":")
-            info.setdefault(k.strip(), v.strip())
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                info.setdefault(k.strip(), v.strip())
     except OSError:
         pass
     cpu = (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} "
@@ -259,7 +262,8 @@ def machine(args_line: str) -> str:
            + (", virtual machine" if " hypervisor" in info.get("flags", "") else ""))
     mem = "?"
     try:
-        kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if "MemTotal" in x)
+        with open("/proc/meminfo") as f:
+            kb = next(int(x.split()[1]) for x in f if "MemTotal" in x)
         mem = f"{kb / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         pass
@@ -276,13 +280,13 @@ def machine(args_line: str) -> str:
         ("memory", mem),
         ("OS", platform.platform()),
         ("Python", capture([str(PROJECT / "python"), "-VV"])),
-        ("alloc-lint", f"{dist_version(PROJECT, 'alloc-lint')}, libcst "
-                       f"{dist_version(PROJECT, 'libcst')} ({PROJECT.parent})"),
+        ("alloc-lint", (f"{dist_version(PROJECT, 'alloc-lint')}, libcst "
+                        f"{dist_version(PROJECT, 'libcst')} ({PROJECT.parent})")),
         ("ruff", capture([str(BENCH / "ruff"), "--version"]) or "-"),
         ("flake8, plain", capture([str(PLAIN / "flake8"), "--version"]) or "-"),
         ("flake8, project venv", capture([str(PROJECT / "flake8"), "--version"]) or "-"),
-        ("TorchFix", f"{dist_version(BENCH, 'TorchFix')}, libcst "
-                     f"{dist_version(BENCH, 'libcst')} ({BENCH.parent})"),
+        ("TorchFix", (f"{dist_version(BENCH, 'TorchFix')}, libcst "
+                      f"{dist_version(BENCH, 'libcst')} ({BENCH.parent})")),
         ("Fixit", f"{dist_version(BENCH, 'fixit')}, same venv"),
     ]
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
@@ -290,21 +294,21 @@ def machine(args_line: str) -> str:
 
 def median(results: dict, name: str) -> float | None:
     runs = results.get(name)
-    if isinstance(runs, list) and runs and not any(r.rc is None or crashed(r) for r in runs):
+    if isinstance(runs, list) and runs and not any(r.rc is None or failed(r) for r in runs):
         return statistics.median(r.wall for r in runs)
     return None
 
 
 def table(nfiles: int, results: dict) -> str:
     ruff = median(results, "ruff")
-    lines = ["| stage | rounds | median s | min–max s | files/s | peak RSS MB | findings "
-             "| rc | × ruff |", "|---|---|---|---|---|---|---|---|---|"]
+    head = "| stage | rounds | median s | min–max s | files/s | peak RSS MB | findings |"
+    lines = [head + " rc | × ruff |", "|---|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         label = TOOLS[name].label
         if isinstance(runs, str):  # skipped, with the reason
             bad = runs
         else:
-            bad = next((crashed(r) for r in runs if crashed(r)), "")
+            bad = next((failed(r) for r in runs if failed(r)), "")
         if bad:
             lines.append(f"| {label} | – | {bad} | | | | | | |")
             continue
@@ -417,8 +421,8 @@ def main() -> None:
                          f"{alc_stats(tree, args.timeout)}")
             if not args.skip_equality:
                 log("  alloc-lint with and without prefilters ...")
-                parts += ["", f"Findings with vs without prefilters: "
-                              f"{alc_equality(tree, args.timeout)}"]
+                same = alc_equality(tree, args.timeout)
+                parts += ["", f"Findings with vs without prefilters: {same}"]
         if label.startswith("vllm"):
             parts += ["", "Targets (vLLM tree, same machine, same run):", "",
                       targets(results)]

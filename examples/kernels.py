@@ -293,7 +293,8 @@ def attention_with_lse(q, k, v, scale, key_mask=None, out_dtype=torch.bfloat16):
     lse = torch.logsumexp(scores, dim=-1)
     probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num_(0.0)
     out = torch.einsum("htk,khd->thd", probs, v.float())
-    return out.to(out_dtype), lse.contiguous()
+    # Contiguous, as attention kernels return them (einsum leaves [T, H, D] permuted).
+    return out.to(out_dtype, memory_format=torch.contiguous_format), lse.contiguous()
 
 
 def randn(shape, generator, device, dtype=torch.bfloat16):
