@@ -22,7 +22,7 @@ QK_ROPE_HEAD_DIM = 64
 QK_HEAD_DIM = QK_NOPE_HEAD_DIM + QK_ROPE_HEAD_DIM
 
 CHUNK_PARAM = "chunks"  # the size that sets the number of merges (verify.py --chunks)
-SMALL = dict(tokens=64, heads=4, dim=128, chunks=8, chunk_len=16)  # CI sizes
+SMALL = {"tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16}  # CI sizes
 
 
 @dataclass

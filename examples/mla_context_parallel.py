@@ -21,7 +21,9 @@ from kernels import attention_with_lse, merge_attn_states, randn
 QK_HEAD_DIM = 128 + 64  # nope + rope
 
 CHUNK_PARAM = "chunks"
-SMALL = dict(tokens=64, heads=4, dim=128, chunks=8, chunk_len=16, cp_world_size=2)
+SMALL = {  # CI sizes
+    "tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16, "cp_world_size": 2
+}
 
 
 @dataclass
@@ -37,7 +39,8 @@ class SimulatedCPGroup:
         self._gathered = (torch.stack(rank_outputs), torch.stack(rank_lses))
 
     def all_gather_partial_states(self):
-        # [world_size, chunks_per_rank, tokens, heads, dim], [world_size, chunks_per_rank, heads, tokens]
+        # outputs [world_size, chunks_per_rank, tokens, heads, dim],
+        # lses [world_size, chunks_per_rank, heads, tokens]
         return self._gathered
 
 

@@ -41,7 +41,7 @@ from kernels import merge_attn_states_prefix_strides as merge_attn_states
 QK_HEAD_DIM = 128 + 64  # nope + rope; V is padded to this
 
 CHUNK_PARAM = "chunks"
-SMALL = dict(tokens=64, heads=4, dim=128, chunks=8, chunk_len=16)
+SMALL = {"tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16}  # CI sizes
 
 
 def expect_unsafe_equal(**size):

@@ -17,7 +17,7 @@ from torch import empty_like
 from kernels import attention_with_lse, merge_attn_states, randn
 
 CHUNK_PARAM = "world_size"
-SMALL = dict(tokens=64, heads=4, dim=128, world_size=8, rank=-2)
+SMALL = {"tokens": 64, "heads": 4, "dim": 128, "world_size": 8, "rank": -2}  # CI sizes
 
 
 class PrecomputedBlockAttention:

@@ -16,7 +16,9 @@ import torch as th
 from kernels import merge_attn_states, randn
 
 CHUNK_PARAM = "num_splits"
-SMALL = dict(batch=8, heads=8, kv_heads=2, dim=128, num_splits=8, split_len=16)
+SMALL = {  # CI sizes
+    "batch": 8, "heads": 8, "kv_heads": 2, "dim": 128, "num_splits": 8, "split_len": 16
+}
 
 
 def combine_kv_splits(split_out, split_lse, num_splits):

@@ -381,19 +381,25 @@ def mb(n):
 def markdown(report):
     env = report["environment"]
     lines = [
-        f"Device: {env['device_name']} ({env['device']}); torch {env['torch']}, "
-        f"triton {env['triton']}, Python {env['python']}; rewrites: {env['rewrites']}; "
-        f"{env['date']}",
+        (
+            f"Device: {env['device_name']} ({env['device']}); torch {env['torch']}, "
+            f"triton {env['triton']}, Python {env['python']}; rewrites: {env['rewrites']}; "
+            f"{env['date']}"
+        ),
         "",
-        "| example | size | form | fixes (fixed/held back/left) | results vs original "
-        "| alloc calls | MB allocated | peak MB | median ms |",
+        (
+            "| example | size | form | fixes (fixed/held back/left) | results vs original "
+            "| alloc calls | MB allocated | peak MB | median ms |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
         size = ", ".join(f"{k}={v}" for k, v in run["size"].items())
         for form, m in run["forms"].items():
             fix = report["fixes"][run["example"]].get(form)
-            fixes = "-" if fix is None else f"{fix['fixed']}/{fix['held_back']}/{len(fix['remaining'])}"
+            fixes = "-"
+            if fix is not None:
+                fixes = f"{fix['fixed']}/{fix['held_back']}/{len(fix['remaining'])}"
             if form == "original":
                 verdict = "(reference)"
             else:
@@ -459,10 +465,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--examples", help="comma-separated names (default: all)")
-    parser.add_argument("--chunks", help="sweep the chunk count, e.g. 4,16,64 (each example's "
-                        "chunk-like size: chunks, num_splits, world_size)")
-    parser.add_argument("--size", help="size overrides, e.g. tokens=4096,heads=16 (applied "
-                        "to the examples that take them)")
+    parser.add_argument(
+        "--chunks",
+        help="sweep the chunk count, e.g. 4,16,64 (each example's chunk-like size: "
+        "chunks, num_splits, world_size)",
+    )
+    parser.add_argument(
+        "--size",
+        help="size overrides, e.g. tokens=4096,heads=16 (for the examples that take them)",
+    )
     parser.add_argument("--small", action="store_true", help="the examples' small CI sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, help="untimed runs (default: cuda 3, cpu 1)")
