@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from . import engine
 from .config import Config
 from .diagnostics import Diagnostic
-from .fixer import apply_plans, line_edits
 
 MAX_PASSES = 5  # fixing re-checks the result; one pass normally suffices
 
@@ -54,6 +53,8 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
         result.fixed += len(fixable)
         if not unsafe_fixes:
             result.held_back += sum(1 for d in fixable if d.held_back_fix())
+        from .fixer import apply_plans  # LibCST is only imported when something is fixed
+
         result.text = apply_plans(result.text, [f.plan for f in _unique_fixes(fixable, unsafe_fixes)])
         diagnostics = engine.check_text(result.text, filename, config)
     result.remaining = diagnostics
@@ -62,6 +63,8 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
 
 def attach_edits(text: str, diagnostics: list[Diagnostic]) -> None:
     """Fill in each fix's text edits (for JSON and SARIF output)."""
+    from .fixer import apply_plans, line_edits
+
     done = {}
     for d in diagnostics:
         for fix in d.fixes:

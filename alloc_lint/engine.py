@@ -12,6 +12,8 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .analysis.names import last_names
+from .analysis.prefilter import might_have_finding
 from .config import Config
 from .diagnostics import Diagnostic, FileError
 from .rules import ALL_RULES, FileContext
@@ -66,13 +68,9 @@ def parse(text: str, filename: str) -> ast.Module:
 
 
 def might_match(text: str, config: Config) -> bool:
-    """A file can only produce a finding if it names an allocator and has a
-    loop. Cheap text checks, never wrong in the direction that matters: they
-    only skip files that provably cannot match."""
-    names = {q.rsplit(".", 1)[-1] for q in config.allocators}
-    if not any(n in text for n in names):
-        return False
-    return "for" in text or "while" in text
+    """Cheap text checks that only skip files which provably cannot match
+    (see analysis/prefilter.py)."""
+    return might_have_finding(text, last_names(config.allocators))
 
 
 # --- noqa ---------------------------------------------------------------------------

@@ -384,7 +384,8 @@ def main() -> None:
     for n in names:
         if n not in TOOLS:
             sys.exit(f"unknown tool {n!r}; known: {', '.join(TOOLS)}")
-    alc_ok = not unavailable(TOOLS["alc-cold"])
+    # --stats and the prefilter check go with the alloc-lint rows, when it runs.
+    alc_ok = "alc-cold" in names and not unavailable(TOOLS["alc-cold"])
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -412,10 +413,10 @@ def main() -> None:
                 log(f"  {n}: {r.wall:.1f} s, {r.rss_mb:.0f} MB, rc {r.rc}")
 
         parts = [f"### {label} — {nfiles} files", "", table(nfiles, results), ""]
-        if not alc_ok:
+        if "alc-cold" in names and not alc_ok:
             parts.append(f"alloc-lint stages and findings check: n/a (no working "
                          f"alloc-lint in {PROJECT.parent})")
-        else:
+        elif alc_ok:
             log("  alloc-lint --stats ...")
             parts.append(f"Stages (`alloc-lint check --no-cache --stats`): "
                          f"{alc_stats(tree, args.timeout)}")

@@ -46,7 +46,7 @@ class AllocInLoopMerge(Rule):
     ## What it does
     Finds a buffer allocated on every iteration of a loop (`T = torch.empty_like(X)`)
     only to be handed to a call that merges into it, after which the accumulator is
-    rebound to it (`A = T`). The merge call must receive both `T` and `A`; `T` is
+    rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The merge call must receive both `T` and `A`; `T` is
     passed positionally, by an `out`/`output`-like keyword, or by any keyword to a
     known merge kernel (`merge_attn_states`, `merge_state`, ... and the configured
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
@@ -180,10 +180,12 @@ def _rebinding_pairs(stmt: ast.stmt):
     target, value = stmt.targets[0], stmt.value
     if isinstance(target, ast.Name) and isinstance(value, ast.Name):
         return [(target, value)]
+    # Only plain names on both sides: what the text prefilter can see, and
+    # what a rebinding of accumulators looks like in practice.
     if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
-            and len(target.elts) == len(value.elts):
-        return [(t, v) for t, v in zip(target.elts, value.elts)
-                if isinstance(t, ast.Name) and isinstance(v, ast.Name)]
+            and len(target.elts) == len(value.elts) \
+            and all(isinstance(e, ast.Name) for e in (*target.elts, *value.elts)):
+        return list(zip(target.elts, value.elts))
     return []
 
 

@@ -1,0 +1,141 @@
+"""A text test that skips files which cannot hold an ALC001 finding, before
+anything is parsed.
+
+A finding needs (1) an allocator call, under its own name or an alias, whose
+result is assigned to a name T; (2) a loop; (3) a rebinding statement whose
+targets and values are plain names, one of the values being T. Each regular
+expression below accepts every spelling Python allows for its part (brackets,
+line continuations, comments inside brackets, spaces around dots), so a file
+that fails one of them provably has no finding; files that pass are parsed.
+"""
+from __future__ import annotations
+
+import re
+
+NAME = r"[^\W\d]\w*"
+# Whitespace between tokens: blanks, newlines and comments (inside brackets),
+# and backslash continuations.
+WS = r"(?:\s|\\\r?\n|#[^\n]*\n)*+"
+_ELEMENT = rf"(?:[(\[]{WS})*+{NAME}(?:{WS}[)\]])*"
+_NAMES = rf"{_ELEMENT}(?:{WS},{WS}{_ELEMENT})*(?:{WS}[,)\]])*"
+_CONTINUE = r"[ \t]*(?:\\\r?\n[ \t]*)*"  # blanks and backslash continuations
+# A statement `A = T` or `A, B = T, U`, matched where a statement may start.
+REBINDING = re.compile(
+    rf"{_CONTINUE}{_NAMES}{_CONTINUE}=(?!=){_CONTINUE}(?P<values>{_NAMES})"
+    rf"[ \t]*(?:#[^\n]*)?(?:\r?\n|;|$)"
+)
+LINES_BACK = 12  # how far above its `=` a rebinding may start (targets spanning lines)
+_NAME_RE = re.compile(NAME)
+
+
+# What may stand between `T =` and the callee: brackets, blanks, comments,
+# continuations, and the callee's dotted prefix (`torch.`, `th . `).
+_BEFORE_CALLEE = r"\s*=(?!=)(?:[(\s]|\\\r?\n|#[^\n]*\n)*+(?:[\w\s\\]*?\.\s*)?\Z"
+_ASSIGNED_BEFORE = re.compile(rf"(?<![\w.])({NAME}){_BEFORE_CALLEE}")
+_AS_NAME = re.compile(rf"\s+as\s+({NAME})")
+_CALL_AFTER = re.compile(r"\s*\(")
+WINDOW = 4000  # characters looked back from a callee for `T =`
+
+
+def _scan(text: str, callees: set[str]):
+    """(aliases, temporaries) around each occurrence of a callee name.
+
+    Finds occurrences with str.find (fast) and only runs regular expressions
+    on the text just before and after each one."""
+    aliases, temps = set(), set()
+    for callee in callees:
+        start = 0
+        while (i := text.find(callee, start)) >= 0:
+            start = i + len(callee)
+            if (i and (text[i - 1].isalnum() or text[i - 1] == "_")) or \
+                    (start < len(text) and (text[start].isalnum() or text[start] == "_")):
+                continue  # part of a longer name
+            assigned = _ASSIGNED_BEFORE.search(text, max(0, i - WINDOW), i)
+            if _CALL_AFTER.match(text, start):
+                if assigned:
+                    temps.add(assigned.group(1))
+            else:
+                if assigned:
+                    aliases.add(assigned.group(1))
+                as_name = _AS_NAME.match(text, start)
+                if as_name:
+                    aliases.add(as_name.group(1))
+    return aliases, temps
+
+
+def candidate_temporaries(text: str, allocator_names: frozenset[str]) -> set[str]:
+    """Names assigned the result of an allocator call (aliases followed)."""
+    callees, temps = set(allocator_names), set()
+    todo = set(allocator_names)
+    while todo:  # follow alias chains: alloc = torch.empty_like; a = alloc
+        aliases, found = _scan(text, todo)
+        temps |= found
+        todo = aliases - callees
+        callees |= aliases
+    return temps
+
+
+def _occurrences(text: str, name: str):
+    start = 0
+    while (i := text.find(name, start)) >= 0:
+        start = i + len(name)
+        if not (i and (text[i - 1].isalnum() or text[i - 1] in "_.")) and \
+                not (start < len(text) and (text[start].isalnum() or text[start] == "_")):
+            yield i
+
+
+def _preceding_token(text: str, i: int) -> int:
+    """Index of the character before position i, skipping blanks, newlines,
+    opening brackets, backslash continuations and end-of-line comments."""
+    j = i - 1
+    while j >= 0:
+        c = text[j]
+        if c in " \t\r([\\":
+            j -= 1
+        elif c == "\n":
+            line_start = text.rfind("\n", 0, j) + 1
+            hash_at = text.find("#", line_start, j)
+            j = (hash_at if hash_at >= 0 else j) - 1
+        else:
+            return j
+    return -1
+
+
+def _statement_starts(text: str, eq: int):
+    """Where a statement whose `=` is at position eq may start: just after a
+    `;` or `:` on that line, or at the start of that line or one above."""
+    line_start = text.rfind("\n", 0, eq) + 1
+    for j in range(line_start, eq):
+        if text[j] in ";:":
+            yield j + 1
+    pos = line_start
+    for _ in range(LINES_BACK):
+        yield pos
+        if pos == 0:
+            return
+        pos = text.rfind("\n", 0, pos - 1) + 1
+
+
+def _is_rebound(text: str, temp: str) -> bool:
+    """Is `temp` a value of a statement `A = T` / `A, B = T, U`?"""
+    for i in _occurrences(text, temp):
+        j = _preceding_token(text, i)
+        if j < 0 or text[j] not in "=,":
+            continue
+        eq = j if text[j] == "=" else text.rfind("=", 0, j)
+        if eq <= 0 or text[eq - 1] in "=!<>" or text[eq + 1:eq + 2] == "=":
+            continue
+        for start in _statement_starts(text, eq):
+            match = REBINDING.match(text, start)
+            if match and match.start("values") <= i < match.end("values") \
+                    and temp in _NAME_RE.findall(match.group("values")):
+                return True
+    return False
+
+
+def might_have_finding(text: str, allocator_names: frozenset[str]) -> bool:
+    if not any(name in text for name in allocator_names):
+        return False
+    if "for" not in text and "while" not in text:
+        return False
+    return any(_is_rebound(text, temp) for temp in candidate_temporaries(text, allocator_names))
