@@ -15,6 +15,7 @@ from . import __version__, engine
 from .api import FileChanged, attach_edits, fix_source, write_atomically
 from .config import Config, ConfigError, discover, load
 from .formats import FORMATS, NEEDS_EDITS
+from .lines import split_lines
 from .rules import ALL_RULES, rule_by_code
 
 
@@ -131,7 +132,7 @@ def run_fix(args, config: Config) -> int:
         changed_files += 1
         if args.diff:
             sys.stdout.writelines(difflib.unified_diff(
-                source.text.splitlines(keepends=True), result.text.splitlines(keepends=True),
+                split_lines(source.text, keepends=True), split_lines(result.text, keepends=True),
                 fromfile=f"a/{path}", tofile=f"b/{path}"))
             continue
         try:

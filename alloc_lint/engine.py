@@ -16,6 +16,7 @@ from .analysis.names import last_names
 from .analysis.prefilter import might_have_finding
 from .config import Config
 from .diagnostics import Diagnostic, FileError
+from .lines import split_lines
 from .rules import ALL_RULES, FileContext
 
 
@@ -115,7 +116,7 @@ def check_text(text: str, filename: str, config: Config, prefilter: bool = True,
         stats.ast_kept += 1
     if not diagnostics:
         return []
-    lines = text.splitlines()
+    lines = split_lines(text)
     return [d for d in diagnostics
             if not (0 < d.line <= len(lines) and is_suppressed(lines[d.line - 1], d.code))]
 

@@ -13,6 +13,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .diagnostics import Edit
+from .lines import split_lines
 
 
 def _char_col(lines: list[str], lineno: int, byte_col: int) -> int:
@@ -112,7 +113,7 @@ def apply_plans(text: str, plans: list) -> str:
     for node, where in positions.items():
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             at.setdefault((where.start.line, where.start.column), node)
-    lines = text.splitlines()
+    lines = split_lines(text)
 
     def node_for(stmt: ast.stmt) -> cst.CSTNode:
         key = (stmt.lineno, _char_col(lines, stmt.lineno, stmt.col_offset))
@@ -148,14 +149,14 @@ def apply_plans(text: str, plans: list) -> str:
 
 def line_edits(old: str, new: str) -> list[Edit]:
     """The smallest line-level edits that turn `old` into `new`."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    a, b = split_lines(old, keepends=True), split_lines(new, keepends=True)
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
     return [Edit(i1 + 1, i2 + 1, "".join(b[j1:j2]))
             for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
 
 
 def apply_edits(old: str, edits: list[Edit]) -> str:
-    lines = old.splitlines(keepends=True)
+    lines = split_lines(old, keepends=True)
     for edit in sorted(edits, key=lambda e: e.start_line, reverse=True):
         lines[edit.start_line - 1:edit.end_line - 1] = [edit.content]
     return "".join(lines)

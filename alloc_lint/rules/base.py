@@ -10,6 +10,7 @@ from ..analysis.names import Resolver
 from ..analysis.scopes import ModuleIndex
 from ..config import Config
 from ..diagnostics import Diagnostic
+from ..lines import split_lines
 
 
 @dataclass
@@ -26,7 +27,7 @@ class FileContext:
 
     @cached_property
     def lines(self) -> list[str]:
-        return self.text.splitlines()
+        return split_lines(self.text)
 
     def char_column(self, lineno: int, byte_col: int) -> int:
         """ast columns are UTF-8 byte offsets; editors and LibCST count characters."""
