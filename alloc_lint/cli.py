@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
+import time
 
 from . import __version__, engine
 from .api import FileChanged, attach_edits, fix_source, write_atomically
+from .cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
+from .cache import Cache
 from .config import Config, ConfigError, discover, load
 from .formats import FORMATS, NEEDS_EDITS
 from .lines import split_lines
@@ -45,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     common(check)
     check.add_argument("--format", choices=sorted(FORMATS), default="text")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    check.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
+    check.add_argument("--cache-dir", metavar="DIR",
+                       help=f"where the cache lives (default: $ALLOC_LINT_CACHE_DIR or {DEFAULT_CACHE_DIR})")
+    check.add_argument("-j", "--jobs", type=int, metavar="N",
+                       help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks in parallel)")
 
     fix = commands.add_parser("fix", help="rewrite files in place")
     common(fix)
@@ -76,16 +85,54 @@ def _print_stats(stats) -> None:
                       "libcst_parsed": stats.libcst_parsed, "cached": stats.cached}), file=sys.stderr)
 
 
+def _jobs(args) -> int:
+    if args.jobs is not None:
+        return max(1, args.jobs)
+    if os.environ.get("PRE_COMMIT"):
+        return 1  # pre-commit already runs one hook process per core
+    return os.cpu_count() or 1
+
+
+class Progress:
+    """`checked N/M files` on a terminal, for runs long enough to want it;
+    never in pipes or CI logs."""
+
+    def __init__(self):
+        self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.started = time.monotonic()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.enabled and time.monotonic() - self.started > 0.5 and (done % 50 == 0 or done == total):
+            sys.stderr.write(f"\ralloc-lint: checked {done}/{total} files")
+            self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+
+
 def run_check(args, config: Config) -> int:
-    report = engine.check_paths(args.paths, config, prefilter=not args.no_prefilter)
+    cache = None
+    if not args.no_cache:
+        cache = Cache(args.cache_dir or os.environ.get("ALLOC_LINT_CACHE_DIR") or DEFAULT_CACHE_DIR,
+                      config.fingerprint())
+    progress = Progress()
+    report = engine.check_paths(args.paths, config, prefilter=not args.no_prefilter, jobs=_jobs(args),
+                                cache=cache, progress=progress)
+    progress.finish()
     if args.format in NEEDS_EDITS:
-        by_file = {}
-        for d in report.diagnostics:
-            by_file.setdefault(d.filename, []).append(d)
-        for filename, found in by_file.items():
-            if any(d.fixes for d in found):
+        # Fix plans are not cached: re-check the few files that have fixes to turn them into edits.
+        fixable = sorted({d.filename for d in report.diagnostics if d.fixes})
+        if fixable:
+            kept = [d for d in report.diagnostics if d.filename not in fixable]
+            for filename in fixable:
+                text = engine.read_source(filename).text
+                fresh = engine.check_text(text, filename, config, prefilter=False)
+                attach_edits(text, fresh)
+                kept.extend(fresh)
                 report.stats.libcst_parsed += 1
-                attach_edits(engine.read_source(filename).text, found)
+            report.diagnostics = sorted(kept, key=lambda d: d.sort_key())
     sys.stdout.write(FORMATS[args.format].render(report.diagnostics, report.errors, args.unsafe_fixes))
     if args.format != "github":
         _print_errors(report.errors)

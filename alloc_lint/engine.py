@@ -9,7 +9,7 @@ import io
 import os
 import re
 import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .analysis.names import last_names
@@ -148,25 +148,53 @@ def read_source(path: str) -> Source:
     return decode(data)
 
 
-def check_file(path: str, config: Config, prefilter: bool = True, stats: Stats | None = None):
-    """(diagnostics, error) for one file; never raises for bad input."""
+def check_file(path: str, config: Config, prefilter: bool = True):
+    """Check one file for check_paths, in this process or a worker.
+
+    Returns (path, stat key, content hash, result) where result is
+    (diagnostics, error message, kept by the text prefilter) and is what the
+    cache stores: no fix plans (they hold syntax trees), no read errors."""
+    from .cache import Cache, content_hash
+
     try:
-        source = read_source(path)
-        return check_text(source.text, path, config, prefilter, stats), None
+        stat_key = Cache.stat_key(path)
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        return path, None, None, ([], "is a directory", False)
+    except OSError as exc:
+        return path, None, None, ([], f"cannot read: {exc.strerror or exc}", False)
+    stats = Stats()
+    try:
+        diagnostics = check_text(decode(data).text, path, config, prefilter, stats)
+        error = None
     except SourceError as exc:
-        return [], FileError(path, str(exc))
+        diagnostics, error = [], str(exc)
+    for d in diagnostics:
+        for fix in d.fixes:
+            fix.plan = None
+    return path, stat_key, content_hash(data), (diagnostics, error, bool(stats.text_kept))
 
 
 # --- finding files ------------------------------------------------------------------
 
 
-def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:
-    parts = path.parts
-    text = path.as_posix()
-    for pattern in patterns:
-        if any(fnmatch.fnmatch(part, pattern) for part in parts) or fnmatch.fnmatch(text, pattern):
+class _Excluder:
+    """Exclude patterns compiled once: a pattern without `/` matches any one
+    path component (`build`, `*_pb2.py`), one with `/` the whole path."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        def compile_(items):
+            return re.compile("|".join(fnmatch.translate(p) for p in items)) if items else None
+
+        self.name = compile_([p for p in patterns if "/" not in p])
+        self.path = compile_([p.rstrip("/") for p in patterns if "/" in p])
+
+    def __call__(self, path: Path, name_only: bool = False) -> bool:
+        names = [path.name] if name_only else path.parts
+        if self.name and any(self.name.match(n) for n in names):
             return True
-    return False
+        return bool(self.path and self.path.match(path.as_posix()))
 
 
 def iter_python_files(paths: list[str], config: Config):
@@ -183,6 +211,7 @@ def iter_python_files(paths: list[str], config: Config):
         if not path.is_dir():
             yield given, None
             continue
+        excluded = _Excluder(config.exclude)
         errors = []
 
         def onerror(exc, errors=errors):
@@ -192,12 +221,12 @@ def iter_python_files(paths: list[str], config: Config):
         for root, dirs, files in os.walk(given, onerror=onerror):
             rel_root = Path(root)
             dirs[:] = sorted(d for d in dirs
-                             if not _excluded(rel_root / d, config.exclude)
+                             if not excluded(rel_root / d, name_only=True)
                              and not os.path.islink(os.path.join(root, d)))
             for name in sorted(files):
                 if name.endswith(".py"):
                     candidate = rel_root / name
-                    if not _excluded(candidate, config.exclude):
+                    if not excluded(candidate, name_only=True):
                         found_any = True
                         yield str(candidate), None
         for error in errors:
@@ -206,16 +235,62 @@ def iter_python_files(paths: list[str], config: Config):
             yield given, FileError(given, "no Python files found", warning=True)
 
 
-def check_paths(paths: list[str], config: Config, prefilter: bool = True) -> Report:
+MIN_FILES_PER_PROCESS = 64  # below this, starting workers costs more than it saves
+
+
+def _results(paths: list[str], config: Config, prefilter: bool, jobs: int):
+    if jobs > 1 and len(paths) >= 2 * MIN_FILES_PER_PROCESS:
+        import multiprocessing
+        from functools import partial
+
+        jobs = min(jobs, len(paths) // MIN_FILES_PER_PROCESS)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(jobs) as pool:
+            yield from pool.imap_unordered(partial(check_file, config=config, prefilter=prefilter), paths,
+                                           chunksize=max(1, len(paths) // (jobs * 8)))
+    else:
+        for path in paths:
+            yield check_file(path, config, prefilter)
+
+
+def check_paths(paths: list[str], config: Config, prefilter: bool = True, jobs: int = 1,
+                cache=None, progress=None) -> Report:
+    """Check files and folders. `cache` is an alloc_lint.cache.Cache or None;
+    `progress(done, total)` is called as files complete."""
     report = Report()
+    todo = []
+
+    def add(path, result):
+        diagnostics, error, kept = result
+        report.diagnostics.extend(replace(d, filename=path) for d in diagnostics)
+        report.stats.text_kept += kept
+        report.stats.ast_kept += bool(diagnostics)
+        if error:
+            report.errors.append(FileError(path, error))
+
     for path, error in iter_python_files(paths, config):
         if error:
             report.errors.append(error)
             continue
         report.stats.files += 1
-        diagnostics, error = check_file(path, config, prefilter, report.stats)
-        report.diagnostics.extend(diagnostics)
-        if error:
-            report.errors.append(error)
+        if cache is not None:
+            try:
+                hit = cache.lookup(path, cache.stat_key(path))
+            except OSError:
+                hit = None
+            if hit is not None:
+                report.stats.cached += 1
+                add(path, hit)
+                continue
+        todo.append(path)
+    for done, (path, stat_key, digest, result) in enumerate(_results(todo, config, prefilter, jobs), 1):
+        add(path, result)
+        if cache is not None and digest is not None:
+            cache.store(path, stat_key, digest, result)
+        if progress:
+            progress(done, len(todo))
+    if cache is not None:
+        cache.save()
     report.diagnostics.sort(key=Diagnostic.sort_key)
+    report.errors.sort(key=lambda e: e.filename)
     return report

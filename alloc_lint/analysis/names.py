@@ -24,6 +24,7 @@ def _bindings(scope: Scope) -> dict[str, list]:
         found.setdefault(name, []).append(value)
 
     node = scope.node
+    alias_targets = set()  # ids of the Names bound by `alias = torch.empty_like`
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
         args = node.args
         for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
@@ -51,12 +52,9 @@ def _bindings(scope: Scope) -> dict[str, list]:
         elif isinstance(sub, ast.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0], ast.Name) \
                 and isinstance(sub.value, (ast.Name, ast.Attribute)):
             add(sub.targets[0].id, sub.value)
+            alias_targets.add(id(sub.targets[0]))  # walk_scope yields it after its Assign
         elif isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
-            parent_assign = scope.parents.get(sub)
-            is_alias = (isinstance(parent_assign, ast.Assign) and len(parent_assign.targets) == 1
-                        and parent_assign.targets[0] is sub
-                        and isinstance(parent_assign.value, (ast.Name, ast.Attribute)))
-            if not is_alias:
+            if id(sub) not in alias_targets:
                 add(sub.id, _OPAQUE)
         elif isinstance(sub, ast.ExceptHandler) and sub.name:
             add(sub.name, _OPAQUE)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import cached_property
 
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 NESTED_SCOPES = SCOPE_NODES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -13,7 +14,6 @@ LOOP_NODES = (ast.For, ast.AsyncFor, ast.While)
 class Scope:
     node: ast.AST  # Module, FunctionDef, AsyncFunctionDef or ClassDef
     parent: "Scope | None"
-    parents: dict  # node -> parent node, shared by the whole module
 
 
 @dataclass(eq=False)
@@ -66,20 +66,25 @@ class ModuleIndex:
 
     def __init__(self, tree: ast.Module):
         self.tree = tree
-        self.parents: dict = {}
-        for node in ast.walk(tree):
-            for child in ast.iter_child_nodes(node):
-                self.parents[child] = node
         self.scopes: list[Scope] = []
         self.loops: list[Loop] = []
         self._scope_of_node: dict = {}
         self._index_scope(tree, None)
 
+    @cached_property
+    def parents(self) -> dict:
+        """node -> parent node; built only when a rule needs data flow."""
+        parents = {}
+        for node in ast.walk(self.tree):
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+        return parents
+
     def scope_for(self, node: ast.AST) -> Scope:
         return self._scope_of_node[node]
 
     def _index_scope(self, node, parent_scope):
-        scope = Scope(node, parent_scope, self.parents)
+        scope = Scope(node, parent_scope)
         self.scopes.append(scope)
         self._scope_of_node[node] = scope
         self._index_block(node.body, scope, [], None)
@@ -103,9 +108,3 @@ class ModuleIndex:
                 for case in stmt.cases:
                     # Not a block the rule looks through, but loops inside count.
                     self._index_block(case.body, scope, enclosing, None)
-
-
-def enclosing_statement(node: ast.AST, parents: dict) -> ast.stmt | None:
-    while node is not None and not isinstance(node, ast.stmt):
-        node = parents.get(node)
-    return node
