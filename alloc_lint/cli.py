@@ -80,9 +80,10 @@ def _print_errors(errors) -> None:
         print(error, file=sys.stderr)
 
 
-def _print_stats(stats) -> None:
+def _print_stats(stats, diagnostics: int, errors: int) -> None:
     print(json.dumps({"files": stats.files, "text_kept": stats.text_kept, "ast_kept": stats.ast_kept,
-                      "libcst_parsed": stats.libcst_parsed, "cached": stats.cached}), file=sys.stderr)
+                      "libcst_parsed": stats.libcst_parsed, "cached": stats.cached,
+                      "diagnostics": diagnostics, "errors": errors}), file=sys.stderr)
 
 
 def _jobs(args) -> int:
@@ -137,7 +138,7 @@ def run_check(args, config: Config) -> int:
     if args.format != "github":
         _print_errors(report.errors)
     if args.stats:
-        _print_stats(report.stats)
+        _print_stats(report.stats, len(report.diagnostics), len(report.errors))
     if any(not e.warning for e in report.errors):
         return 2
     return 1 if report.diagnostics and not args.exit_zero else 0
@@ -200,7 +201,7 @@ def run_fix(args, config: Config) -> int:
                     "upstream swap instead (its assumption is in `alloc-lint explain ALC001`).")
     print(summary, file=sys.stderr)
     if args.stats:
-        _print_stats(stats)
+        _print_stats(stats, remaining, int(failed))
     if failed:
         return 2
     if remaining or (args.diff and fixed):

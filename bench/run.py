@@ -171,8 +171,8 @@ def unavailable(tool: Tool) -> str:
 def failed(r: Run) -> str:
     """Why a finished run is an error, or "". Linters exit 1 for "found something",
     so rc 0 and 1 are fine unless Python died of an exception (which also gives 1);
-    rc 2 and up are usage or internal errors (argparse exits 2)."""
-    if r.rc is not None and (r.rc > 1 or b"Traceback (most recent call" in r.err):
+    rc 2 and up are usage or internal errors (argparse exits 2), below 0 a signal."""
+    if r.rc is not None and (r.rc not in (0, 1) or b"Traceback (most recent" in r.err):
         last = (r.err.decode(errors="replace").strip().splitlines() or ["?"])[-1]
         return f"error, rc {r.rc}: `{last[:100]}`"
     return ""
@@ -201,10 +201,11 @@ def alc_stats(tree: Path, timeout: float) -> str:
             continue
         if isinstance(s, dict):
             g = s.get
-            return (f"files read {g('files')} → text prefilter kept {g('text_kept')} → "
-                    f"ast check kept {g('ast_kept')} → LibCST parsed "
-                    f"{g('libcst_parsed')}; diagnostics {g('diagnostics')}, errors "
-                    f"{g('errors')} ({fmt_s(r.wall)} s with --stats)")
+            chain = (f"files read {g('files')} → text prefilter kept {g('text_kept')} → "
+                     f"ast check kept {g('ast_kept')} → LibCST parsed {g('libcst_parsed')}")
+            stage = ("files", "text_kept", "ast_kept", "libcst_parsed")
+            rest = ", ".join(f"{k} {v}" for k, v in s.items() if k not in stage)
+            return f"{chain}; {rest} ({fmt_s(r.wall)} s with --stats)"
     return f"n/a (`--stats` printed no JSON object on stderr; rc {r.rc})"
 
 
