@@ -24,6 +24,7 @@ class FixResult:
     fixed: int = 0  # findings fixed
     held_back: int = 0  # findings fixed the safe way whose preferred fix is unsafe
     remaining: list[Diagnostic] = field(default_factory=list)  # findings left
+    error: str | None = None  # why fixes could not be applied, if they could not
 
     @property
     def changed(self) -> bool:
@@ -50,12 +51,16 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
         fixable = [d for d in diagnostics if d.fix_for(unsafe_fixes)]
         if not fixable:
             break
+        from .fixer import FixError, apply_plans  # LibCST is only imported when something is fixed
+
+        try:
+            result.text = apply_plans(result.text, [f.plan for f in _unique_fixes(fixable, unsafe_fixes)])
+        except FixError as exc:
+            result.error = str(exc)
+            break
         result.fixed += len(fixable)
         if not unsafe_fixes:
             result.held_back += sum(1 for d in fixable if d.held_back_fix())
-        from .fixer import apply_plans  # LibCST is only imported when something is fixed
-
-        result.text = apply_plans(result.text, [f.plan for f in _unique_fixes(fixable, unsafe_fixes)])
         diagnostics = engine.check_text(result.text, filename, config)
     result.remaining = diagnostics
     return result
@@ -63,14 +68,17 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
 
 def attach_edits(text: str, diagnostics: list[Diagnostic]) -> None:
     """Fill in each fix's text edits (for JSON and SARIF output)."""
-    from .fixer import apply_plans, line_edits
+    from .fixer import FixError, apply_plans, line_edits
 
     done = {}
     for d in diagnostics:
         for fix in d.fixes:
             key = id(fix.plan)
             if key not in done:
-                done[key] = line_edits(text, apply_plans(text, [fix.plan]))
+                try:
+                    done[key] = line_edits(text, apply_plans(text, [fix.plan]))
+                except FixError:
+                    done[key] = None  # reported without edits
             fix.edits = done[key]
 
 

@@ -21,10 +21,24 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _tool_fingerprint() -> str:
+    """The version, and the rules' own code: results of an edited checkout
+    (same version number) are not reused."""
+    digest = hashlib.blake2b(__version__.encode(), digest_size=8)
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(package)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
 class Cache:
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.folder = Path(folder)
-        key = hashlib.blake2b(f"{__version__}\0{fingerprint}".encode(), digest_size=8).hexdigest()
+        key = hashlib.blake2b(f"{_tool_fingerprint()}\0{fingerprint}".encode(), digest_size=8).hexdigest()
         self.path = self.folder / f"results-{__version__}-{key}.pickle"
         self.entries: dict[str, tuple] = {}
         self.dirty = False

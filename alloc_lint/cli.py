@@ -156,8 +156,7 @@ def run_fix(args, config: Config) -> int:
             continue
         stats.files += 1
         try:
-            with open(path, "rb") as handle:
-                original = handle.read()
+            original = engine.read_bytes(path)
             source = engine.decode(original)
             if not args.no_prefilter and not engine.might_match(source.text, config):
                 continue
@@ -167,10 +166,8 @@ def run_fix(args, config: Config) -> int:
             print(f"{path}: error: {exc}", file=sys.stderr)
             failed = True
             continue
-        except OSError as exc:
-            print(f"{path}: error: cannot read: {exc.strerror or exc}", file=sys.stderr)
-            failed = True
-            continue
+        if result.error:
+            print(f"{path}: warning: {result.error}", file=sys.stderr)
         fixed += result.fixed
         held_back += result.held_back
         remaining += len(result.remaining)

@@ -8,6 +8,7 @@ import fnmatch
 import io
 import os
 import re
+import stat
 import tokenize
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -137,15 +138,20 @@ class Report:
     stats: Stats = field(default_factory=Stats)
 
 
-def read_source(path: str) -> Source:
+def read_bytes(path: str) -> bytes:
+    """A file's bytes, or SourceError: never blocks on a FIFO or device."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            kind = "a directory" if os.path.isdir(path) else "not a regular file"
+            raise SourceError(f"is {kind}" if kind == "a directory" else kind)
         with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise SourceError("is a directory") from None
+            return handle.read()
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}") from None
-    return decode(data)
+
+
+def read_source(path: str) -> Source:
+    return decode(read_bytes(path))
 
 
 def check_file(path: str, config: Config, prefilter: bool = True):
@@ -158,12 +164,11 @@ def check_file(path: str, config: Config, prefilter: bool = True):
 
     try:
         stat_key = Cache.stat_key(path)
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        return path, None, None, ([], "is a directory", False)
+        data = read_bytes(path)
     except OSError as exc:
         return path, None, None, ([], f"cannot read: {exc.strerror or exc}", False)
+    except SourceError as exc:
+        return path, None, None, ([], str(exc), False)
     stats = Stats()
     try:
         diagnostics = check_text(decode(data).text, path, config, prefilter, stats)
@@ -202,7 +207,17 @@ def iter_python_files(paths: list[str], config: Config):
 
     Paths named explicitly are always checked; directories are walked for
     `*.py`, skipping excluded names, and never following symlinked folders
-    (which could loop)."""
+    (which could loop). A file reached twice (`src src/a.py`, `a.py ./a.py`)
+    is yielded once, under the first spelling."""
+    seen = set()
+    for path, error in _iter_python_files(paths, config):
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            yield path, error
+
+
+def _iter_python_files(paths: list[str], config: Config):
     for given in paths:
         path = Path(given)
         if not os.path.lexists(given):

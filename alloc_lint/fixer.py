@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+from functools import lru_cache
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -24,16 +25,23 @@ def _char_col(lines: list[str], lineno: int, byte_col: int) -> int:
 class _Rewriter(cst.CSTTransformer):
     """Rebuilds the statement lists that hold planned statements."""
 
-    def __init__(self, module: cst.Module, insert_before, wrap, replace):
+    def __init__(self, module: cst.Module, insert_before, wrap, replace, spans=None):
         self.module = module
+        # Statements that hold no planned statement are kept as they are, unvisited.
+        self.spans = spans or {}
+        targets = {*insert_before, *replace, *(i for _, ids, _ in wrap.values() for i in ids)}
+        self.target_lines = {self.spans[i][0] for i in targets if i in self.spans}
         self.insert_before = insert_before  # id(loop) -> [names to set to None]
         self.wrap = wrap  # id(first alloc line) -> (temp, [alloc line ids], [spare lines])
         self.replace = replace  # id(line) -> function(updated line) -> line | None
 
     def _statement(self, code: str) -> cst.SimpleStatementLine:
-        return cst.parse_statement(code + self.module.default_newline, config=self.module.config_for_parsing)
+        # No module parsing config: its default indent may hold a form feed, which
+        # LibCST refuses there; the newline is the module's at code generation.
+        return cst.parse_statement(code + "\n")
 
-    def _rebuild(self, originals, updated):
+    def _rebuild(self, originals, updated, indent):
+        """The new statement list, and comment lines left over at its end."""
         by_id = {id(o): u for o, u in zip(originals, updated)}
         wrapped = {i for _, ids, _ in self.wrap.values() for i in ids[1:]}
         out, carry = [], []
@@ -54,25 +62,39 @@ class _Rewriter(cst.CSTTransformer):
                 lines[0] = lines[0].with_changes(leading_lines=[])
                 node = cst.If(
                     test=cst.parse_expression(f"{temp} is None"),
-                    body=cst.IndentedBlock(body=[*lines, *spares]),
+                    # Indent like the enclosing block, not LibCST's module default.
+                    body=cst.IndentedBlock(body=[*lines, *spares], indent=indent),
                     leading_lines=leading,
                 )
             if key in self.replace:
+                old = by_id[key]
                 node = self.replace[key](node)
-                if node is None:  # an emptied line: keep its comments for the next one
-                    carry.extend(by_id[key].leading_lines)
+                if node is None:  # an emptied line: keep its comments for what follows
+                    carry.extend(old.leading_lines)
+                    comment = old.trailing_whitespace.comment
+                    if comment is not None:
+                        carry.append(cst.EmptyLine(comment=comment))
                     continue
             if carry:
                 node = node.with_changes(leading_lines=[*carry, *node.leading_lines])
                 carry = []
             out.append(node)
-        return out
+        return out, carry
+
+    def on_visit(self, node) -> bool:
+        span = self.spans.get(id(node))
+        if span is not None and not any(span[0] <= line <= span[1] for line in self.target_lines):
+            return False
+        return super().on_visit(node)
 
     def leave_IndentedBlock(self, original_node, updated_node):
-        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body))
+        indent = original_node.indent if original_node.indent is not None else self.module.default_indent
+        body, rest = self._rebuild(original_node.body, updated_node.body, indent)
+        return updated_node.with_changes(body=body, footer=[*rest, *updated_node.footer])
 
     def leave_Module(self, original_node, updated_node):
-        return updated_node.with_changes(body=self._rebuild(original_node.body, updated_node.body))
+        body, rest = self._rebuild(original_node.body, updated_node.body, self.module.default_indent)
+        return updated_node.with_changes(body=body, footer=[*rest, *updated_node.footer])
 
 
 def _rebinding(stmt: ast.Assign, pairs, form: str) -> str:
@@ -103,16 +125,46 @@ def _without_temps(stmt: ast.Delete, temps: set[str]) -> str | None:
     return f"del {', '.join(kept)}" if kept else None
 
 
-def apply_plans(text: str, plans: list) -> str:
-    """Rewrite `text` (the source the plans were made from) with every plan."""
-    if not plans:
-        return text
+@lru_cache(maxsize=2)
+def _parsed(text: str):
+    """The module, its statements by start position, and each statement's line
+    span. Cached: JSON and SARIF output apply each fix of a file on its own to
+    the same text, and parsing with positions is most of the cost. LibCST trees
+    are immutable (a transform builds new nodes), so sharing one is safe."""
     module = cst.parse_module(text)
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     at: dict[tuple[int, int], cst.CSTNode] = {}
+    spans: dict[int, tuple[int, int]] = {}
     for node, where in positions.items():
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             at.setdefault((where.start.line, where.start.column), node)
+            spans[id(node)] = (where.start.line, where.end.line)
+    return module, at, spans
+
+
+class FixError(Exception):
+    """A planned rewrite could not be carried out on this text; nothing is changed."""
+
+
+def apply_plans(text: str, plans: list) -> str:
+    """Rewrite `text` (the source the plans were made from) with every plan.
+
+    Raises FixError, never anything else, when LibCST reads the text
+    differently from `ast` (odd whitespace, form feeds in indentation) or the
+    result would not parse: a fix that cannot be proven well-formed is dropped."""
+    if not plans:
+        return text
+    try:
+        new = _apply_plans(text, plans)
+        ast.parse(new)
+    except (cst.ParserSyntaxError, LookupError, ValueError, SyntaxError, RecursionError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FixError(f"could not apply the fix: {message}") from None
+    return new
+
+
+def _apply_plans(text: str, plans: list) -> str:
+    module, at, spans = _parsed(text)
     lines = split_lines(text)
 
     def node_for(stmt: ast.stmt) -> cst.CSTNode:
@@ -144,7 +196,7 @@ def apply_plans(text: str, plans: list) -> str:
             else:
                 new = cst.parse_statement(kept + module.default_newline).body[0]
                 replace[id(node_for(stmt))] = lambda line, new=new: line.with_changes(body=[new])
-    return module.visit(_Rewriter(module, insert_before, wrap, replace)).code
+    return module.visit(_Rewriter(module, insert_before, wrap, replace, spans)).code
 
 
 def line_edits(old: str, new: str) -> list[Edit]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import os
 import keyword
 import re
 from collections import Counter
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import pytest
 
 torch = pytest.importorskip("torch")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from alloc_lint import check_source, fix_source  # noqa: E402
@@ -44,10 +45,14 @@ H, D = 3, 4
 # puts none there, so that this property keeps covering everything else. Set to
 # True once fixed.
 DEL_COMMENTS_SUPPORTED = False
+# Likewise: the `if T is None:` body is indented with the module's default
+# indentation (that of the file's first indented block), not the enclosing
+# block's (test_inserted_block_follows_the_enclosing_indentation).
+MIXED_INDENT_SUPPORTED = False
 
 # Names the generated programs use for themselves (PRELUDE's too).
 RESERVED = {
-    "torch", "run", "outs", "lses", "i", "seen", "merged", "fold", "first_chunk",
+    "torch", "run", "outs", "lses", "i", "seen", "merged", "prev", "fold", "first_chunk",
     "merge", "merge_attn_states", "merge_strided", "out", "output", "prefix", "suffix",
     "out_lse", "output_lse", "prefix_lse", "suffix_lse", "prefix_output", "suffix_output",
     "match", "case", "type", "_",
@@ -61,6 +66,9 @@ identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True).filter(
 class Generated:
     text: str
     pattern_lines: set = field(default_factory=set)  # 0-based indices of the pattern's statements
+    # 0-based indices of lines between the group's allocations: the fix moves them
+    # into `if T is None:` with the allocations, so they may only change indentation.
+    moved_lines: set = field(default_factory=set)
     alloc_lines: list = field(default_factory=list)  # 1-based line numbers of the allocations
     markers: list = field(default_factory=list)
     accumulators: int = 1
@@ -71,7 +79,6 @@ class Generated:
     first_chunk_merged: bool = False  # merges = n if True else n - 1
     unit: str = "    "
     crlf: bool = False
-    has_counter: bool = False
 
 
 class _Writer:
@@ -118,21 +125,28 @@ def programs(draw) -> Generated:
     multiline_call = draw(st.booleans())
     del_kind = draw(st.sampled_from(["none", "all", "first", "separate", "with_chunk"]))
     tail = draw(st.booleans())  # an unrelated statement after the pattern
+    decoy = draw(st.booleans())  # `{tmp}_alt` already names something: ping-pong must pick another name
     comments = draw(st.booleans())
     unit = draw(st.sampled_from(["    ", "\t"]))
     crlf = draw(st.booleans())
+    # A helper indented otherwise (a tab in a space-indented file, two spaces in a tab-indented one).
+    odd_helper = MIXED_INDENT_SUPPORTED and draw(st.booleans())
 
     g = Generated("", accumulators=2 if paired else 1, style=style, unit=unit, crlf=crlf)
     w = _Writer(draw, unit, comments)
     accs = [acc, acc_lse] if paired else [acc]
     tmps = [tmp, tmp_lse] if paired else [tmp]
     chunks = [chunk, chunk_lse] if paired else [chunk]
-    counter = tail or (tuple_rebind and not paired)  # a `merged` counter is returned
-    g.has_counter = counter
+    counter = tail  # a `merged` counter, returned
+    keep_prev = tuple_rebind and not paired  # `acc, prev = tmp, chunk`: plain names on both sides
 
     # --- helpers at module level ---
     w.stmt(0, "import torch", trailing=False)
     w.fill(0)
+    if odd_helper:
+        w.lines.append(("", False))
+        w.lines.append(("def odd_helper():", False))
+        w.lines.append((("  " if unit == "\t" else "\t") + "return 0", False))
     if not paired:
         first = "output" if call_kind == "output" else "out"
         w.lines.append(("", False))
@@ -151,6 +165,10 @@ def programs(draw) -> Generated:
     direct = ["outs[{i}]", "lses[{i}]"][:len(accs)]
     if counter:
         w.stmt(1, "merged = 0")
+    if keep_prev:
+        w.stmt(1, "prev = None")
+    if decoy:
+        w.stmt(1, f"{tmp}_alt = len(outs)")
     if style == "if_none":
         w.stmt(1, f"{acc} = None")
     elif style == "continue":
@@ -211,7 +229,9 @@ def programs(draw) -> Generated:
     order = draw(st.permutations(range(len(accs))))
     for k, j in enumerate(order):
         if k:
+            before = len(w.lines)
             w.fill(level)
+            g.moved_lines.update(range(before, len(w.lines)))
         g.alloc_lines.append(w.stmt(level, f"{tmps[j]} = torch.empty_like({accs[j]})", pattern=True))
     w.fill(level)
     if paired:
@@ -242,7 +262,9 @@ def programs(draw) -> Generated:
         targets = [accs[j] for j in rebind_order]
         values = [tmps[j] for j in rebind_order]
         if not paired:
-            targets, values = [acc, "merged"], [tmp, "merged + 1"]
+            targets, values = [acc, "prev"], [tmp, chunk]
+            if draw(st.booleans()):
+                targets, values = targets[::-1], values[::-1]
         w.stmt(level, f"{', '.join(targets)} = {', '.join(values)}", pattern=True)
     else:
         for k, j in enumerate(rebind_order):
@@ -272,7 +294,8 @@ def programs(draw) -> Generated:
 
     # --- after the loop ---
     w.fill(1)
-    result = ", ".join(accs + (["merged"] if counter else []))
+    result = ", ".join(accs + (["merged"] if counter else []) + (["prev"] if keep_prev else [])
+                       + ([f"{tmp}_alt"] if decoy else []))
     w.stmt(1, f"return {result}")
     w.fill(0)
 
@@ -305,7 +328,11 @@ def _check_text_properties(g: Generated, fixed: str):
         assert fixed.count("\n") == fixed.count("\r\n"), "mixed line endings"
     else:
         assert "\r" not in fixed
-    for line in fixed.splitlines():
+    lines = fixed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def "))
+    if "def odd_helper" in lines[start]:
+        start += 2
+    for line in lines[start:]:
         indent = line[:len(line) - len(line.lstrip(" \t"))]
         if g.unit == "\t":
             assert " " not in indent, f"space indentation in a tab-indented file: {line!r}"
@@ -313,10 +340,15 @@ def _check_text_properties(g: Generated, fixed: str):
             assert "\t" not in indent and len(indent) % 4 == 0, f"odd indentation: {line!r}"
     # Every line that is not one of the pattern's statements is kept verbatim, in order.
     original = g.text.splitlines(keepends=True)
-    kept = [line for i, line in enumerate(original) if i not in g.pattern_lines]
     out = iter(fixed.splitlines(keepends=True))
-    for line in kept:
-        assert any(line == candidate for candidate in out), f"line lost or moved: {line!r}"
+    for i, line in enumerate(original):
+        if i in g.pattern_lines:
+            continue
+        if i in g.moved_lines:
+            ok = any(line.lstrip(" \t") == candidate.lstrip(" \t") for candidate in out)
+        else:
+            ok = any(line == candidate for candidate in out)
+        assert ok, f"line lost, changed or out of order: {line!r}"
 
 
 def _inputs(n: int, seed: int):
@@ -330,11 +362,19 @@ def _snapshot(args):
     return [t.clone() for a in args for t in a]
 
 
+SPARE = re.compile(r"^[ \t]*\w+_alt\d* = torch\.empty_like\(", re.MULTILINE)
+
+
 def _form(text: str) -> str:
-    return "pingpong" if "_alt" in text else "swap"
+    """Ping-pong allocates spare buffers under fresh `_alt` names."""
+    return "pingpong" if SPARE.search(text) else "swap"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No shrinking: each example runs six programs, and shrinking a failure took
+# minutes; the failing program's full text is printed either way. Set
+# ALLOC_LINT_PROPERTY_EXAMPLES to search longer.
+@settings(max_examples=int(os.environ.get("ALLOC_LINT_PROPERTY_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(g=programs(), n=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_generated_pattern_fixes(g, n, seed):
     diagnostics = check_source(g.text)
@@ -391,3 +431,19 @@ def test_dropped_del_keeps_its_comments(crlf):
     fixed = fix_source(text).text
     assert "# keep-1" in fixed
     assert "# keep-2" in fixed
+
+
+MIXED_INDENTATION = (
+    "def helper():\n"
+    "\treturn 0  # the file's first indented block uses a tab\n"
+    + DEL_WITH_COMMENTS.replace("import torch\n", "import torch  # the rest: four spaces\n")
+)
+
+
+def test_inserted_block_follows_the_enclosing_indentation():
+    """The new `if tmp is None:` body should be indented like the block it is
+    in; it gets LibCST's module default instead (here a tab, after eight
+    spaces: `        \\ttmp = torch.empty_like(acc)`)."""
+    fixed = fix_source(MIXED_INDENTATION).text
+    inserted = next(line for line in fixed.splitlines() if "torch.empty_like" in line)
+    assert inserted == "            tmp = torch.empty_like(acc)", repr(inserted)

@@ -136,6 +136,8 @@ def _is_rebound(text: str, temp: str) -> bool:
 def might_have_finding(text: str, allocator_names: frozenset[str]) -> bool:
     if not any(name in text for name in allocator_names):
         return False
+    if "\r" in text:  # the expressions below know `\n` line ends; Python also takes `\r`
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "for" not in text and "while" not in text:
         return False
     return any(_is_rebound(text, temp) for temp in candidate_temporaries(text, allocator_names))

@@ -75,6 +75,7 @@ def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
                 "informationUri": "https://pypi.org/project/alloc-lint/",
                 "rules": [_rule(r) for r in ALL_RULES],
             }},
+            "columnKind": "unicodeCodePoints",
             "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().as_uri() + "/"}},
             "results": results,
             "invocations": [{
