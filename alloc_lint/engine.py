@@ -154,31 +154,42 @@ def read_source(path: str) -> Source:
     return decode(read_bytes(path))
 
 
-def check_file(path: str, config: Config, prefilter: bool = True):
-    """Check one file for check_paths, in this process or a worker.
+def _read(path: str, config: Config, prefilter: bool, hashing: bool):
+    """Stage 1, in this process: read, decode, text prefilter.
 
-    Returns (path, stat key, content hash, result) where result is
-    (diagnostics, error message, kept by the text prefilter) and is what the
-    cache stores: no fix plans (they hold syntax trees), no read errors."""
+    Returns (path, stat key, content hash, text to parse or None, result or
+    None); a result is (diagnostics, error message, kept by the prefilter) and
+    is what the cache stores: no fix plans (they hold syntax trees)."""
     from .cache import Cache, content_hash
 
     try:
         stat_key = Cache.stat_key(path)
         data = read_bytes(path)
     except OSError as exc:
-        return path, None, None, ([], f"cannot read: {exc.strerror or exc}", False)
+        return path, None, None, None, ([], f"cannot read: {exc.strerror or exc}", False)
     except SourceError as exc:
-        return path, None, None, ([], str(exc), False)
-    stats = Stats()
+        return path, None, None, None, ([], str(exc), False)
+    digest = content_hash(data) if hashing else None
     try:
-        diagnostics = check_text(decode(data).text, path, config, prefilter, stats)
-        error = None
+        text = decode(data).text
+    except SourceError as exc:
+        return path, stat_key, digest, None, ([], str(exc), False)
+    if prefilter and not might_match(text, config):
+        return path, stat_key, digest, None, ([], None, False)
+    return path, stat_key, digest, text, None
+
+
+def _parse(item, config: Config):
+    """Stage 2, here or in a worker: parse and run the rules on a kept file."""
+    path, text = item
+    try:
+        diagnostics, error = check_text(text, path, config, prefilter=False), None
     except SourceError as exc:
         diagnostics, error = [], str(exc)
     for d in diagnostics:
         for fix in d.fixes:
             fix.plan = None
-    return path, stat_key, content_hash(data), (diagnostics, error, bool(stats.text_kept))
+    return path, (diagnostics, error, True)
 
 
 # --- finding files ------------------------------------------------------------------
@@ -250,28 +261,29 @@ def _iter_python_files(paths: list[str], config: Config):
             yield given, FileError(given, "no Python files found", warning=True)
 
 
-MIN_FILES_PER_PROCESS = 64  # below this, starting workers costs more than it saves
+# Parsing is the only stage worth other processes, and only for many files:
+# reading and the text prefilter cost less than handing the texts over.
+MIN_PARSES_PER_PROCESS = 24
 
 
-def _results(paths: list[str], config: Config, prefilter: bool, jobs: int):
-    if jobs > 1 and len(paths) >= 2 * MIN_FILES_PER_PROCESS:
+def _parsed(items: list, config: Config, jobs: int):
+    if jobs > 1 and len(items) >= 2 * MIN_PARSES_PER_PROCESS:
         import multiprocessing
         from functools import partial
 
-        jobs = min(jobs, len(paths) // MIN_FILES_PER_PROCESS)
+        jobs = min(jobs, len(items) // MIN_PARSES_PER_PROCESS)
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(jobs) as pool:
-            yield from pool.imap_unordered(partial(check_file, config=config, prefilter=prefilter), paths,
-                                           chunksize=max(1, len(paths) // (jobs * 8)))
+            yield from pool.imap_unordered(partial(_parse, config=config), items)
     else:
-        for path in paths:
-            yield check_file(path, config, prefilter)
+        for item in items:
+            yield _parse(item, config)
 
 
 def check_paths(paths: list[str], config: Config, prefilter: bool = True, jobs: int = 1,
                 cache=None, progress=None) -> Report:
     """Check files and folders. `cache` is an alloc_lint.cache.Cache or None;
-    `progress(done, total)` is called as files complete."""
+    `progress(done, total)` is called as files are read."""
     report = Report()
     todo = []
 
@@ -298,12 +310,24 @@ def check_paths(paths: list[str], config: Config, prefilter: bool = True, jobs: 
                 add(path, hit)
                 continue
         todo.append(path)
-    for done, (path, stat_key, digest, result) in enumerate(_results(todo, config, prefilter, jobs), 1):
+
+    keys, to_parse = {}, []
+    for done, (path, stat_key, digest, text, result) in enumerate(
+            (_read(p, config, prefilter, cache is not None) for p in todo), 1):
+        if progress:
+            progress(done, len(todo))
+        keys[path] = (stat_key, digest)
+        if result is None:
+            to_parse.append((path, text))
+            continue
         add(path, result)
         if cache is not None and digest is not None:
             cache.store(path, stat_key, digest, result)
-        if progress:
-            progress(done, len(todo))
+    for path, result in _parsed(to_parse, config, jobs):
+        add(path, result)
+        stat_key, digest = keys[path]
+        if cache is not None and digest is not None:
+            cache.store(path, stat_key, digest, result)
     if cache is not None:
         cache.save()
     report.diagnostics.sort(key=Diagnostic.sort_key)
