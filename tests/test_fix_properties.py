@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-import os
 import keyword
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,16 +39,6 @@ from runtime import run, same  # noqa: E402
 
 H, D = 3, 4
 
-# Comments or blank lines directly before a `del T` that the fix drops, or a
-# comment at the end of that line, are lost by the fixer (see
-# test_dropped_del_keeps_its_comments below). Until that is fixed the generator
-# puts none there, so that this property keeps covering everything else. Set to
-# True once fixed.
-DEL_COMMENTS_SUPPORTED = False
-# Likewise: the `if T is None:` body is indented with the module's default
-# indentation (that of the file's first indented block), not the enclosing
-# block's (test_inserted_block_follows_the_enclosing_indentation).
-MIXED_INDENT_SUPPORTED = False
 
 # Names the generated programs use for themselves (PRELUDE's too).
 RESERVED = {
@@ -129,8 +119,9 @@ def programs(draw) -> Generated:
     comments = draw(st.booleans())
     unit = draw(st.sampled_from(["    ", "\t"]))
     crlf = draw(st.booleans())
-    # A helper indented otherwise (a tab in a space-indented file, two spaces in a tab-indented one).
-    odd_helper = MIXED_INDENT_SUPPORTED and draw(st.booleans())
+    # A helper indented otherwise (a tab in a space-indented file, two spaces in a tab-indented one),
+    # first in the file: LibCST takes its module default indentation from it.
+    odd_helper = draw(st.booleans())
 
     g = Generated("", accumulators=2 if paired else 1, style=style, unit=unit, crlf=crlf)
     w = _Writer(draw, unit, comments)
@@ -272,10 +263,7 @@ def programs(draw) -> Generated:
                 w.fill(level)
             w.stmt(level, f"{accs[j]} = {tmps[j]}", pattern=True)
     if del_kind != "none":
-        dropped = del_kind != "with_chunk"  # the whole line goes away
-        quiet = dropped and not DEL_COMMENTS_SUPPORTED
-        if not quiet:
-            w.fill(level)
+        w.fill(level)  # comments above a dropped `del` must survive it
         if del_kind == "all":
             dels = [", ".join(tmps[j] for j in order)]
         elif del_kind == "first":
@@ -285,9 +273,9 @@ def programs(draw) -> Generated:
         else:
             dels = [", ".join([*tmps, chunk])]
         for k, d in enumerate(dels):
-            if k and not quiet:
+            if k:
                 w.fill(level)
-            w.stmt(level, f"del {d}", pattern=True, trailing=not quiet)
+            w.stmt(level, f"del {d}", pattern=True)
     if tail:
         w.stmt(level, "merged += 1")
     w.fill(level)
@@ -373,8 +361,8 @@ def _form(text: str) -> str:
 # No shrinking: each example runs six programs, and shrinking a failure took
 # minutes; the failing program's full text is printed either way. Set
 # ALLOC_LINT_PROPERTY_EXAMPLES to search longer.
-@settings(max_examples=int(os.environ.get("ALLOC_LINT_PROPERTY_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@settings(max_examples=int(os.environ.get("ALLOC_LINT_PROPERTY_EXAMPLES", "100")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(g=programs(), n=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_generated_pattern_fixes(g, n, seed):
     diagnostics = check_source(g.text)
@@ -406,7 +394,7 @@ def test_generated_pattern_fixes(g, n, seed):
         assert new_calls == g.setup + (per_accumulator * g.accumulators if merges else 0), fixed
 
 
-# --- known bug: comments around a dropped `del T` ----------------------------------------
+# --- regressions (found by the property above) -------------------------------------------
 
 DEL_WITH_COMMENTS = '''import torch
 
@@ -424,9 +412,9 @@ def run(outs):
 
 @pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
 def test_dropped_del_keeps_its_comments(crlf):
-    """DESIGN 3: comments are kept byte for byte. The fix drops `del tmp`, and
-    with it the comment on its line and the comment lines above it (they are
-    carried to the next statement of the block, but there is none)."""
+    """DESIGN 3: comments are kept. The fix drops `del tmp`; the comment on its
+    line and the comment lines above it used to go with it (they were carried
+    to the next statement of the block, and there was none)."""
     text = DEL_WITH_COMMENTS.replace("\n", "\r\n") if crlf else DEL_WITH_COMMENTS
     fixed = fix_source(text).text
     assert "# keep-1" in fixed
@@ -441,9 +429,9 @@ MIXED_INDENTATION = (
 
 
 def test_inserted_block_follows_the_enclosing_indentation():
-    """The new `if tmp is None:` body should be indented like the block it is
-    in; it gets LibCST's module default instead (here a tab, after eight
-    spaces: `        \\ttmp = torch.empty_like(acc)`)."""
+    """The new `if tmp is None:` body is indented like the block it is in, not
+    with LibCST's module default (that of the file's first indented block: here
+    a tab, which gave `        \\ttmp = torch.empty_like(acc)`)."""
     fixed = fix_source(MIXED_INDENTATION).text
     inserted = next(line for line in fixed.splitlines() if "torch.empty_like" in line)
     assert inserted == "            tmp = torch.empty_like(acc)", repr(inserted)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -35,6 +36,7 @@ SCALE = float(os.environ.get("ALLOC_LINT_FUZZ_SCALE", "1"))  # raise to search l
 
 def examples(n: int) -> int:
     return max(1, int(n * SCALE))
+
 
 # Appended to generated modules so that the rule and the fixer have work to do.
 PATTERN = '''
@@ -141,7 +143,7 @@ def _pieces(path: Path) -> tuple[list[str], list[list[str]]]:
                 start -= 1
             starts.append(start)
     bounds = [*starts, len(lines)]
-    return lines[:starts[0]], [lines[a:b] for a, b in zip(bounds, bounds[1:])]
+    return lines[:starts[0]], [lines[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 PIECES = {p.name: _pieces(p) for p in sorted(FIXTURES.glob("*.py"))}
@@ -159,13 +161,8 @@ def _reindent(line: str, how: str) -> str:
     return body  # "flush"
 
 
-# Known bugs (see the tests at the end of this file): with either of these the
-# fuzz fails at once, so they are left out of it until fixed.
-CR_LINE_ENDINGS_SUPPORTED = False  # test_cr_line_endings_are_checked
-FORMFEED_INDENT_SUPPORTED = False  # test_formfeed_in_indentation_does_not_crash_the_fixer
-
-MUTATIONS = ["delete", "duplicate", "swap", "indent", "indent", "formfeed", "comment", "blank",
-             "continuation", "bracket_comment"] + (["formfeed_indent"] if FORMFEED_INDENT_SUPPORTED else [])
+MUTATIONS = ["delete", "duplicate", "swap", "indent", "indent", "formfeed", "formfeed_indent",
+             "comment", "blank", "continuation", "bracket_comment"]
 
 
 @st.composite
@@ -199,7 +196,7 @@ def mutated_fixtures(draw):
         else:
             lines.insert(i, "\n")
     text = "".join(lines)
-    ending = draw(st.sampled_from(["\n", "\r\n"] + (["\r"] if CR_LINE_ENDINGS_SUPPORTED else [])))
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     return text.replace("\n", ending)
 
 
@@ -218,7 +215,7 @@ def test_unmutated_fixture_pieces_reassemble(name):
     assert rebuilt == text and len(pieces) > 5
 
 
-# --- known bugs ----------------------------------------------------------------------------
+# --- regressions ---------------------------------------------------------------------------
 
 ONE_FINDING = (
     "import torch\n"
@@ -234,8 +231,8 @@ ONE_FINDING = (
 
 
 def test_cr_line_endings_are_checked():
-    """Python (and ast) accept old-Mac `\\r` line endings; the rule finds the
-    pattern there, but the text prefilter, which only knows `\\n`, skips the file."""
+    """Python (and ast) accept old-Mac `\\r` line endings; the text prefilter,
+    which knew only `\\n`, skipped such files."""
     text = ONE_FINDING.replace("\n", "\r")
     assert len(engine.check_text(text, "<string>", Config(), prefilter=False)) == 1
     assert len(check_source(text)) == 1
@@ -243,9 +240,9 @@ def test_cr_line_endings_are_checked():
 
 def test_formfeed_in_indentation_does_not_crash_the_fixer():
     """Python's tokenizer resets the indentation count at a form feed, so ast
-    accepts this file and the rule offers a fix; LibCST's tokenizer rejects it,
-    and fix_source (so `alloc-lint fix`, and `check --format json`) crashes
-    with libcst.ParserSyntaxError instead of leaving the file unfixed."""
+    accepts this file and the rule offers a fix; LibCST's tokenizer rejects it.
+    fix_source (so `alloc-lint fix`, and `check --format json`) crashed with
+    libcst.ParserSyntaxError instead of leaving the file unfixed."""
     text = ONE_FINDING.replace("        tmp =", "\x0c        tmp =")
     ast.parse(text)
     assert len(check_source(text)) == 1
@@ -254,10 +251,25 @@ def test_formfeed_in_indentation_does_not_crash_the_fixer():
 
 def test_formfeed_in_the_first_block_does_not_crash_the_fixer():
     """A form feed in the file's first indented block becomes part of LibCST's
-    default indentation; the fixer then fails with ValueError ("Got an invalid
-    value for default_indent") when it parses `tmp = None` with the module's
+    default indentation; the fixer failed with ValueError ("Got an invalid
+    value for default_indent") when it parsed `tmp = None` with the module's
     parsing config. Found by hypothesmith.from_node()."""
     text = "if True:\n\x0c    pass\n" + ONE_FINDING
     ast.parse(text)
     fixed = fix_source(text).text
     assert fixed != text and _parses(fixed)
+
+
+@pytest.mark.parametrize("where", ["        acc = tmp", "    for c in outs:", "        tmp = "])
+def test_formfeed_in_indentation_is_checked_and_never_crashes(where):
+    """A form feed at the start of a line is a blank to Python. When it preceded
+    the rebinding, the text prefilter (which allowed only blanks and tabs before
+    a statement) skipped the file and lost the finding. Elsewhere the finding is
+    reported, and fix_source may leave the file as it is (LibCST and ast
+    disagree about the column) but must not raise."""
+    text = ONE_FINDING.replace(where, "\x0c" + where)
+    ast.parse(text)
+    assert len(engine.check_text(text, "<string>", Config(), prefilter=False)) == 1
+    assert len(check_source(text)) == 1
+    fixed = fix_source(text).text
+    assert _parses(fixed) and fix_source(fixed).text == fixed
