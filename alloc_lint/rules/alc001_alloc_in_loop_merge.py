@@ -152,7 +152,7 @@ class AllocInLoopMerge(Rule):
                     scope_node = loop.scope.node
                     if id(scope_node) not in names_in_use:
                         names_in_use[id(scope_node)] = _identifiers(scope_node)
-                    diagnostics.extend(_diagnose(group, loop, block, ctx, claimed,
+                    diagnostics.extend(_diagnose(group, loop, ctx, claimed,
                                                  names_in_use[id(scope_node)]))
         return diagnostics
 
@@ -418,7 +418,7 @@ def _fresh_name(base: str, taken: set[str]) -> str:
     return candidate
 
 
-def _diagnose(pairs: list, loop: Loop, block: list, ctx: FileContext, claimed: set, names_in_use: set):
+def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_use: set):
     # A group is reported whole or not at all: if one accumulator of a merge
     # needs its fresh buffer, the pattern is not the wasteful one.
     scope_node = loop.scope.node
