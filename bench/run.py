@@ -8,8 +8,9 @@
 Trees are NAME==VERSION (fetched by bench/fetch.py into the cache outside the repo)
 or plain directories. Every command is a subprocess run with the tree as its working
 directory and "." as its argument. Wall clock is measured around the child; peak
-memory is the child's ru_maxrss from wait4 (the largest single process of the
-child's tree, not a sum over worker processes). Rounds go round-robin over the tools
+memory is the command's own peak RSS from GNU time's %M (the largest single
+process of the child's tree, not a sum over worker processes; wait4 on a child
+forked from this Python would count this Python's memory too). Rounds go round-robin over the tools
 so that a noisy moment hits all of them alike; a file-reading pass first warms the
 OS page cache, so all numbers are warm-page-cache numbers.
 
@@ -113,7 +114,16 @@ class Run:
     err: bytes
 
 
+TIME = "/usr/bin/time"  # GNU time: reports its child's own peak
+
+
 def run_once(argv: list, cwd: Path, timeout: float) -> Run:
+    # A child forked from this (large) Python starts with this process's peak
+    # RSS in ru_maxrss; GNU time forks from a small process, so its %M is the
+    # command's own peak. Without it, fall back to wait4's figure.
+    rss_file = tempfile.NamedTemporaryFile(delete=False) if os.path.exists(TIME) else None
+    if rss_file:
+        argv = [TIME, "-q", "-f", "%M", "-o", rss_file.name, *argv]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err,
@@ -138,7 +148,14 @@ def run_once(argv: list, cwd: Path, timeout: float) -> Run:
         out.seek(0)
         err.seek(0)
         rc = None if killed else rc
-        return Run(wall, ru.ru_maxrss / 1024, rc, out.read(), err.read())
+        rss_kb = ru.ru_maxrss
+        if rss_file:
+            try:
+                rss_kb = int(Path(rss_file.name).read_text().split()[-1])
+            except (ValueError, IndexError, OSError):
+                pass
+            os.unlink(rss_file.name)
+        return Run(wall, rss_kb / 1024, rc, out.read(), err.read())
 
 
 def capture(argv: list) -> str:
