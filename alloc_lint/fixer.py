@@ -14,12 +14,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .diagnostics import Edit
-from .lines import split_lines
-
-
-def _char_col(lines: list[str], lineno: int, byte_col: int) -> int:
-    line = lines[lineno - 1]
-    return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+from .lines import char_column, split_lines
 
 
 class _Rewriter(cst.CSTTransformer):
@@ -168,7 +163,7 @@ def _apply_plans(text: str, plans: list) -> str:
     lines = split_lines(text)
 
     def node_for(stmt: ast.stmt) -> cst.CSTNode:
-        key = (stmt.lineno, _char_col(lines, stmt.lineno, stmt.col_offset))
+        key = (stmt.lineno, char_column(lines[stmt.lineno - 1], stmt.col_offset))
         if key not in at:
             raise LookupError(f"no statement at {key[0]}:{key[1] + 1}")
         return at[key]

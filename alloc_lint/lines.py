@@ -12,3 +12,10 @@ def split_lines(text: str, keepends: bool = False) -> list[str]:
     if keepends:
         return lines
     return [line.rstrip("\r\n") for line in lines]
+
+
+def char_column(line: str, byte_col: int) -> int:
+    """ast columns are UTF-8 byte offsets; editors and LibCST count characters."""
+    if line.isascii():
+        return byte_col
+    return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))

@@ -72,6 +72,23 @@ def _check_shapes(output, output_lse, prefix_output, prefix_lse, suffix_output, 
 if triton is not None:
 
     @triton.jit
+    def _merge_weights(p_lse, s_lse):
+        """The merged lse and the weights of prefix and suffix (shared by both kernels)."""
+        # FA2 reports +inf for rows that saw no keys, FA3 -inf: both mean "empty".
+        p_lse = tl.where(p_lse == float("inf"), float("-inf"), p_lse)
+        s_lse = tl.where(s_lse == float("inf"), float("-inf"), s_lse)
+        max_lse = tl.maximum(p_lse, s_lse)
+        # Both sides empty: subtract 0 instead of -inf so that no NaN appears.
+        max_lse = tl.where(max_lse == float("-inf"), 0.0, max_lse)
+        p_se = tl.exp(p_lse - max_lse)
+        s_se = tl.exp(s_lse - max_lse)
+        out_se = p_se + s_se
+        out_lse = tl.log(out_se) + max_lse
+        # Scale first, then multiply the outputs (numerically safer); empty rows get 0.
+        out_se = tl.where(out_se == 0.0, 1.0, out_se)
+        return out_lse, p_se / out_se, s_se / out_se
+
+    @triton.jit
     def _merge_attn_states_kernel(
         output,  # [NUM_TOKENS, NUM_HEADS, HEAD_SIZE]
         output_lse,  # [NUM_HEADS, NUM_TOKENS]
@@ -97,22 +114,9 @@ if triton is not None:
 
         p_lse = tl.load(prefix_lse + head_idx * prefix_lse_stride_h + token_idx)
         s_lse = tl.load(suffix_lse + head_idx * suffix_lse_stride_h + token_idx)
-        # FA2 reports +inf for rows that saw no keys, FA3 -inf: both mean "empty".
-        p_lse = tl.where(p_lse == float("inf"), float("-inf"), p_lse)
-        s_lse = tl.where(s_lse == float("inf"), float("-inf"), s_lse)
-        max_lse = tl.maximum(p_lse, s_lse)
-        # Both sides empty: subtract 0 instead of -inf so that no NaN appears.
-        max_lse = tl.where(max_lse == float("-inf"), 0.0, max_lse)
-        p_se = tl.exp(p_lse - max_lse)
-        s_se = tl.exp(s_lse - max_lse)
-        out_se = p_se + s_se
+        out_lse, p_scale, s_scale = _merge_weights(p_lse, s_lse)
         if OUTPUT_LSE:
-            out_lse = tl.log(out_se) + max_lse
             tl.store(output_lse + head_idx * out_lse_stride_h + token_idx, out_lse)
-        # Scale first, then multiply the outputs (numerically safer); empty rows get 0.
-        out_se = tl.where(out_se == 0.0, 1.0, out_se)
-        p_scale = p_se / out_se
-        s_scale = s_se / out_se
 
         dims = tl.arange(0, PADDED_HEAD_SIZE)
         mask = dims < HEAD_SIZE
@@ -152,19 +156,9 @@ if triton is not None:
 
         p_lse = tl.load(prefix_lse + head_idx * num_tokens + token_idx)
         s_lse = tl.load(suffix_lse + head_idx * num_tokens + token_idx)
-        p_lse = tl.where(p_lse == float("inf"), float("-inf"), p_lse)
-        s_lse = tl.where(s_lse == float("inf"), float("-inf"), s_lse)
-        max_lse = tl.maximum(p_lse, s_lse)
-        max_lse = tl.where(max_lse == float("-inf"), 0.0, max_lse)
-        p_se = tl.exp(p_lse - max_lse)
-        s_se = tl.exp(s_lse - max_lse)
-        out_se = p_se + s_se
+        out_lse, p_scale, s_scale = _merge_weights(p_lse, s_lse)
         if OUTPUT_LSE:
-            out_lse = tl.log(out_se) + max_lse
             tl.store(output_lse + head_idx * num_tokens + token_idx, out_lse)
-        out_se = tl.where(out_se == 0.0, 1.0, out_se)
-        p_scale = p_se / out_se
-        s_scale = s_se / out_se
 
         dims = tl.arange(0, PADDED_HEAD_SIZE)
         mask = dims < HEAD_SIZE

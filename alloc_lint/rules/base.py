@@ -10,7 +10,7 @@ from ..analysis.names import Resolver
 from ..analysis.scopes import ModuleIndex
 from ..config import Config
 from ..diagnostics import Diagnostic
-from ..lines import split_lines
+from ..lines import char_column, split_lines
 
 
 @dataclass
@@ -30,11 +30,8 @@ class FileContext:
         return split_lines(self.text)
 
     def char_column(self, lineno: int, byte_col: int) -> int:
-        """ast columns are UTF-8 byte offsets; editors and LibCST count characters."""
         line = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
-        if line.isascii():
-            return byte_col
-        return len(line.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+        return char_column(line, byte_col)
 
 
 class Rule:
