@@ -38,10 +38,10 @@ Replace and one Wrap):
 `apply_operations(text, operations)` returns the new text or raises
 `FixError` (never anything else): when a position names no statement, the
 operations conflict, LibCST reads the text otherwise than `ast`, or the result
-would not parse. Only the smallest run of top-level statements (the `def` or
-`class` holding the operations) is parsed with LibCST, so a fix costs about
-the same in a 50-line file and in a 5,000-line one; every byte outside the
-changed statements is kept. The text is what the rule checked (a BOM already
+would not parse. Only the innermost `def` or `class` holding the operations
+(else the top-level statements holding them) is parsed with LibCST, so a fix
+costs about the same in a 50-line file and in a 5,000-line one; every byte
+outside the changed statements is kept. The text is what the rule checked (a BOM already
 removed by the caller).
 
 `fix_edits(text, operations)` gives the same result as line edits of `text`.

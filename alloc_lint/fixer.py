@@ -1,9 +1,11 @@
 """LibCST side of `alloc_lint.edits` (imported only when something is fixed).
 
-Only the top-level statements that hold the operations are parsed: LibCST
-costs about ten times `ast`, and a whole large module costs it seconds. The
-statements are found with `ast` (whose positions the operations use), cut out
-as whole lines, parsed as a module of their own, rewritten, and put back.
+Only the innermost `def` or `class` holding the operations (else the
+top-level statements holding them) is parsed: LibCST costs about ten times
+`ast`, and a whole large module costs it seconds. The statements are found
+with `ast` (whose positions the operations use), cut out as whole lines,
+parsed on their own (an indented `def` under a synthetic `if True:`),
+rewritten, and put back.
 """
 from __future__ import annotations
 
@@ -11,25 +13,46 @@ import ast
 from functools import lru_cache
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .edits import FixError, InsertAfter, InsertBefore, Replace, Wrap
-from .lines import split_lines
+from .lines import char_column, split_lines
 
 
 @lru_cache(maxsize=4)
-def _top_level_spans(text: str) -> tuple:
-    """(first line, last line) of each top-level statement, decorators included."""
-    spans = []
-    for stmt in ast.parse(text).body:
-        decorators = getattr(stmt, "decorator_list", ())
-        spans.append((min([stmt.lineno, *(d.lineno for d in decorators)]), stmt.end_lineno))
-    return tuple(spans)
+def _blocks(text: str) -> tuple:
+    """(first line, last line, indented) of every top-level statement and
+    every `def` and `class`, decorators included: the runs of whole lines a
+    rewrite may parse on their own."""
+    tree = ast.parse(text)
+    found = [(_first_line(stmt), stmt.end_lineno, False) for stmt in tree.body]
+    todo = list(tree.body)
+    while todo:  # statements only: definitions are never inside expressions
+        stmt = todo.pop()
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.col_offset:
+            found.append((_first_line(stmt), stmt.end_lineno, True))
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(stmt, name, ()):
+                if isinstance(child, (ast.excepthandler, ast.match_case)):
+                    todo.extend(child.body)
+                elif isinstance(child, ast.stmt):
+                    todo.append(child)
+    return tuple(found)
 
 
-def _segment(text: str, lines: set) -> tuple[int, int]:
-    """The smallest run of whole top-level statements holding `lines`."""
-    spans = _top_level_spans(text)
+def _first_line(stmt: ast.stmt) -> int:
+    return min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+
+
+def _segment(text: str, lines: set) -> tuple[int, int, bool]:
+    """The smallest run of whole lines holding `lines` that parses on its own:
+    the innermost `def` or `class` holding them all, else the top-level
+    statements holding them. Indented runs are parsed under `if True:`."""
+    blocks = _blocks(text)
+    low, high = min(lines), max(lines)
+    inner = [b for b in blocks if b[2] and b[0] <= low and high <= b[1]]
+    if inner:
+        return min(inner, key=lambda b: b[1] - b[0])
+    spans = [b for b in blocks if not b[2]]
     touched = [s for s in spans if any(s[0] <= line <= s[1] for line in lines)]
     missing = [line for line in lines if not any(s[0] <= line <= s[1] for s in touched)]
     if missing:
@@ -41,7 +64,7 @@ def _segment(text: str, lines: set) -> tuple[int, int]:
         for s in spans:
             if s[0] <= end and s[1] >= start and (s[0] < start or s[1] > end):
                 start, end, grown = min(start, s[0]), max(end, s[1]), True
-    return start, end
+    return start, end, False
 
 
 @lru_cache(maxsize=4)
@@ -51,14 +74,74 @@ def _parsed(segment: str):
     file on its own to the same text. LibCST trees are immutable (a transform
     builds new nodes), so sharing one is safe."""
     module = cst.parse_module(segment)
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     at: dict[tuple[int, int], cst.CSTNode] = {}
     spans: dict[int, tuple[int, int]] = {}
-    for node, where in positions.items():
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            at.setdefault((where.start.line, where.start.column), node)
-            spans[id(node)] = (where.start.line, where.end.line)
+    lines = split_lines(segment)
+    _match(module.body, ast.parse(segment).body, at, spans, lines)
     return module, at, spans
+
+
+def _match(statements, nodes: list, at: dict, spans: dict, lines: list) -> None:
+    """Pair LibCST statements with `ast` statements, block by block (LibCST's
+    own position metadata costs more than the parse)."""
+    nodes = list(nodes)
+    i = 0
+    for statement in statements:
+        if isinstance(statement, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+            small = nodes[i:i + len(statement.body)]
+            i += len(statement.body)
+            if len(small) == len(statement.body) and isinstance(statement, cst.SimpleStatementLine):
+                _add(statement, small[0], small[0].lineno, small[-1].end_lineno, at, spans, lines)
+            continue
+        if i >= len(nodes):
+            raise FixError(f"LibCST reads the statement at line {nodes[-1].lineno if nodes else 1} otherwise than ast")
+        node = nodes[i]
+        i += 1
+        _add(statement, node, _first_line(node), node.end_lineno, at, spans, lines)
+        for body, ast_body in _blocks_of(statement, node):
+            _match(body, ast_body, at, spans, lines)
+    if i != len(nodes):
+        raise FixError(f"LibCST reads the statements near line {nodes[0].lineno} otherwise than ast")
+
+
+def _add(statement, node, first: int, last: int, at, spans, lines) -> None:
+    at[(node.lineno, char_column(lines[node.lineno - 1], node.col_offset))] = statement
+    spans[id(statement)] = (first, last)
+
+
+def _body(suite) -> list:
+    return list(suite.body) if isinstance(suite, cst.IndentedBlock) else [suite]
+
+
+def _blocks_of(statement, node):
+    """(LibCST statements, ast statements) of each block of a compound statement."""
+    kind = type(statement)
+    if kind is cst.If and isinstance(node, ast.If):
+        yield _body(statement.body), node.body
+        if isinstance(statement.orelse, cst.If):  # elif: ast nests an `if` in orelse
+            yield [statement.orelse], node.orelse
+        elif statement.orelse is not None:
+            yield _body(statement.orelse.body), node.orelse
+    elif kind in (cst.For, cst.While) and isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+        yield _body(statement.body), node.body
+        if statement.orelse is not None:
+            yield _body(statement.orelse.body), node.orelse
+    elif kind in (cst.With, cst.FunctionDef, cst.ClassDef) \
+            and isinstance(node, (ast.With, ast.AsyncWith, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield _body(statement.body), node.body
+    elif kind in (cst.Try, cst.TryStar) and type(node).__name__ in ("Try", "TryStar"):
+        yield _body(statement.body), node.body
+        for handler, ast_handler in zip(statement.handlers, node.handlers, strict=True):
+            yield _body(handler.body), ast_handler.body
+        if statement.orelse is not None:
+            yield _body(statement.orelse.body), node.orelse
+        if statement.finalbody is not None:
+            yield _body(statement.finalbody.body), node.finalbody
+    elif kind is cst.Match and isinstance(node, ast.Match):
+        for case, ast_case in zip(statement.cases, node.cases, strict=True):
+            yield _body(case.body), ast_case.body
+    else:
+        raise FixError(f"LibCST reads the statement at line {node.lineno} otherwise than ast")
 
 
 @lru_cache(maxsize=256)
@@ -282,15 +365,22 @@ def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
             if not (isinstance(where, tuple) and len(where) == 2 and all(isinstance(x, int) for x in where)):
                 raise FixError(f"not a statement position: {where!r}")
             lines.add(where[0])
-    start, end = _segment(text, lines)
+    start, end, indented = _segment(text, lines)
     segment = "".join(split_lines(text, keepends=True)[start - 1:end])
-    module, at, spans = _parsed(segment)
-    targets = _Targets(module, at, spans, operations, start - 1)
+    header = ""
+    if indented:  # an indented block may have any indentation under a header at column 0
+        first = split_lines(segment, keepends=True)[0]
+        header = "if True:" + first[len(first.rstrip("\r\n")):]
+    module, at, spans = _parsed(header + segment)
+    offset = start - 1 - (1 if header else 0)
+    targets = _Targets(module, at, spans, operations, offset)
     rewriter = _Rewriter(module, targets, spans)
     new = module.visit(rewriter).code
     if rewriter.used_wraps != set(targets.wraps):
         raise FixError("wrapped statements are not adjacent statements of one block, in order")
     if not targets.all <= targets.done:  # e.g. an `elif`, which no statement list holds
         raise FixError("an operation addresses a clause, not a statement of a block")
-    ast.parse(new)  # the run of whole top-level statements must parse on its own
-    return start, end, new
+    ast.parse(new)  # the run of whole statements must parse on its own
+    if not new.startswith(header):
+        raise FixError("the rewrite changed the line above the statements")
+    return start, end, new[len(header):]

@@ -145,6 +145,67 @@ def test_module_level_statements_and_decorated_definitions():
     assert apply_operations(text, ops) == "import x\n\ny = 1\n@dec\ndef f():\n    pass\n\nfor a in b:\n    c = a\ndel c\n"
 
 
+EVERY_KIND = """import torch
+async def f(x, cm, items):
+    if x:
+        a = 1; b = 2
+    elif x is None:
+        pass
+    else:
+        c = 3
+    for i in items:
+        if i: continue
+    else:
+        d = 4
+    async for i in items:
+        pass
+    while x:
+        break
+    else:
+        e = 5
+    with cm as g, cm:
+        pass
+    async with cm:
+        pass
+    try:
+        h = 6
+    except ValueError as exc:
+        raise
+    else:
+        k = 7
+    finally:
+        m = 8
+    try:
+        pass
+    except* TypeError:
+        o = 10
+    match x:
+        case [1, *rest]:
+            n = 9
+        case _:
+            pass
+    class C:
+        @staticmethod
+        def g(): return 1
+    return lambda: (yield)
+"""
+
+
+def test_every_kind_of_statement_is_addressable():
+    text = EVERY_KIND
+    lines = split_lines(text)
+    tree = ast.parse(text)
+    elifs = {id(n.orelse[0]) for n in ast.walk(tree) if isinstance(n, ast.If) and len(n.orelse) == 1
+             and isinstance(n.orelse[0], ast.If) and lines[n.orelse[0].lineno - 1].lstrip().startswith("elif")}
+    stmts = [s for s in _statements(tree) if id(s) not in elifs
+             and not lines[s.lineno - 1][:s.col_offset].strip()]
+    assert len(stmts) > 30
+    for stmt in stmts:
+        new = apply_operations(text, [InsertBefore(position(stmt, lines), "marker = 0")])
+        ast.parse(new)
+        assert new.replace(lines[stmt.lineno - 1][:stmt.col_offset] + "marker = 0\n", "", 1) == text, stmt.lineno
+
+
 def test_position_counts_characters():
     text = "if x:\n    é = 1; y = 2\n"
     stmt = ast.parse(text).body[0].body[1]
@@ -212,6 +273,27 @@ def test_only_the_enclosing_top_level_statement_is_parsed(monkeypatch):
     assert new == filler + SOURCE.replace("acc = tmp  #", "acc, tmp = tmp, acc  #") + filler
     segment = next(code for code in parsed if code.startswith("def run"))
     assert segment == SOURCE[SOURCE.index("def run"):]
+
+
+@pytest.mark.parametrize("unit", ["    ", "\t"], ids=["spaces", "tab"])
+def test_only_the_enclosing_method_is_parsed(monkeypatch, unit):
+    method = "".join(unit + line.replace("    ", unit) if line.strip() else line
+                     for line in SOURCE[SOURCE.index("def run"):].splitlines(True))
+    text = ("class Big:\n" + "".join(f"{unit}def other{i}(self):\n{unit * 2}return {i}\n\n" for i in range(100))
+            + f"{unit}@staticmethod\n" + method + f"\n{unit}def last(self):\n{unit * 2}pass\n")
+    parsed = []
+    real = fixer.cst.parse_module
+    monkeypatch.setattr(fixer.cst, "parse_module", lambda code, *a, **k: parsed.append(code) or real(code, *a, **k))
+    fixer._parsed.cache_clear()
+    ops = [InsertBefore(at(text, "for c"), "tmp = None"), Wrap((at(text, "tmp = torch.empty_like"),), "if tmp is None"),
+           Replace(at(text, "acc = tmp"), "acc, tmp = tmp, acc")]
+    new = apply_operations(text, ops)
+    assert [code for code in parsed if "class Big" in code or "other" in code] == []
+    ast.parse(new)
+    assert f"{unit * 2}tmp = None\n{unit * 2}for c in outs:" in new
+    assert f"{unit * 3}if tmp is None:\n{unit * 4}tmp = torch.empty_like(acc)" in new
+    assert new.replace(f"{unit * 2}tmp = None\n", "", 1).replace(f"{unit * 3}if tmp is None:\n{unit}", "", 1) \
+        .replace("acc, tmp = tmp, acc", "acc = tmp") == text
 
 
 def test_fix_edits_are_line_edits_of_the_result():
