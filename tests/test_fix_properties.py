@@ -6,7 +6,8 @@ four first-iteration styles (`if acc is None:` inside the loop; a counter and
 `continue`; seeded before the loop from the first chunk, by arithmetic,
 `.clone()`, an opaque call or the caller's tensor itself; seeded with
 `torch.zeros_like`); `for` or `while`; plain or tuple rebinding; keyword
-(`out=`/`output=`) or positional out-buffer; optional `del`; unique marker
+(`out=`/`output=`) or positional out-buffer; optional `del`; optional work
+after the loop (where the fix must release its scratch buffers); unique marker
 comments and blank lines sprinkled around and inside the loop; 4-space or tab
 indentation; LF or CRLF line endings.
 
@@ -15,7 +16,8 @@ comment exactly once, keep line endings and indentation style, keep every line
 that is not one of the pattern's statements verbatim and in order, leave no
 ALC001, be idempotent; and the rewritten program, run on the same random inputs
 as the original, must give bitwise-equal results, leave the caller's tensors
-alone, and allocate a constant number of buffers however many chunks it merges.
+alone, and allocate a constant number of buffers however many chunks it merges
+(the swap one per accumulator, ping-pong two: its second at the second merge).
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class Generated:
     first_chunk_merged: bool = False  # merges = n if True else n - 1
     unit: str = "    "
     crlf: bool = False
+    released: bool = False  # work follows the loop: the fix sets its buffers to None there
 
 
 class _Writer:
@@ -115,6 +118,7 @@ def programs(draw) -> Generated:
     multiline_call = draw(st.booleans())
     del_kind = draw(st.sampled_from(["none", "all", "first", "separate", "with_chunk"]))
     tail = draw(st.booleans())  # an unrelated statement after the pattern
+    work_after = draw(st.booleans())  # work after the loop: the fix releases its scratch buffers there
     decoy = draw(st.booleans())  # `{tmp}_alt` already names something: ping-pong must pick another name
     comments = draw(st.booleans())
     unit = draw(st.sampled_from(["    ", "\t"]))
@@ -282,6 +286,9 @@ def programs(draw) -> Generated:
 
     # --- after the loop ---
     w.fill(1)
+    if work_after:
+        w.stmt(1, f"scale = float({acc}.abs().sum()) + 1.0")
+        w.stmt(1, f"{acc} = {acc} / scale")
     result = ", ".join(accs + (["merged"] if counter else []) + (["prev"] if keep_prev else [])
                        + ([f"{tmp}_alt"] if decoy else []))
     w.stmt(1, f"return {result}")
@@ -292,6 +299,7 @@ def programs(draw) -> Generated:
     g.pattern_lines = {i for i, (_, is_pattern) in enumerate(w.lines) if is_pattern}
     g.markers = w.markers
     g.accumulators = len(accs)
+    g.released = work_after
     if style == "zeros" or seed_kind in ("arith", "clone"):
         g.safe_form = g.unsafe_form = "swap"
     elif seed_kind == "param":
@@ -350,11 +358,14 @@ def _snapshot(args):
     return [t.clone() for a in args for t in a]
 
 
-SPARE = re.compile(r"^[ \t]*\w+_alt\d* = torch\.empty_like\(", re.MULTILINE)
+SPARE = re.compile(r"^[ \t]*\w+_alt\d*(?: = \w+_alt\d*)* = None\r?$", re.MULTILINE)
+
+
+NONES = re.compile(r"^[ \t]+(?:\w+ = )+None\r?$", re.MULTILINE)  # `a = b = None` lines
 
 
 def _form(text: str) -> str:
-    """Ping-pong allocates spare buffers under fresh `_alt` names."""
+    """Ping-pong keeps spare buffers under fresh `_alt` names, None before the loop."""
     return "pingpong" if SPARE.search(text) else "swap"
 
 
@@ -381,6 +392,10 @@ def test_generated_pattern_fixes(g, n, seed):
         assert result.fixed == g.accumulators and result.remaining == []
         want = g.unsafe_form if unsafe else g.safe_form
         assert _form(fixed) == want, fixed
+        # Added: `T = None` (ping-pong: and `T_alt = None`) before the loop, and the
+        # release after it where work follows.
+        added = len(NONES.findall(fixed)) - len(NONES.findall(g.text))
+        assert added == (2 if want == "pingpong" else 1) + g.released, fixed
         assert {d.fix_for(unsafe).form for d in diagnostics} == {want}
         _check_text_properties(g, fixed)
         assert check_source(fixed) == []
@@ -390,8 +405,9 @@ def test_generated_pattern_fixes(g, n, seed):
         got, new_calls, _ = run(fixed, "run", *[list(a) for a in args])
         assert same(got, expected), f"results differ ({'unsafe' if unsafe else 'safe'} fix, n={n})\n{fixed}"
         assert all(torch.equal(a, b) for a, b in zip(_snapshot(args), before)), "caller's tensors changed"
-        per_accumulator = 2 if want == "pingpong" else 1
-        assert new_calls == g.setup + (per_accumulator * g.accumulators if merges else 0), fixed
+        # Ping-pong allocates its second buffer at the second merge.
+        per_accumulator = min(merges, 2) if want == "pingpong" else min(merges, 1)
+        assert new_calls == g.setup + per_accumulator * g.accumulators, fixed
 
 
 # --- regressions (found by the property above) -------------------------------------------

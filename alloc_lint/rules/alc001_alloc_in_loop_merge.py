@@ -8,7 +8,7 @@ from ..analysis import flow
 from ..analysis.names import last_names
 from ..analysis.scopes import Loop, walk_scope
 from ..diagnostics import Diagnostic, Fix
-from ..edits import InsertBefore, Replace, Wrap, position
+from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
 
 
@@ -38,6 +38,15 @@ class FixPlan:
     rebinds: list  # rebinding statements (each rewritten once)
     deletes: list
     first_temp: str
+    # Set `T = None` (and the spares) after the loop: the function goes on
+    # working after it, and scratch buffers would otherwise live on.
+    release: bool = False
+    # A guarded lazy allocation: `if T is None or <guard>:` reallocates the
+    # group's buffers (see `metadata_differs`); "" for `if T is None:`.
+    guard: str = ""
+    # Statements run when the buffers are reused, as `else:` of the lazy
+    # allocation (see `reinitialisation`), e.g. ("T.zero_()",).
+    reinit: tuple = ()
 
 
 class AllocInLoopMerge(Rule):
@@ -131,7 +140,12 @@ class AllocInLoopMerge(Rule):
 
     In every form `T = None` is inserted just before the innermost loop (so every
     entry into the loop starts without a buffer), the allocations are wrapped in
-    `if T is None:`, and `del T` after the rebinding is dropped. Comments and
+    `if T is None:`, and `del T` after the rebinding is dropped. Ping-pong's second
+    buffer is allocated at the second merge (`T_alt = None` before the loop; the
+    rotation `A, T, T_alt = T, T_alt, T` leaves `T` empty after the first merge),
+    when the accumulator's first value is no longer held, so no merge holds more
+    memory than the original's. Where the function goes on working after the loop,
+    `T = T_alt = None` after it releases the scratch buffers. Comments and
     formatting outside the changed lines are kept; the result does not trigger
     ALC001 again.
     """
@@ -476,28 +490,80 @@ def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
     deletes = []
     for p in ordered:
         deletes.extend(d for d in p.deletes if d not in deletes)
-    return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp)
+    return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
+                   release=_work_follows(loop))
+
+
+def _work_follows(loop: Loop) -> bool:
+    """Whether the function goes on working after the loop: anything but the
+    end of the function or a `return` of plain names follows it."""
+    after = loop.container[loop.container.index(loop.node) + 1:]
+    if not after:
+        scope = loop.scope.node
+        return not (isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)) and loop.container is scope.body)
+    following = after[0]
+    if isinstance(following, ast.Return):
+        value = following.value
+        parts = value.elts if isinstance(value, ast.Tuple) else [value]
+        return not all(p is None or isinstance(p, (ast.Name, ast.Constant)) for p in parts)
+    return True
+
+
+def metadata_differs(temp: str, template: str, checks=("shape", "dtype", "device")) -> str:
+    """A guard for FixPlan.guard: `temp` no longer has the metadata a fresh
+    `empty_like(template)` would have. Join one per pair with " or "."""
+    return " or ".join(f"{temp}.{c} != {template}.{c}" for c in checks)
+
+
+_FILLS = {"zeros": "{t}.zero_()", "zeros_like": "{t}.zero_()",
+          "ones": "{t}.fill_(1)", "ones_like": "{t}.fill_(1)"}
+
+
+def reinitialisation(temp: str, qualified: str, call: ast.Call) -> str | None:
+    """The statement that gives a reused buffer what the initialising allocator
+    `qualified` (e.g. "torch.zeros_like") gave it: for FixPlan.reinit. None if
+    the allocator does not initialise (empty*) or is not known here."""
+    name = qualified.rsplit(".", 1)[-1]
+    if name in _FILLS:
+        return _FILLS[name].format(t=temp)
+    if name in ("full", "full_like"):
+        fill = call.args[1] if len(call.args) > 1 else \
+            next((k.value for k in call.keywords if k.arg == "fill_value"), None)
+        return f"{temp}.fill_({ast.unparse(fill)})" if fill is not None else None
+    return None
 
 
 def _operations(plan: FixPlan, lines: list) -> tuple:
-    """The edit operations (alloc_lint.edits) that carry out `plan`."""
+    """The edit operations (alloc_lint.edits) that carry out `plan`:
+
+        T_alt = U_alt = None              before the loop (ping-pong only)
+        T = None                          just before the loop
+        ...
+            if T is None [or guard]:      the group's allocations, lazily
+                T = ALLOC(A)
+                U = ALLOC(B)
+            [else:                        re-initialisation on reuse
+                T.zero_()]
+            merge(T, U, A, B, ...)
+            A, T = T, A                   swap; ping-pong: A, T, T_alt = T, T_alt, T
+        T = U = None                      after the loop, where work follows
+
+    Ping-pong allocates the spare lazily: the rotation leaves T None after the
+    first merge, so the second merge allocates the second buffer, when the
+    accumulator's first value has been dropped."""
     at = lambda stmt: position(stmt, lines)  # noqa: E731
-    spares = [f"{spare} = {_source(alloc.value, lines)}"
-              for (_, _, spare), alloc in zip(plan.pairs, plan.allocs) if spare]
-    ops = [InsertBefore(at(plan.loop), f"{plan.first_temp} = None"),
-           Wrap(tuple(at(s) for s in plan.allocs), f"if {plan.first_temp} is None", "\n".join(spares))]
+    temps = [temp for _, temp, _ in plan.pairs]
+    spares = [spare for _, _, spare in plan.pairs if spare]
+    condition = f"{plan.first_temp} is None" + (f" or {plan.guard}" if plan.guard else "")
+    ops = [InsertBefore(at(plan.loop), " = ".join([*spares, "None"]))] if spares else []
+    ops.append(InsertBefore(at(plan.loop), f"{plan.first_temp} = None"))
+    ops.append(Wrap(tuple(at(s) for s in plan.allocs), f"if {condition}", orelse="\n".join(plan.reinit)))
     ops += [Replace(at(s), _rebinding(s, plan.pairs, plan.form)) for s in plan.rebinds]
-    temps = {temp for _, temp, _ in plan.pairs}
-    ops += [Replace(at(s), _without_temps(s, temps) or "") for s in plan.deletes]
+    ops += [Replace(at(s), _without_temps(s, set(temps)) or "") for s in plan.deletes]
+    if plan.release:
+        released = [name for _, temp, spare in plan.pairs for name in (temp, spare) if name]
+        ops.append(InsertAfter(at(plan.loop), " = ".join([*released, "None"])))
     return tuple(ops)
-
-
-def _source(node: ast.expr, lines: list) -> str:
-    """The expression as written, where it is one line; else unparsed."""
-    if node.lineno == node.end_lineno:
-        line = lines[node.lineno - 1].encode("utf-8")
-        return line[node.col_offset:node.end_col_offset].decode("utf-8")
-    return ast.unparse(node)
 
 
 def _rebinding(stmt: ast.Assign, pairs, form: str) -> str:
