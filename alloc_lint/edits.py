@@ -1,7 +1,7 @@
 """Fix operations: how a rule describes a rewrite, and how it is carried out.
 
-A rule never touches LibCST. It describes a fix as a tuple of statement-level
-operations on the text it checked; `apply_operations` carries them out, and
+A rule never edits text itself. It describes a fix as a tuple of
+statement-level operations on the text it checked; `apply_operations` carries them out, and
 `line_edits` turns the result into the line edits JSON, SARIF and editors carry.
 Operations are frozen dataclasses of strings and ints: they pickle, hash,
 compare, and go into the results cache and across worker processes.
@@ -36,12 +36,12 @@ Replace and one Wrap):
   on a moved statement are carried out inside the new block.
 
 `apply_operations(text, operations)` returns the new text or raises
-`FixError` (never anything else): when a position names no statement, the
-operations conflict, LibCST reads the text otherwise than `ast`, or the result
-would not parse. Only the innermost `def` or `class` holding the operations
-(else the top-level statements holding them) is parsed with LibCST, so a fix
-costs about the same in a 50-line file and in a 5,000-line one; every byte
-outside the changed statements is kept. The text is what the rule checked (a BOM already
+`FixError` (never anything else): when a position names no statement (or a
+clause such as `elif`), the operations conflict, or the result would not
+parse. It works on whole lines (alloc_lint.fixer): every byte outside the
+changed statements is kept, and only the innermost `def` or `class` holding
+the operations (else the top-level statements holding them) is parsed again
+to check the result. It needs no LibCST. The text is what the rule checked (a BOM already
 removed by the caller).
 
 `fix_edits(text, operations)` gives the same result as line edits of `text`.
@@ -118,7 +118,7 @@ def fix_edits(text: str, operations) -> list[Edit]:
 def _rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
     """(first line, last line, new text of those lines)."""
     try:
-        from . import fixer  # LibCST is imported only when something is fixed
+        from . import fixer
 
         return fixer.rewrite(text, operations)
     except FixError:

@@ -1,62 +1,221 @@
-"""LibCST side of `alloc_lint.edits` (imported only when something is fixed).
+"""Carrying out `alloc_lint.edits` operations on whole lines of text.
 
-Only the innermost `def` or `class` holding the operations (else the
-top-level statements holding them) is parsed: LibCST costs about ten times
-`ast`, and a whole large module costs it seconds. The statements are found
-with `ast` (whose positions the operations use), cut out as whole lines,
-parsed on their own (an indented `def` under a synthetic `if True:`),
-rewritten, and put back.
+Every operation works on whole lines: the statements it addresses start a line
+of their own and end one (a comment may follow), so everything outside their
+lines is kept byte for byte. `ast` says where statements start and end and
+which block holds them; `tokenize` says which lines lie inside a multi-line
+string, whose text must not be re-indented. No LibCST: importing it alone
+costs a third of a whole check of vLLM, which JSON and SARIF output would pay.
+
+Only the innermost `def` or `class` holding the operations (else the top-level
+statements holding them) is rewritten and parsed again to check the result.
 """
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
+from dataclasses import dataclass, field
 from functools import lru_cache
-
-import libcst as cst
 
 from .edits import FixError, InsertAfter, InsertBefore, Replace, Wrap
 from .lines import char_column, split_lines
 
+# --- where things are ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Statement:
+    node: ast.stmt
+    first: int  # 0-based line indexes into the text, decorators included
+    last: int
+    base: str  # the statement's indentation
+    block: int  # id of the statement list holding it
+    index: int  # its place there
+    text: str = field(repr=False, default="")
+    own_unit: str | None = None  # the indentation its block adds; None at module level
+
+    @property
+    def unit(self) -> str:
+        """The indentation a block made here adds."""
+        return self.own_unit if self.own_unit is not None else _module_unit(self.text)
+
+
+@dataclass
+class _Index:
+    tree: ast.Module
+    at: dict = field(default_factory=dict)  # (line, column) -> ast statement
+    blocks: dict = field(default_factory=dict)  # id(statement list) -> statement list
+    parent_base: dict = field(default_factory=dict)  # id(statement list) -> indentation of its owner
+    # (first line, last line, indented) of every top-level statement, def and class
+    runs: list = field(default_factory=list)
+
 
 @lru_cache(maxsize=4)
-def _blocks(text: str) -> tuple:
-    """(first line, last line, indented) of every top-level statement and
-    every `def` and `class`, decorators included: the runs of whole lines a
-    rewrite may parse on their own."""
-    tree = ast.parse(text)
-    found = [(_first_line(stmt), stmt.end_lineno, False) for stmt in tree.body]
-    todo = list(tree.body)
-    while todo:  # statements only: definitions are never inside expressions
-        stmt = todo.pop()
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.col_offset:
-            found.append((_first_line(stmt), stmt.end_lineno, True))
-        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
-            for child in getattr(stmt, name, ()):
-                if isinstance(child, (ast.excepthandler, ast.match_case)):
-                    todo.extend(child.body)
-                elif isinstance(child, ast.stmt):
-                    todo.append(child)
-    return tuple(found)
+def _index(text: str) -> _Index:
+    lines = split_lines(text)
+    index = _Index(ast.parse(text))
+
+    def visit(block: list, owner_base: str | None):
+        index.blocks[id(block)] = block
+        index.parent_base[id(block)] = owner_base
+        for i, stmt in enumerate(block):
+            index.at[(stmt.lineno, char_column(lines[stmt.lineno - 1], stmt.col_offset))] = (stmt, block, i)
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                index.runs.append((_first_line(stmt), stmt.end_lineno, owner_base is not None))
+            elif owner_base is None:
+                index.runs.append((_first_line(stmt), stmt.end_lineno, False))
+            base = _indentation(lines[stmt.lineno - 1])
+            for name in ("body", "orelse", "finalbody"):
+                child = getattr(stmt, name, None)
+                if isinstance(child, list) and child and isinstance(child[0], ast.stmt):
+                    visit(child, base)
+            for handler in getattr(stmt, "handlers", ()):
+                visit(handler.body, base)
+            for case in getattr(stmt, "cases", ()):
+                visit(case.body, _indentation(lines[case.pattern.lineno - 1]))
+
+    visit(index.tree.body, None)
+    return index
 
 
 def _first_line(stmt: ast.stmt) -> int:
     return min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
 
 
-def _segment(text: str, lines: set) -> tuple[int, int, bool]:
-    """The smallest run of whole lines holding `lines` that parses on its own:
-    the innermost `def` or `class` holding them all, else the top-level
-    statements holding them. Indented runs are parsed under `if True:`."""
-    blocks = _blocks(text)
-    low, high = min(lines), max(lines)
-    inner = [b for b in blocks if b[2] and b[0] <= low and high <= b[1]]
+def _indentation(line: str) -> str:
+    return line[:len(line) - len(line.lstrip(" \t\f"))]
+
+
+def _statement(text: str, where, lines: list) -> _Statement:
+    index = _index(text)
+    try:
+        line, column = where
+        stmt, block, i = index.at[(line, column)]
+    except (KeyError, TypeError, ValueError):
+        raise FixError(f"no statement starts at {where[0]}:{where[1] + 1}" if _is_position(where)
+                       else f"not a statement position: {where!r}") from None
+    source = lines[line - 1]
+    head = source[:column]
+    if head.strip(" \t\f"):
+        raise FixError(f"the statement at {line}:{column + 1} shares its line with another")
+    if isinstance(stmt, ast.If) and source[column:].startswith("elif"):
+        raise FixError("an operation addresses a clause (`elif`), not a statement of a block")
+    owner = index.parent_base[id(block)]
+    unit = None
+    if owner is not None:
+        if not (head.startswith(owner) and len(head) > len(owner)):
+            raise FixError(f"cannot tell the indentation of the block at line {line}")
+        unit = head[len(owner):]
+    return _Statement(stmt, _first_line(stmt) - 1, stmt.end_lineno - 1, head, id(block), i, text, unit)
+
+
+def _is_position(where) -> bool:
+    return isinstance(where, tuple) and len(where) == 2 and all(type(x) is int for x in where)
+
+
+@lru_cache(maxsize=4)
+def _module_unit(text: str) -> str:
+    """The file's first indentation, for blocks made at module level."""
+    try:
+        for token in _tokens(text):
+            if token.type == tokenize.INDENT:
+                return token.string
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return "    "
+
+
+def _alone_at_end(stmt: _Statement, lines: list) -> str:
+    """What follows the statement on its last line: "" or whitespace and a comment."""
+    node = stmt.node
+    last = lines[node.end_lineno - 1]
+    rest = last.encode("utf-8")[node.end_col_offset:].decode("utf-8", "replace")
+    if rest.strip() and not rest.lstrip().startswith("#"):
+        raise FixError(f"the statement at line {node.lineno} shares its line with another")
+    return rest
+
+
+# --- strings and indentation -----------------------------------------------------------
+
+
+def _tokens(text: str):
+    return tokenize.generate_tokens(io.StringIO(text).readline)
+
+
+@lru_cache(maxsize=64)
+def _string_lines(text: str) -> frozenset:
+    """0-based indexes of the lines of `text` that begin inside a string."""
+    inside = set()
+    for token in _tokens(text):
+        if token.end[0] > token.start[0] and token.type not in (tokenize.NEWLINE, tokenize.NL):
+            inside.update(range(token.start[0], token.end[0]))  # 1-based start == 0-based next line
+    return frozenset(inside)
+
+
+def _indent(lines: list, skip: frozenset, base: str, unit: str) -> list:
+    """`lines` one block deeper: `unit` after `base` on every line that starts
+    with `base` and does not begin inside a string (blank lines stay blank)."""
+    out = []
+    for i, line in enumerate(lines):
+        if i in skip or not line.strip() or not line.startswith(base):
+            out.append(line)
+        else:
+            out.append(base + unit + line[len(base):])
+    return out
+
+
+@lru_cache(maxsize=256)
+def _snippet(code: str, base: str, unit: str, newline: str) -> tuple:
+    """The lines of new `code` (written at column 0, blocks indented with any
+    unit) at indentation `base`, its blocks indented with `unit`."""
+    if not code.strip():
+        return ()
+    code = code if code.endswith(("\n", "\r")) else code + "\n"
+    try:
+        ast.parse(code)
+        tokens = list(_tokens(code))
+    except (SyntaxError, tokenize.TokenError, IndentationError) as exc:
+        raise FixError(f"new code does not parse: {code.strip().splitlines()[0]!r}") from exc
+    own = next((t.string for t in tokens if t.type == tokenize.INDENT), "    ")
+    skip = _string_lines(code)
+    out = []
+    for i, line in enumerate(split_lines(code)):
+        if i in skip:
+            out.append(line + newline)
+            continue
+        if not line.strip():
+            out.append(newline)
+            continue
+        lead = _indentation(line)
+        levels = 0
+        while lead.startswith(own):
+            lead, levels = lead[len(own):], levels + 1
+        out.append(base + unit * levels + lead + line.lstrip(" \t\f") + newline)
+    return tuple(out)
+
+
+def _newline(line: str) -> str:
+    stripped = line.rstrip("\r\n")
+    return line[len(stripped):] or "\n"
+
+
+# --- the rewrite ---------------------------------------------------------------------
+
+
+def _segment(text: str, targets: list) -> tuple[int, int, bool]:
+    """The smallest run of whole lines holding the `targets` statements that
+    parses on its own: the innermost `def` or `class` around them all, else
+    the top-level statements holding them. Indented runs are checked under
+    `if True:`. Lines are 1-based."""
+    runs = _index(text).runs
+    low, high = min(t.first for t in targets) + 1, max(t.last for t in targets) + 1
+    inner = [r for r in runs if r[2] and r[0] <= low and high <= r[1]
+             and not any((r[0], r[1]) == (t.first + 1, t.last + 1) for t in targets)]
     if inner:
-        return min(inner, key=lambda b: b[1] - b[0])
-    spans = [b for b in blocks if not b[2]]
-    touched = [s for s in spans if any(s[0] <= line <= s[1] for line in lines)]
-    missing = [line for line in lines if not any(s[0] <= line <= s[1] for s in touched)]
-    if missing:
-        raise FixError(f"no statement at line {min(missing)}")
+        return min(inner, key=lambda r: r[1] - r[0])
+    spans = [r for r in runs if not r[2]]
+    touched = [s for s in spans if s[0] <= high and s[1] >= low]
     start, end = min(s[0] for s in touched), max(s[1] for s in touched)
     grown = True
     while grown:  # statements sharing a line with the run (`a = 1; b = 2`) come along
@@ -67,320 +226,187 @@ def _segment(text: str, lines: set) -> tuple[int, int, bool]:
     return start, end, False
 
 
-@lru_cache(maxsize=4)
-def _parsed(segment: str):
-    """The segment's module, its statements by start position, and each
-    statement's line span. Cached: JSON and SARIF output apply each fix of a
-    file on its own to the same text. LibCST trees are immutable (a transform
-    builds new nodes), so sharing one is safe."""
-    module = cst.parse_module(segment)
-    at: dict[tuple[int, int], cst.CSTNode] = {}
-    spans: dict[int, tuple[int, int]] = {}
-    lines = split_lines(segment)
-    _match(module.body, ast.parse(segment).body, at, spans, lines)
-    return module, at, spans
-
-
-def _match(statements, nodes: list, at: dict, spans: dict, lines: list) -> None:
-    """Pair LibCST statements with `ast` statements, block by block (LibCST's
-    own position metadata costs more than the parse)."""
-    nodes = list(nodes)
-    i = 0
-    for statement in statements:
-        if isinstance(statement, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
-            small = nodes[i:i + len(statement.body)]
-            i += len(statement.body)
-            if len(small) == len(statement.body) and isinstance(statement, cst.SimpleStatementLine):
-                _add(statement, small[0], small[0].lineno, small[-1].end_lineno, at, spans, lines)
-            continue
-        if i >= len(nodes):
-            raise FixError(f"LibCST reads the statement at line {nodes[-1].lineno if nodes else 1} otherwise than ast")
-        node = nodes[i]
-        i += 1
-        _add(statement, node, _first_line(node), node.end_lineno, at, spans, lines)
-        for body, ast_body in _blocks_of(statement, node):
-            _match(body, ast_body, at, spans, lines)
-    if i != len(nodes):
-        raise FixError(f"LibCST reads the statements near line {nodes[0].lineno} otherwise than ast")
-
-
-def _add(statement, node, first: int, last: int, at, spans, lines) -> None:
-    at[(node.lineno, char_column(lines[node.lineno - 1], node.col_offset))] = statement
-    spans[id(statement)] = (first, last)
-
-
-def _body(suite) -> list:
-    return list(suite.body) if isinstance(suite, cst.IndentedBlock) else [suite]
-
-
-def _blocks_of(statement, node):
-    """(LibCST statements, ast statements) of each block of a compound statement."""
-    kind = type(statement)
-    if kind is cst.If and isinstance(node, ast.If):
-        yield _body(statement.body), node.body
-        if isinstance(statement.orelse, cst.If):  # elif: ast nests an `if` in orelse
-            yield [statement.orelse], node.orelse
-        elif statement.orelse is not None:
-            yield _body(statement.orelse.body), node.orelse
-    elif kind in (cst.For, cst.While) and isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
-        yield _body(statement.body), node.body
-        if statement.orelse is not None:
-            yield _body(statement.orelse.body), node.orelse
-    elif kind in (cst.With, cst.FunctionDef, cst.ClassDef) \
-            and isinstance(node, (ast.With, ast.AsyncWith, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        yield _body(statement.body), node.body
-    elif kind in (cst.Try, cst.TryStar) and type(node).__name__ in ("Try", "TryStar"):
-        yield _body(statement.body), node.body
-        for handler, ast_handler in zip(statement.handlers, node.handlers, strict=True):
-            yield _body(handler.body), ast_handler.body
-        if statement.orelse is not None:
-            yield _body(statement.orelse.body), node.orelse
-        if statement.finalbody is not None:
-            yield _body(statement.finalbody.body), node.finalbody
-    elif kind is cst.Match and isinstance(node, ast.Match):
-        for case, ast_case in zip(statement.cases, node.cases, strict=True):
-            yield _body(case.body), ast_case.body
-    else:
-        raise FixError(f"LibCST reads the statement at line {node.lineno} otherwise than ast")
-
-
-@lru_cache(maxsize=256)
-def _snippet(code: str, indent: str) -> tuple:
-    """The statements of `code`, every block indented by `indent`."""
-    if not code.strip():
-        return ()
-    module = cst.parse_module(code if code.endswith("\n") else code + "\n")
-    if any(line.comment for line in module.footer):
-        raise FixError("comment lines after the last statement of new code are not supported")
-    body = [statement.visit(_Indent(indent)) for statement in module.body]
-    if module.header:
-        body[0] = body[0].with_changes(leading_lines=[*module.header, *body[0].leading_lines])
-    return tuple(body)
-
-
-class _Indent(cst.CSTTransformer):
-    def __init__(self, indent: str):
-        self.indent = indent
-
-    def leave_IndentedBlock(self, original_node, updated_node):
-        return updated_node.with_changes(indent=self.indent)
-
-
-@lru_cache(maxsize=64)
-def _header(header: str, orelse: bool) -> cst.BaseCompoundStatement:
-    header = header.rstrip()
-    header = header[:-1] if header.endswith(":") else header
-    try:
-        node = cst.parse_statement(f"{header}:\n    pass\n")
-    except cst.ParserSyntaxError:
-        node = None
-    if not isinstance(getattr(node, "body", None), cst.IndentedBlock):
-        raise FixError(f"`{header}:` is not the header of a block")
-    if orelse:
-        if not isinstance(node, (cst.If, cst.For, cst.While)):
-            raise FixError(f"`{header}:` cannot have an `else:` block")
-        node = cst.parse_statement(f"{header}:\n    pass\nelse:\n    pass\n")
-    return node
-
-
-class _Targets:
-    """The operations, attached to the nodes they address."""
-
-    def __init__(self, module, at, spans, operations, line_offset):
-        self.before: dict[int, list[str]] = {}
-        self.after: dict[int, list[str]] = {}
-        self.replace: dict[int, str] = {}
-        self.wraps: dict[int, tuple] = {}  # id(first statement) -> (ids, Wrap)
-        self.wrapped: set[int] = set()
-        self.done: set[int] = set()  # statements met in a statement list
-
-        def node(where) -> cst.CSTNode:
-            try:
-                line, column = where
-                found = at.get((line - line_offset, column))
-            except (TypeError, ValueError):
-                raise FixError(f"not a statement position: {where!r}") from None
-            if found is None:
-                raise FixError(f"no statement starts at {line}:{column + 1}")
-            return found
-
-        def alone(found, where):
-            if isinstance(found, cst.SimpleStatementLine) and len(found.body) != 1:
-                raise FixError(f"the statement at {where[0]}:{where[1] + 1} shares its line with another")
-
-        for op in operations:
-            if isinstance(op, InsertBefore):
-                self.before.setdefault(id(node(op.stmt)), []).append(op.code)
-            elif isinstance(op, InsertAfter):
-                self.after.setdefault(id(node(op.stmt)), []).append(op.code)
-            elif isinstance(op, Replace):
-                found = node(op.stmt)
-                alone(found, op.stmt)
-                if id(found) in self.replace:
-                    raise FixError(f"two replacements of the statement at {op.stmt[0]}:{op.stmt[1] + 1}")
-                self.replace[id(found)] = op.code
-            elif isinstance(op, Wrap):
-                ids = []
-                for where in op.stmts:
-                    found = node(where)
-                    alone(found, where)
-                    if id(found) in self.wrapped:
-                        raise FixError(f"the statement at {where[0]}:{where[1] + 1} is wrapped twice")
-                    self.wrapped.add(id(found))
-                    ids.append(id(found))
-                self.wraps[ids[0]] = (ids, op)
-            else:
-                raise FixError(f"not an operation: {op!r}")
-
-        # Changes inside a statement that is replaced would be lost.
-        targets = self.all = {*self.before, *self.after, *self.replace, *self.wrapped}
-        for key in self.replace:
-            first, last = spans[key]
-            for other in targets:
-                if other != key and first <= spans[other][0] <= last and spans[other][1] <= last:
-                    raise FixError("an operation inside a statement that is replaced")
-        self.lines = {spans[key][0] for key in targets}
-
-
-class _Rewriter(cst.CSTTransformer):
-    """Rebuilds the statement lists that hold addressed statements."""
-
-    def __init__(self, module: cst.Module, targets: _Targets, spans: dict):
-        self.module = module
-        self.targets = targets
-        self.spans = spans
-        self.used_wraps: set[int] = set()
-
-    def on_visit(self, node) -> bool:
-        # Statements that hold no addressed statement are kept as they are, unvisited.
-        span = self.spans.get(id(node))
-        if span is not None and not any(span[0] <= line <= span[1] for line in self.targets.lines):
-            return False
-        return super().on_visit(node)
-
-    def leave_IndentedBlock(self, original_node, updated_node):
-        indent = original_node.indent if original_node.indent is not None else self.module.default_indent
-        body, rest = self._rebuild(original_node.body, updated_node.body, indent)
-        if not body:  # every statement deleted: keep the block valid
-            body, rest = [cst.SimpleStatementLine([cst.Pass()], leading_lines=rest)], []
-        return updated_node.with_changes(body=body, footer=[*rest, *updated_node.footer])
-
-    def leave_Module(self, original_node, updated_node):
-        body, rest = self._rebuild(original_node.body, updated_node.body, self.module.default_indent)
-        return updated_node.with_changes(body=body, footer=[*rest, *updated_node.footer])
-
-    def _expand(self, original, node, indent: str) -> tuple[list, list]:
-        """What one statement becomes (inserts, replacement), and the comment
-        lines of a deleted statement with nothing left to carry them."""
-        t = self.targets
-        key = id(original)
-        t.done.add(key)
-        before = [s for code in t.before.get(key, ()) for s in _snippet(code, indent)]
-        after = [s for code in t.after.get(key, ()) for s in _snippet(code, indent)]
-        carry: list = []
-        if key in t.replace:
-            middle = list(_snippet(t.replace[key], indent))
-            comment = getattr(node, "trailing_whitespace", None)
-            comment = comment.comment if comment is not None else None
-            if middle:
-                last = middle[-1]
-                if comment is not None and isinstance(last, cst.SimpleStatementLine) \
-                        and last.trailing_whitespace.comment is None:
-                    middle[-1] = last.with_changes(trailing_whitespace=node.trailing_whitespace)
-                elif comment is not None:
-                    middle[0] = middle[0].with_changes(
-                        leading_lines=[cst.EmptyLine(comment=comment), *middle[0].leading_lines])
-                middle[0] = middle[0].with_changes(leading_lines=[*node.leading_lines, *middle[0].leading_lines])
-            else:  # deleted: its comments go to what follows
-                carry = [*node.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
-        else:
-            middle = [node]
-        result = [*before, *middle, *after]
-        if before and middle:  # comment lines above the statement go above the inserted code
-            result[0] = result[0].with_changes(leading_lines=[*middle[0].leading_lines, *result[0].leading_lines])
-            i = len(before)
-            result[i] = result[i].with_changes(leading_lines=[])
-        if not middle and result:
-            result[0] = result[0].with_changes(leading_lines=[*carry, *result[0].leading_lines])
-            carry = []
-        return result, carry
-
-    def _rebuild(self, originals, updated, indent: str):
-        """The new statement list, and comment lines left over at its end."""
-        t = self.targets
-        out, carry = [], []
-        i = 0
-        while i < len(originals):
-            key = id(originals[i])
-            if key in t.wraps:
-                ids, op = t.wraps[key]
-                members = originals[i:i + len(ids)]
-                if [id(m) for m in members] != ids:
-                    raise FixError("wrapped statements are not adjacent statements of one block, in order")
-                inner, inner_carry = [], []
-                for original, node in zip(members, updated[i:i + len(ids)]):
-                    nodes, left = self._expand(original, node, indent)
-                    if nodes and inner_carry:
-                        nodes[0] = nodes[0].with_changes(leading_lines=[*inner_carry, *nodes[0].leading_lines])
-                        inner_carry = []
-                    inner.extend(nodes)
-                    inner_carry.extend(left)
-                inner.extend(_snippet(op.body_after, indent))
-                leading = []
-                if inner:
-                    leading = list(inner[0].leading_lines)
-                    inner[0] = inner[0].with_changes(leading_lines=[])
-                if inner_carry:  # comments of deleted statements at the end of the block
-                    inner.append(cst.SimpleStatementLine([cst.Pass()], leading_lines=inner_carry))
-                if not inner:
-                    inner = [cst.SimpleStatementLine([cst.Pass()])]
-                compound = _header(op.header, bool(op.orelse))
-                changes = {"body": cst.IndentedBlock(body=inner, indent=indent), "leading_lines": leading}
-                if op.orelse:
-                    changes["orelse"] = compound.orelse.with_changes(
-                        body=cst.IndentedBlock(body=list(_snippet(op.orelse, indent)), indent=indent))
-                nodes, left = [compound.with_changes(**changes)], []
-                self.used_wraps.add(key)
-                i += len(ids)
-            elif key in t.wrapped:
-                raise FixError("wrapped statements are not adjacent statements of one block, in order")
-            else:
-                nodes, left = self._expand(originals[i], updated[i], indent)
-                i += 1
-            if nodes and carry:
-                nodes[0] = nodes[0].with_changes(leading_lines=[*carry, *nodes[0].leading_lines])
-                carry = []
-            out.extend(nodes)
-            carry.extend(left)
-        return out, carry
-
-
 def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
     """(first line, last line, new text of those lines) for `operations`."""
-    lines = set()
     for op in operations:
+        if not isinstance(op, (InsertBefore, InsertAfter, Replace, Wrap)):
+            raise FixError(f"not an operation: {op!r}")
         if isinstance(op, Wrap) and not op.stmts:
             raise FixError("a wrap of no statements")
         for where in (op.stmts if isinstance(op, Wrap) else (op.stmt,)):
-            if not (isinstance(where, tuple) and len(where) == 2 and all(isinstance(x, int) for x in where)):
+            if not _is_position(where):
                 raise FixError(f"not a statement position: {where!r}")
-            lines.add(where[0])
-    start, end, indented = _segment(text, lines)
-    segment = "".join(split_lines(text, keepends=True)[start - 1:end])
-    header = ""
-    if indented:  # an indented block may have any indentation under a header at column 0
-        first = split_lines(segment, keepends=True)[0]
-        header = "if True:" + first[len(first.rstrip("\r\n")):]
-    module, at, spans = _parsed(header + segment)
-    offset = start - 1 - (1 if header else 0)
-    targets = _Targets(module, at, spans, operations, offset)
-    rewriter = _Rewriter(module, targets, spans)
-    new = module.visit(rewriter).code
-    if rewriter.used_wraps != set(targets.wraps):
-        raise FixError("wrapped statements are not adjacent statements of one block, in order")
-    if not targets.all <= targets.done:  # e.g. an `elif`, which no statement list holds
-        raise FixError("an operation addresses a clause, not a statement of a block")
-    ast.parse(new)  # the run of whole statements must parse on its own
-    if not new.startswith(header):
-        raise FixError("the rewrite changed the line above the statements")
-    return start, end, new[len(header):]
+    lines = split_lines(text, keepends=True)
+    bare = [line.rstrip("\r\n") for line in lines]
+    rewriter = _Rewrite(text, lines, bare, operations)
+    start, end, indented = _segment(text, rewriter.statements)
+    new = "".join(rewriter.run(start - 1, end - 1))
+    check = "if True:\n" + new if indented else new  # an indented block may have any indentation
+    try:
+        ast.parse(check)
+    except (SyntaxError, ValueError) as exc:
+        raise FixError(f"the result would not parse: {exc}") from None
+    return start, end, new
+
+
+class _Rewrite:
+    """The new lines of a segment: what goes before, after and instead of
+    original lines, and which runs of lines move into a new block."""
+
+    def __init__(self, text: str, lines: list, bare: list, operations: tuple):
+        self.lines = lines
+        self.newline = _newline(lines[0]) if lines else "\n"
+        self.before: dict[int, list] = {}  # line -> new lines before it
+        self.after: dict[int, list] = {}  # line -> new lines after it
+        self.instead: dict[int, tuple] = {}  # first line -> (last line, new lines)
+        self.wraps: dict[int, tuple] = {}  # first line -> (last line, first statement, Wrap)
+        self.statements: list[_Statement] = []
+        anchors: dict[int, int] = {}  # id(statement node) -> line its InsertAfter follows
+        replaced: list[_Statement] = []
+        wrapped: set[int] = set()
+        deleted: dict[int, list] = {}  # block -> statements deleted
+        kept: set[int] = set()  # blocks that keep or receive a statement
+
+        def find(where) -> _Statement:
+            stmt = _statement(text, where, bare)
+            self.statements.append(stmt)
+            return stmt
+
+        for op in operations:
+            if isinstance(op, InsertBefore):
+                stmt = find(op.stmt)
+                self.before.setdefault(stmt.first, []).extend(self._code(op.code, stmt))
+            elif isinstance(op, InsertAfter):
+                stmt = find(op.stmt)
+                _alone_at_end(stmt, bare)
+                anchor = anchors[id(stmt.node)] = self._after_comments(stmt, bare)
+                self.after.setdefault(anchor, []).extend(self._code(op.code, stmt))
+                kept.add(stmt.block)
+            elif isinstance(op, Replace):
+                stmt = find(op.stmt)
+                if any(r.node is stmt.node for r in replaced):
+                    raise FixError(f"two replacements of the statement at {op.stmt[0]}:{op.stmt[1] + 1}")
+                replaced.append(stmt)
+                self.instead[stmt.first] = (stmt.last, self._replacement(op.code, stmt, bare))
+                if op.code.strip():
+                    kept.add(stmt.block)
+                else:
+                    deleted.setdefault(stmt.block, []).append(stmt)
+            else:
+                members = [find(where) for where in op.stmts]
+                for member in members:
+                    _alone_at_end(member, bare)
+                    if id(member.node) in wrapped:
+                        raise FixError(f"the statement at line {member.node.lineno} is wrapped twice")
+                    wrapped.add(id(member.node))
+                first = members[0]
+                if any(m.block != first.block or m.index != first.index + k for k, m in enumerate(members)):
+                    raise FixError("wrapped statements are not adjacent statements of one block, in order")
+                _header(op.header, bool(op.orelse))
+                self.wraps[first.first] = (members[-1], first, op)
+                kept.add(first.block)
+
+        for stmt in replaced:  # changes inside a statement that is replaced would be lost
+            for other in self.statements:
+                if other.node is not stmt.node and stmt.first <= other.first and other.last <= stmt.last:
+                    raise FixError("an operation inside a statement that is replaced")
+        # The last line of each wrap: the last member's, or what was inserted after it.
+        self.wraps = {line: (anchors.get(id(last.node), last.last), first, op)
+                      for line, (last, first, op) in self.wraps.items()}
+        index = _index(text)
+        for block, gone in deleted.items():  # a block whose every statement is deleted gets `pass`
+            if block not in kept and len(gone) == len(index.blocks[block]) \
+                    and index.parent_base[block] is not None:  # a module may be empty
+                last = max(gone, key=lambda s: s.last)
+                end, new = self.instead[last.first]
+                self.instead[last.first] = (end, [*new, last.base + "pass" + self.newline])
+
+    def _code(self, code: str, stmt: _Statement) -> list:
+        return list(_snippet(code, stmt.base, stmt.unit, self.newline))
+
+    def _replacement(self, code: str, stmt: _Statement, bare: list) -> list:
+        """The new lines of a replaced statement, keeping the comment at the end of its line."""
+        rest = _alone_at_end(stmt, bare)
+        new = self._code(code, stmt)
+        if rest.strip():
+            if new and not isinstance(ast.parse(code).body[-1], _COMPOUND):
+                new[-1] = new[-1].rstrip("\r\n") + rest + self.newline
+            else:  # on a line of its own, above the new code (or in place of the deleted statement)
+                new.insert(0, stmt.base + rest.strip() + self.newline)
+        if new and not self.lines[stmt.last].endswith(("\n", "\r")):  # no line end at the end of the file
+            new[-1] = new[-1].rstrip("\r\n")
+        return new
+
+    def _after_comments(self, stmt: _Statement, bare: list) -> int:
+        """The line an insert after `stmt` follows: comment lines indented
+        deeper than the statement, right after it, belong to the block it ends."""
+        line = probe = stmt.last
+        while probe + 1 < len(bare):
+            probe += 1
+            current = bare[probe]
+            if not current.strip():
+                continue
+            if not (current.lstrip().startswith("#") and current.startswith(stmt.base)
+                    and len(_indentation(current)) > len(stmt.base)):
+                break
+            line = probe
+        return line
+
+    def run(self, start: int, end: int, inside=None) -> list:
+        """The new lines for original lines start..end (0-based, inclusive)."""
+        out: list[str] = []
+        i = start
+        while i <= end:
+            if i in self.wraps and self.wraps[i] is not inside:
+                out.extend(self._wrapped(i))
+                i = self.wraps[i][0] + 1
+                continue
+            out.extend(self.before.get(i, ()))
+            if i in self.instead:
+                last, new = self.instead[i]
+                out.extend(new)
+            else:
+                last = i
+                out.append(self.lines[i])
+            if last in self.after:
+                if out and not out[-1].endswith(("\n", "\r")):
+                    out[-1] += self.newline
+                out.extend(self.after[last])
+            i = last + 1
+        return out
+
+    def _wrapped(self, line: int) -> list:
+        end, first, op = self.wraps[line]
+        body = self.run(line, end, inside=self.wraps[line])
+        if body and not body[-1].endswith(("\n", "\r")):
+            body[-1] += self.newline
+        try:
+            skip = _string_lines("".join(body))
+        except (tokenize.TokenError, SyntaxError) as exc:
+            raise FixError(f"cannot read the statements to wrap: {exc}") from None
+        inner = first.base + first.unit
+        new = [first.base + _header(op.header, bool(op.orelse)) + ":" + self.newline]
+        new += _indent(body, skip, first.base, first.unit)
+        new += _snippet(op.body_after, inner, first.unit, self.newline)
+        if op.orelse.strip():
+            new += [first.base + "else:" + self.newline]
+            new += _snippet(op.orelse, inner, first.unit, self.newline)
+        return new
+
+
+_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try,
+             ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Match)
+
+
+@lru_cache(maxsize=64)
+def _header(header: str, orelse: bool) -> str:
+    """`header` without its colon, if it opens a block (that may have `else:`)."""
+    header = header.strip()
+    header = header[:-1].rstrip() if header.endswith(":") else header
+    try:
+        node = ast.parse(f"{header}:\n    pass\n").body[0]
+    except (SyntaxError, ValueError, IndexError):
+        raise FixError(f"`{header}:` is not the header of a block") from None
+    if orelse and not isinstance(node, (ast.If, ast.For, ast.AsyncFor, ast.While)):
+        raise FixError(f"`{header}:` cannot have an `else:` block")
+    return header
