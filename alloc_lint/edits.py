@@ -101,26 +101,21 @@ def apply_operations(text: str, operations) -> str:
     """`text` with every operation carried out. Raises FixError."""
     if not operations:
         return text
-    start, end, new = _rewrite(text, tuple(operations))
-    lines = split_lines(text, keepends=True)
-    return "".join(lines[:start - 1]) + new + "".join(lines[end:])
+    return _carry_out("apply", text, tuple(operations))
 
 
 def fix_edits(text: str, operations) -> list[Edit]:
     """The line edits that carry out `operations` on `text`. Raises FixError."""
     if not operations:
         return []
-    start, end, new = _rewrite(text, tuple(operations))
-    old = "".join(split_lines(text, keepends=True)[start - 1:end])
-    return [Edit(e.start_line + start - 1, e.end_line + start - 1, e.content) for e in line_edits(old, new)]
+    return _carry_out("edits", text, tuple(operations))
 
 
-def _rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
-    """(first line, last line, new text of those lines)."""
+def _carry_out(what: str, text: str, operations: tuple):
     try:
         from . import fixer
 
-        return fixer.rewrite(text, operations)
+        return getattr(fixer, what)(text, operations)
     except FixError:
         raise
     except Exception as exc:  # noqa: BLE001 - the promise: FixError and nothing else

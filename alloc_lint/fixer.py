@@ -53,19 +53,24 @@ class _Index:
 
 @lru_cache(maxsize=4)
 def _index(text: str) -> _Index:
-    lines = split_lines(text)
+    lines = _lines(text)
     index = _Index(ast.parse(text))
+    compound = (*_COMPOUND, getattr(ast, "TryStar", ast.Try))
 
-    def visit(block: list, owner_base: str | None):
+    def visit(block: list, owner_base: "str | None"):
         index.blocks[id(block)] = block
         index.parent_base[id(block)] = owner_base
         for i, stmt in enumerate(block):
-            index.at[(stmt.lineno, char_column(lines[stmt.lineno - 1], stmt.col_offset))] = (stmt, block, i)
+            line = lines[stmt.lineno - 1]
+            column = stmt.col_offset if line.isascii() else char_column(line, stmt.col_offset)
+            index.at[(stmt.lineno, column)] = (stmt, block, i)
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 index.runs.append((_first_line(stmt), stmt.end_lineno, owner_base is not None))
             elif owner_base is None:
                 index.runs.append((_first_line(stmt), stmt.end_lineno, False))
-            base = _indentation(lines[stmt.lineno - 1])
+            if not isinstance(stmt, compound):
+                continue
+            base = _indentation(line)
             for name in ("body", "orelse", "finalbody"):
                 child = getattr(stmt, name, None)
                 if isinstance(child, list) and child and isinstance(child[0], ast.stmt):
@@ -146,6 +151,8 @@ def _tokens(text: str):
 @lru_cache(maxsize=64)
 def _string_lines(text: str) -> frozenset:
     """0-based indexes of the lines of `text` that begin inside a string."""
+    if '"""' not in text and "'''" not in text and "\\\n" not in text and "\\\r" not in text:
+        return frozenset()  # a string spans lines only with triple quotes or a backslash
     inside = set()
     for token in _tokens(text):
         if token.end[0] > token.start[0] and token.type not in (tokenize.NEWLINE, tokenize.NL):
@@ -174,13 +181,14 @@ def _snippet(code: str, base: str, unit: str, newline: str) -> tuple:
     code = code if code.endswith(("\n", "\r")) else code + "\n"
     try:
         ast.parse(code)
-        tokens = list(_tokens(code))
-    except (SyntaxError, tokenize.TokenError, IndentationError) as exc:
-        raise FixError(f"new code does not parse: {code.strip().splitlines()[0]!r}") from exc
-    own = next((t.string for t in tokens if t.type == tokenize.INDENT), "    ")
-    skip = _string_lines(code)
+        skip = _string_lines(code)
+    except (SyntaxError, tokenize.TokenError, ValueError) as exc:
+        raise FixError(f"new code does not parse: {code.strip().splitlines()[0]!r}") from None
+    lines = split_lines(code)
+    own = next((_indentation(line) for i, line in enumerate(lines)
+                if i not in skip and line.strip() and _indentation(line)), "    ")
     out = []
-    for i, line in enumerate(split_lines(code)):
+    for i, line in enumerate(lines):
         if i in skip:
             out.append(line + newline)
             continue
@@ -226,6 +234,30 @@ def _segment(text: str, targets: list) -> tuple[int, int, bool]:
     return start, end, False
 
 
+@lru_cache(maxsize=4)
+def _lines(text: str) -> tuple:
+    return tuple(split_lines(text, keepends=True))
+
+
+@lru_cache(maxsize=4)
+def _bare(text: str) -> tuple:
+    return tuple(line.rstrip("\r\n") for line in _lines(text))
+
+
+def apply(text: str, operations: tuple) -> str:
+    start, end, new = rewrite(text, operations)
+    lines = _lines(text)
+    return "".join(lines[:start - 1]) + new + "".join(lines[end:])
+
+
+def edits(text: str, operations: tuple) -> list:
+    from .edits import Edit, line_edits
+
+    start, end, new = rewrite(text, operations)
+    old = "".join(_lines(text)[start - 1:end])
+    return [Edit(e.start_line + start - 1, e.end_line + start - 1, e.content) for e in line_edits(old, new)]
+
+
 def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
     """(first line, last line, new text of those lines) for `operations`."""
     for op in operations:
@@ -236,9 +268,8 @@ def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
         for where in (op.stmts if isinstance(op, Wrap) else (op.stmt,)):
             if not _is_position(where):
                 raise FixError(f"not a statement position: {where!r}")
-    lines = split_lines(text, keepends=True)
-    bare = [line.rstrip("\r\n") for line in lines]
-    rewriter = _Rewrite(text, lines, bare, operations)
+    lines = _lines(text)
+    rewriter = _Rewrite(text, lines, _bare(text), operations)
     start, end, indented = _segment(text, rewriter.statements)
     new = "".join(rewriter.run(start - 1, end - 1))
     check = "if True:\n" + new if indented else new  # an indented block may have any indentation
@@ -329,7 +360,7 @@ class _Rewrite:
         rest = _alone_at_end(stmt, bare)
         new = self._code(code, stmt)
         if rest.strip():
-            if new and not isinstance(ast.parse(code).body[-1], _COMPOUND):
+            if new and not _ends_compound(code):
                 new[-1] = new[-1].rstrip("\r\n") + rest + self.newline
             else:  # on a line of its own, above the new code (or in place of the deleted statement)
                 new.insert(0, stmt.base + rest.strip() + self.newline)
@@ -392,6 +423,11 @@ class _Rewrite:
             new += [first.base + "else:" + self.newline]
             new += _snippet(op.orelse, inner, first.unit, self.newline)
         return new
+
+
+@lru_cache(maxsize=64)
+def _ends_compound(code: str) -> bool:
+    return isinstance(ast.parse(code).body[-1], _COMPOUND)
 
 
 _COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try,
