@@ -89,7 +89,8 @@ def make_chunked_prefill(g, device, chunks, chunk_len, workspace_tokens=None):
     """Metadata of one request whose context (chunks * chunk_len tokens) is cached."""
     cache, block_table = make_paged_cache(g, device, chunks * chunk_len)
     width = KV_LORA_RANK + QK_ROPE_HEAD_DIM
-    workspace = torch.empty((workspace_tokens or chunk_len, width), dtype=cache.dtype,
+    # vLLM allocates it once with torch.empty; zeros keep the caller's state reproducible.
+    workspace = torch.zeros((workspace_tokens or chunk_len, width), dtype=cache.dtype,
                             device=device)  # fmt: skip
     chunked = ChunkedContextMetadata(
         seq_tot=[chunk_len] * chunks,
