@@ -335,7 +335,9 @@ def _attention_reference(q, k, v, scale, causal):
     lse = torch.logsumexp(scores, dim=-1)
     probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num_(0.0)
     out = torch.einsum("htk,khd->thd", probs, v.float())
-    return out.to(v.dtype, memory_format=torch.contiguous_format), lse.contiguous()
+    # Contiguous, as FlashAttention returns it (einsum leaves [T, H, D] permuted).
+    out = out.to(v.dtype, memory_format=torch.contiguous_format).contiguous()
+    return out, lse.contiguous()
 
 
 def _attention_fused(q, k, v, scale, causal):
@@ -367,7 +369,8 @@ def _fused_attention_ok():
             except Exception as exc:  # any failure: use the formula and say why
                 problems.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         if problems:
-            ATTENTION_IMPL = "plain formula (fused kernel check failed: " + "; ".join(problems) + ")"
+            failed = "; ".join(problems)
+            ATTENTION_IMPL = f"plain formula (fused kernel check failed: {failed})"
         else:
             ATTENTION_IMPL = "torch.ops.aten._scaled_dot_product_efficient_attention"
     return ATTENTION_IMPL.startswith("torch.ops")

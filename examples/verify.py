@@ -614,7 +614,8 @@ def judge(name, mod, entry, texts, size):
             if not cmp["within_tolerance"]:
                 problems.append("results changed")
             if cmp["caller_args_differ"]:
-                problems.append(f"caller's arguments differ: {', '.join(cmp['caller_args_differ'])}")
+                differ = ", ".join(cmp["caller_args_differ"])
+                problems.append(f"caller's arguments differ: {differ}")
             if form == "safe" and expect_fix and texts["safe"] == texts["original"]:
                 problems.append("the fixer left it unchanged")
             if form == "safe" and not expect_fix and texts["safe"] != texts["original"]:
@@ -646,7 +647,8 @@ def check_growth(runs, expect_fix):
     for name in sorted({run["example"] for run in runs}):
         if not expect_fix.get(name, True):
             continue
-        orig, safe = growth(runs, name, "original", "alloc_calls"), growth(runs, name, "safe", "alloc_calls")
+        orig = growth(runs, name, "original", "alloc_calls")
+        safe = growth(runs, name, "safe", "alloc_calls")
         lo, hi = min(orig), max(orig)
         if hi == lo:
             continue
