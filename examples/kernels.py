@@ -357,9 +357,17 @@ def _fused_attention_ok():
     if ATTENTION_IMPL is None:
         g = torch.Generator().manual_seed(1234)
         problems = []
-        for t, n, dqk, dv, causal in ((40, 24, 192, 128, False), (48, 48, 128, 128, True)):
+        # The examples' layouts: MLA's v is a view of the up-projection [K, H, 128 + 128],
+        # the padded-V backend's v is contiguous; the ring's block is causal.
+        for t, n, dqk, dv, causal in (
+            (40, 24, 192, 128, False),
+            (40, 24, 192, 192, False),
+            (48, 48, 128, 128, True),
+        ):
             q, k = (randn((m, 2, dqk), g, "cuda") for m in (t, n))
-            v = randn((n, 2, dv), g, "cuda")
+            v = randn((n, 2, 128 + dv), g, "cuda")[..., 128:] if dv == 128 else randn(
+                (n, 2, dv), g, "cuda"
+            )
             try:
                 out, lse = _attention_fused(q, k, v, dqk**-0.5, causal)
                 ref_out, ref_lse = _attention_reference(q, k, v, dqk**-0.5, causal)
@@ -367,7 +375,8 @@ def _fused_attention_ok():
                 torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-4)
                 assert out.is_contiguous() and lse.is_contiguous()
             except Exception as exc:  # any failure: use the formula and say why
-                problems.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                first_line = (str(exc).splitlines() or [""])[0][:200]
+                problems.append(f"{type(exc).__name__}: {first_line}")
         if problems:
             failed = "; ".join(problems)
             ATTENTION_IMPL = f"plain formula (fused kernel check failed: {failed})"
