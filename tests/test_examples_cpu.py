@@ -306,6 +306,20 @@ def test_tracker_counts_views_once_and_frees_at_the_last_reference():
     assert tracker.live == 0
 
 
+def test_caller_state_sees_one_byte_changed_with_or_without_numpy(monkeypatch):
+    verify = load_verify()
+    base = torch.arange(1003, dtype=torch.int32).view(torch.uint8)[:4011]
+    changed = base.clone()
+    changed[4010] ^= 1  # the last, odd byte: outside the 8-byte words
+    for numpy_missing in (False, True):
+        if numpy_missing:
+            monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy raises
+        a, b, c = ({"x": t.clone()} for t in (base, base, changed))
+        assert verify.caller_state(a) == verify.caller_state(b) != verify.caller_state(c)
+        b["x"][17] += 1
+        assert verify.caller_state(a) != verify.caller_state(b)
+
+
 def test_lazy_form_derived_from_the_eager_ping_pong():
     verify = load_verify()
     eager = fix_source(
