@@ -353,22 +353,18 @@ def make_tracker(device, trace):
 
         def launch(self, name, fn, args, kwargs):
             self.mark(name, "enter")
-            if device == "cuda":
+            # One opaque launch: count what it returns, not its temporaries or its
+            # internal copies (on CUDA the allocator's own counts include everything).
+            self.paused += 1
+            try:
                 out = fn(*args, **kwargs)
-            else:
-                # One opaque launch: count what it returns, not its temporaries.
-                self.paused += 1
-                try:
-                    out = fn(*args, **kwargs)
-                finally:
-                    self.paused -= 1
-                inputs = {
-                    storage_key(t)
-                    for t in tree_leaves((args, kwargs))
-                    if isinstance(t, torch.Tensor)
-                }
-                for t in tree_leaves(out):
-                    self._track(t, inputs)
+            finally:
+                self.paused -= 1
+            inputs = {
+                storage_key(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
+            }
+            for t in tree_leaves(out):
+                self._track(t, inputs)
             self.mark(name, "exit")
             return out
 
