@@ -9,8 +9,9 @@ into a running output. Causality makes blocks from later ranks irrelevant, and t
 steps attend nothing. The running output starts empty (output 0, lse -inf) in buffers
 the forward allocates itself; each fold then allocates a fresh pair.
 
-The other ranks are simulated: RingComm holds their KV blocks and "receives" one by
-copying it into new buffers, as a send/recv into torch.empty_like buffers does.
+The other ranks are simulated: SimulatedRingGroup holds their KV blocks, and the
+forward's RingComm "receives" one by copying it into new buffers, as a send/recv into
+torch.empty_like buffers does.
 """
 
 import torch
@@ -23,13 +24,22 @@ SMALL = {"tokens": 64, "heads": 4, "dim": 128, "world_size": 8, "rank": -2}  # C
 SWEEP = (4, 8, 16)
 
 
-class RingComm:
+class SimulatedRingGroup:
     """Stands in for the ring's process group; holds the other ranks' KV blocks."""
 
     def __init__(self, rank, world_size, remote_kv):
         self.rank = rank
         self.world_size = world_size
         self.remote_kv = remote_kv  # {rank: (k, v)} of every other rank
+
+
+class RingComm:
+    """One forward's ring exchange (as ring-flash-attn makes one per call)."""
+
+    def __init__(self, process_group):
+        self.group = process_group
+        self.rank = process_group.rank
+        self.world_size = process_group.world_size
         self._step = 0
 
     def send_recv_kv(self, k, v):
@@ -37,7 +47,7 @@ class RingComm:
         # (rank - step - 1) mod world_size, in fresh buffers.
         self._step += 1
         src = (self.rank - self._step) % self.world_size
-        remote_k, remote_v = self.remote_kv[src]
+        remote_k, remote_v = self.group.remote_kv[src]
         next_k, next_v = torch.empty_like(k), torch.empty_like(v)
         next_k.copy_(remote_k)
         next_v.copy_(remote_v)
@@ -47,7 +57,8 @@ class RingComm:
         pass  # the copies above are already done
 
 
-def ring_attention_forward(q, k, v, comm, softmax_scale):
+def ring_attention_forward(q, k, v, process_group, softmax_scale):
+    comm = RingComm(process_group)
     num_tokens, num_heads, head_dim = q.shape
     out = torch.zeros((num_tokens, num_heads, head_dim), dtype=q.dtype, device=q.device)
     lse = torch.full((num_heads, num_tokens), float("-inf"), dtype=torch.float32, device=q.device)
@@ -97,7 +108,7 @@ def make_inputs(device, seed=0, tokens=1024, heads=32, dim=128, world_size=8, ra
         "q": q,
         "k": k,
         "v": v,
-        "comm": RingComm(rank, world_size, remote_kv),
+        "process_group": SimulatedRingGroup(rank, world_size, remote_kv),
         "softmax_scale": dim**-0.5,
     }
 

@@ -7,6 +7,7 @@ allocation counts) are tested on small hand-written programs whose answers are k
 The GPU numbers come from the same harness (`examples/gpu_results.sh`).
 """
 
+import importlib
 import importlib.util
 import json
 import subprocess
@@ -179,6 +180,20 @@ def test_unsafe_form_changes_only_the_hazard_example(report, name):
         else:
             assert unsafe["comparison"]["bitwise_equal"]
         assert unsafe["status"] == "ok"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_can_be_called_again_on_the_same_inputs(name):
+    """The timing loop calls each form repeatedly on one set of inputs, as real callers do."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        mod = importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+    inputs = mod.make_inputs("cpu", 0, **mod.SMALL)
+    first = [t.clone() for t in mod.run_loop(inputs)]
+    second = mod.run_loop(inputs)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 # --------------------------------------------------------------------------- the harness
