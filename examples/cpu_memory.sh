@@ -19,6 +19,17 @@ $py examples/verify.py --device cpu --size tokens=256,heads=16 --chunks 8 --trac
     echo "count as single launches that allocate only what they return, as fused GPU kernels do)."
     echo "R is the size of the results (output + lse), one accumulator group."
     echo
+    echo "How to read it: every reuse form keeps a scratch buffer per accumulator (R in all) alive"
+    echo "from the merge that first allocates it to the end of the loop, where the original frees its"
+    echo "previous accumulator at each rebinding. The fixed loop's peak is therefore the larger of the"
+    echo "original's live bytes at the merges and its live bytes between merges plus R (from merge 1"
+    echo "on for the swap and the eager ping-pong, which also holds both buffers at merge 1; from"
+    echo "merge 2 on for the lazy ping-pong). It stays equal to the original's only where the loop"
+    echo "holds at least R less between merges than at its peak. Where the next chunk is computed"
+    echo "while the previous chunk's output is still bound (vLLM's loop, the ring's), it does not, and"
+    echo "every form, lazy ping-pong included, peaks one R higher; where the partial results come"
+    echo "from one kernel before the loop (split-KV), the peak is unchanged."
+    echo
     cat "$out/memory.md"
 } > examples/MEMORY_CPU.md
 echo "wrote examples/MEMORY_CPU.md"
