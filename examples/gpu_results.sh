@@ -9,8 +9,8 @@
 # hashes, and verify.py refuses a directory made from other sources). This script then
 # runs every example at its default size (--check), sweeps each example over its SWEEP
 # (--check), traces memory per merge at the default sizes, and writes
-# examples/RESULTS.md. When $OUT is set (the device runner's output folder), the report
-# and the JSON files are copied there too. A failed --check is reported in RESULTS.md
+# examples/RESULTS.md. When $OUT is set (the device runner's output folder), the report,
+# the JSON reports and the logs are written there too. A failed --check is reported in RESULTS.md
 # and in the last line; the exit code is 0 once the report is written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,8 @@ if [ ! -f "$prepared/manifest.json" ]; then
         "where alloc_lint is installed, and carry $prepared here" >&2
     exit 2
 fi
-out=$(mktemp -d)
+# Reports go straight to $OUT when it is set, so that a run cut short still returns them.
+out=${OUT:-$(mktemp -d)}
 failed=""
 run() {  # run NAME ARGS...: verify.py with the prepared rewrites on CUDA
     local name=$1
@@ -30,7 +31,7 @@ run() {  # run NAME ARGS...: verify.py with the prepared rewrites on CUDA
         "$@" > "$out/$name.md" 2> "$out/$name.log"; then
         failed="$failed $name"
     fi
-    tail -n 3 "$out/$name.log" >&2 || true
+    echo "$name: done at $(date -u +%T) (${SECONDS}s)" >&2
 }
 run default --check
 run sweep --check --sweep
@@ -76,7 +77,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 ||
 } > examples/RESULTS.md
 echo "wrote examples/RESULTS.md"
 if [ -n "${OUT:-}" ]; then
-    cp examples/RESULTS.md "$out"/*.json "$out"/*.log "$OUT"/
-    echo "copied RESULTS.md and the JSON reports to $OUT"
+    cp examples/RESULTS.md "$OUT"/
+    echo "RESULTS.md and the JSON reports are in $OUT"
 fi
 echo "check: $status"
