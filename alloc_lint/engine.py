@@ -13,8 +13,6 @@ import tokenize
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .analysis.names import last_names
-from .analysis.prefilter import might_have_finding
 from .config import Config
 from .diagnostics import Diagnostic, FileError
 from .lines import split_lines
@@ -70,9 +68,10 @@ def parse(text: str, filename: str) -> ast.Module:
 
 
 def might_match(text: str, config: Config) -> bool:
-    """Cheap text checks that only skip files which provably cannot match
-    (see analysis/prefilter.py)."""
-    return might_have_finding(text, last_names(config.allocators))
+    """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
+    is sound, so a file for which this is False has no finding at all."""
+    return any(rule.might_match(text, config) for rule in ALL_RULES
+               if config.is_selected(rule.code, rule.name))
 
 
 # --- noqa ---------------------------------------------------------------------------

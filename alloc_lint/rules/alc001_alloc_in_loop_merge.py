@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..analysis import flow
 from ..analysis.names import last_names
+from ..analysis.prefilter import might_have_finding
 from ..analysis.scopes import Loop, walk_scope
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
@@ -153,6 +154,9 @@ class AllocInLoopMerge(Rule):
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+
+    def might_match(self, text: str, config) -> bool:
+        return might_have_finding(text, last_names(config.allocators))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
