@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import engine
-from .config import Config
+from .config import DEFAULT_LINE_LENGTH, Config
 from .diagnostics import Diagnostic
 from .edits import FixError, apply_operations, fix_edits
 
@@ -55,7 +55,7 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
         if not fixable:
             break
         try:
-            result.text = apply_operations(result.text, _operations(fixable, unsafe_fixes))
+            result.text = apply_operations(result.text, _operations(fixable, unsafe_fixes), config.line_length)
         except FixError as exc:
             result.error = str(exc)
             break
@@ -67,16 +67,17 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
     return result
 
 
-def attach_edits(text: str, diagnostics: list[Diagnostic]) -> None:
+def attach_edits(text: str, diagnostics: list[Diagnostic], line_length: int | None = DEFAULT_LINE_LENGTH) -> None:
     """Fill in each fix's text edits (for JSON and SARIF output). `text` is
-    the text the diagnostics were found in. A fix whose operations cannot be
-    carried out is reported without edits."""
+    the text the diagnostics were found in; pass the file's configured
+    `line_length` (Config.line_length) so the edits are what `fix` writes. A
+    fix whose operations cannot be carried out is reported without edits."""
     done = {}
     for d in diagnostics:
         for fix in d.fixes:
             if fix.operations not in done:
                 try:
-                    done[fix.operations] = fix_edits(text, fix.operations)
+                    done[fix.operations] = fix_edits(text, fix.operations, line_length)
                 except FixError:
                     done[fix.operations] = None
             fix.edits = done[fix.operations]

@@ -19,6 +19,7 @@ DEFAULT_MERGE_FUNCTIONS = (
     "merge_state_v2",
     "merge_states",
 )
+DEFAULT_LINE_LENGTH = 88  # ruff's and black's default
 DEFAULT_EXCLUDE = (
     ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__",
     "build", "dist", "node_modules", ".mypy_cache", ".ruff_cache", ".eggs",
@@ -38,6 +39,8 @@ class Config:
     select: tuple[str, ...] = ("ALC",)
     ignore: tuple[str, ...] = ()
     source: str | None = None  # the file it came from
+    # Fixes wrap lines they write beyond this (`line-length` of [tool.ruff] or [tool.black]).
+    line_length: int = DEFAULT_LINE_LENGTH
 
     def fingerprint(self) -> str:
         """What a cached result depends on."""
@@ -100,12 +103,25 @@ def load(path: str | Path) -> Config:
         table = data.get("tool", {}).get("alloc-lint", data)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.alloc-lint] must be a table")
-    return from_table(table, str(path))
+    cfg = from_table(table, str(path))
+    cfg.line_length = formatter_line_length(data) or DEFAULT_LINE_LENGTH
+    return cfg
+
+
+def formatter_line_length(data: dict) -> int | None:
+    """`line-length` of [tool.ruff], else of [tool.black], in a pyproject.toml's data."""
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    for table in (tool.get("ruff"), tool.get("black")):
+        value = table.get("line-length") if isinstance(table, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def discover(start: str | Path = ".") -> Config:
     """The nearest pyproject.toml with a [tool.alloc-lint] table, else defaults."""
     here = Path(start).resolve()
+    line_length = None  # the nearest pyproject.toml's, where none configures alloc-lint
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
@@ -117,4 +133,9 @@ def discover(start: str | Path = ".") -> Config:
                 cfg = load(candidate)
                 if cfg.source:
                     return cfg
-    return Config()
+            if line_length is None and "line-length" in text:
+                try:
+                    line_length = formatter_line_length(tomllib.loads(text))
+                except tomllib.TOMLDecodeError:
+                    pass
+    return Config(line_length=line_length or DEFAULT_LINE_LENGTH)

@@ -35,7 +35,7 @@ Replace and one Wrap):
   above the first moved statement stay above the header. Inserts and a Replace
   on a moved statement are carried out inside the new block.
 
-`apply_operations(text, operations)` returns the new text or raises
+`apply_operations(text, operations, line_length=None)` returns the new text or raises
 `FixError` (never anything else): when a position names no statement (or a
 clause such as `elif`), the operations conflict, or the result would not
 parse. It works on whole lines (alloc_lint.fixer): every byte outside the
@@ -44,7 +44,12 @@ the operations (else the top-level statements holding them) is parsed again
 to check the result. It needs no LibCST. The text is what the rule checked (a BOM already
 removed by the caller).
 
-`fix_edits(text, operations)` gives the same result as line edits of `text`.
+New or changed lines longer than `line_length` (the project's, from
+Config.line_length) are wrapped as `ruff format` and black would write them
+(alloc_lint.linewrap), so formatter checks stay green after a fix.
+
+`fix_edits(text, operations, line_length=None)` gives the same result as line
+edits of `text`.
 """
 from __future__ import annotations
 
@@ -97,25 +102,27 @@ def position(stmt: ast.stmt, lines: list[str]) -> Position:
     return (stmt.lineno, char_column(lines[stmt.lineno - 1], stmt.col_offset))
 
 
-def apply_operations(text: str, operations) -> str:
-    """`text` with every operation carried out. Raises FixError."""
+def apply_operations(text: str, operations, line_length: int | None = None) -> str:
+    """`text` with every operation carried out. Raises FixError. New or changed
+    lines longer than `line_length` are wrapped as `ruff format` would (None:
+    not wrapped)."""
     if not operations:
         return text
-    return _carry_out("apply", text, tuple(operations))
+    return _carry_out("apply", text, tuple(operations), line_length)
 
 
-def fix_edits(text: str, operations) -> list[Edit]:
+def fix_edits(text: str, operations, line_length: int | None = None) -> list[Edit]:
     """The line edits that carry out `operations` on `text`. Raises FixError."""
     if not operations:
         return []
-    return _carry_out("edits", text, tuple(operations))
+    return _carry_out("edits", text, tuple(operations), line_length)
 
 
-def _carry_out(what: str, text: str, operations: tuple):
+def _carry_out(what: str, text: str, operations: tuple, line_length: int | None):
     try:
         from . import fixer
 
-        return getattr(fixer, what)(text, operations)
+        return getattr(fixer, what)(text, operations, line_length)
     except FixError:
         raise
     except Exception as exc:  # noqa: BLE001 - the promise: FixError and nothing else

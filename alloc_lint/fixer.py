@@ -182,7 +182,7 @@ def _snippet(code: str, base: str, unit: str, newline: str) -> tuple:
     try:
         ast.parse(code)
         skip = _string_lines(code)
-    except (SyntaxError, tokenize.TokenError, ValueError) as exc:
+    except (SyntaxError, tokenize.TokenError, ValueError):
         raise FixError(f"new code does not parse: {code.strip().splitlines()[0]!r}") from None
     lines = split_lines(code)
     own = next((_indentation(line) for i, line in enumerate(lines)
@@ -244,22 +244,23 @@ def _bare(text: str) -> tuple:
     return tuple(line.rstrip("\r\n") for line in _lines(text))
 
 
-def apply(text: str, operations: tuple) -> str:
-    start, end, new = rewrite(text, operations)
+def apply(text: str, operations: tuple, line_length: int | None = None) -> str:
+    start, end, new = rewrite(text, operations, line_length)
     lines = _lines(text)
     return "".join(lines[:start - 1]) + new + "".join(lines[end:])
 
 
-def edits(text: str, operations: tuple) -> list:
+def edits(text: str, operations: tuple, line_length: int | None = None) -> list:
     from .edits import Edit, line_edits
 
-    start, end, new = rewrite(text, operations)
+    start, end, new = rewrite(text, operations, line_length)
     old = "".join(_lines(text)[start - 1:end])
     return [Edit(e.start_line + start - 1, e.end_line + start - 1, e.content) for e in line_edits(old, new)]
 
 
-def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
-    """(first line, last line, new text of those lines) for `operations`."""
+def rewrite(text: str, operations: tuple, line_length: int | None = None) -> tuple[int, int, str]:
+    """(first line, last line, new text of those lines) for `operations`;
+    new or changed lines longer than `line_length` wrapped as a formatter would."""
     for op in operations:
         if not isinstance(op, (InsertBefore, InsertAfter, Replace, Wrap)):
             raise FixError(f"not an operation: {op!r}")
@@ -272,12 +273,61 @@ def rewrite(text: str, operations: tuple) -> tuple[int, int, str]:
     rewriter = _Rewrite(text, lines, _bare(text), operations)
     start, end, indented = _segment(text, rewriter.statements)
     new = "".join(rewriter.run(start - 1, end - 1))
+    if line_length:
+        new = _fit(text, _lines(text)[start - 1:end], new, indented, line_length)
     check = "if True:\n" + new if indented else new  # an indented block may have any indentation
     try:
         ast.parse(check)
     except (SyntaxError, ValueError) as exc:
         raise FixError(f"the result would not parse: {exc}") from None
     return start, end, new
+
+
+def _fit(text: str, old: tuple, new: str, indented: bool, limit: int) -> str:
+    """`new` with each new or changed one-line statement longer than `limit`
+    wrapped (alloc_lint.linewrap); other lines as they are."""
+    lines = split_lines(new, keepends=True)
+    original = set(old)
+    from . import linewrap
+
+    long = {i for i, line in enumerate(lines)
+            if line not in original and linewrap.width(line.rstrip("\r\n")) > limit}
+    if not long:
+        return new
+
+    whole, unit = _one_line_statements(new, indented)
+    unit = unit or _module_unit(text)
+    out = []
+    for i, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        wrapped = linewrap.wrap(body, unit, limit) if i in long and i in whole else None
+        out.extend(w + line[len(body):] for w in wrapped) if wrapped else out.append(line)
+    return "".join(out)
+
+
+def _one_line_statements(text: str, indented: bool) -> tuple[set, str | None]:
+    """0-based indexes of the lines of `text` that hold a whole logical line,
+    and the indentation its first nested block adds (None if none)."""
+    shift = 1 if indented else 0
+    found, first, unit, levels = set(), None, None, [""]
+    try:
+        for token in _tokens(("if True:\n" if indented else "") + text):
+            if token.type == tokenize.INDENT:
+                if unit is None and len(levels) > shift and token.string.startswith(levels[-1]):
+                    unit = token.string[len(levels[-1]):] or None
+                levels.append(token.string)
+            elif token.type == tokenize.DEDENT:
+                levels.pop()
+            elif token.type == tokenize.NEWLINE:
+                if first == token.start[0]:
+                    found.add(first - 1 - shift)
+                first = None
+            elif token.type not in (tokenize.NL, tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER) \
+                    and first is None:
+                first = token.start[0]
+    except (tokenize.TokenError, SyntaxError):
+        return set(), None
+    return found, unit
 
 
 class _Rewrite:

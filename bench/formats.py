@@ -119,7 +119,8 @@ def main() -> None:
                  "| command | rounds | median wall s | min–max | median CPU s | min–max | × text wall | × text CPU |",
                  "|---|---|---|---|---|---|---|---|"]
         for name in tools:
-            shown = f"`alloc-lint check --no-cache --format {name}`" if name in FORMATS else f"`{run.TOOLS['ruff'].label}`"
+            shown = (f"`alloc-lint check --no-cache --format {name}`" if name in FORMATS
+                     else f"`{run.TOOLS['ruff'].label}`")
             lines.append(row(shown, walls[name], cpus[name], None if name == "text" else text))
         lines += ["", f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
                       f"after: {', '.join(f'{x:.1f}' for x in load_after)}.", "",

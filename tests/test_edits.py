@@ -183,8 +183,9 @@ def test_the_last_line_of_a_file_without_a_line_end():
 
 def test_insert_after_a_block_goes_after_the_comments_indented_in_it():
     text = "def f(xs):\n    for x in xs:\n        g(x)\n        # still the loop's\n\n    # about h\n    h()\n"
-    assert apply_operations(text, [InsertAfter((2, 4), "t = None")]) == \
-        "def f(xs):\n    for x in xs:\n        g(x)\n        # still the loop's\n    t = None\n\n    # about h\n    h()\n"
+    assert apply_operations(text, [InsertAfter((2, 4), "t = None")]) == (
+        "def f(xs):\n    for x in xs:\n        g(x)\n        # still the loop's\n"
+        "    t = None\n\n    # about h\n    h()\n")
 
 
 def test_nested_wraps():
@@ -209,7 +210,8 @@ def test_module_level_statements_and_decorated_definitions():
     lines = split_lines(text)
     ops = [InsertBefore(position(tree.body[1], lines), "y = 1"),  # addressed where `def` is, as ast says
            InsertAfter(position(tree.body[2], lines), "del c")]
-    assert apply_operations(text, ops) == "import x\n\ny = 1\n@dec\ndef f():\n    pass\n\nfor a in b:\n    c = a\ndel c\n"
+    assert apply_operations(text, ops) == \
+        "import x\n\ny = 1\n@dec\ndef f():\n    pass\n\nfor a in b:\n    c = a\ndel c\n"
 
 
 EVERY_KIND = """import torch
