@@ -1,55 +1,67 @@
 """Fix operations: how a rule describes a rewrite, and how it is carried out.
 
-A rule never edits text itself. It describes a fix as a tuple of
-statement-level operations on the text it checked; `apply_operations` carries them out, and
-`line_edits` turns the result into the line edits JSON, SARIF and editors carry.
-Operations are frozen dataclasses of strings and ints: they pickle, hash,
-compare, and go into the results cache and across worker processes.
+A rule never edits text itself (and never imports LibCST). It describes a fix
+as a tuple of statement-level operations on the text it checked and puts it
+in `Fix.operations`; `apply_operations` carries them out, and `fix_edits` gives
+the line edits JSON, SARIF and editors carry. Operations are frozen dataclasses
+of strings and ints: they pickle, hash, compare, and go into the results cache
+and across worker processes.
+
+    from alloc_lint.edits import InsertBefore, InsertAfter, Replace, Wrap, position
+    at = lambda stmt: position(stmt, ctx.lines)          # ast statement -> (line, column)
+    Fix("safe", message, "my-form", (
+        InsertBefore(at(loop), "parts = []"),
+        Replace(at(rebind), "parts.append(x)"),
+        InsertAfter(at(loop), "acc = torch.cat(parts)"),
+    ))
 
 Addressing. A statement is named by where it starts: `(line, column)`, the
 1-based line and the 0-based column *in characters* (`ast` gives UTF-8 bytes:
-use `position(stmt, lines)`). Only statements that start a line of their own
-can be replaced or wrapped (`a = 1; b = 2` cannot).
+use `position(stmt, lines)`). A decorated definition is addressed where `ast`
+puts it (the `def` line). Only statements that start a line of their own can
+be addressed (`a = 1; b = 2`: not `b`); Replace and Wrap also need them to end
+their line (a comment may follow). An `elif` is a clause, not a statement.
 
 Code. New code is source text of one or more statements, written at column 0,
-nested blocks indented with four spaces (`"if t is None:\\n    t = f(x)"`). It
+nested blocks indented with four spaces (`"if t is None:\n    t = f(x)"`). It
 is re-indented like the block it lands in (tabs in a tab-indented file), and
-written with the file's line endings. Comment lines in it are kept.
+written with the file's line endings. Comment lines in it are kept; the text
+of multi-line strings in it is not re-indented.
 
-The operations (one statement may receive several inserts; at most one
-Replace and one Wrap):
+The operations (one statement may receive several inserts, kept in order; at
+most one Replace and one Wrap):
 
 - `InsertBefore(stmt, code)`: `code` just before `stmt`. Comment and blank
-  lines above `stmt` move above the inserted code.
+  lines above `stmt` stay above the inserted code.
 - `InsertAfter(stmt, code)`: `code` just after `stmt`; after a compound
-  statement's whole body, `else:` blocks included.
+  statement's whole body, `else:` blocks included (and after comment lines
+  indented inside its last block).
 - `Replace(stmt, code)`: `stmt` becomes `code`. The comment lines above it and
   the comment at the end of its line are kept; an empty `code` deletes the
-  statement and hands its comments to the next statement (a block left empty
-  gets `pass`). Another operation inside a replaced compound statement is an
-  error.
+  statement, leaving its comments in place (a block left empty gets `pass`).
+  An operation inside a replaced compound statement is an error.
 - `Wrap(stmts, header, body_after="", orelse="")`: adjacent statements of one
   block, in order, move into `header:` (e.g. `"if t is None"`; a trailing
   colon is optional), followed in that block by `body_after`, with an optional
   `else:` block `orelse` (for `if`, `for`, `while` headers). Comment lines
-  above the first moved statement stay above the header. Inserts and a Replace
-  on a moved statement are carried out inside the new block.
+  above the first moved statement stay above the header; the moved lines are
+  indented one level deeper, except lines inside multi-line strings. Inserts
+  and a Replace on a moved statement are carried out inside the new block.
 
-`apply_operations(text, operations, line_length=None)` returns the new text or raises
-`FixError` (never anything else): when a position names no statement (or a
-clause such as `elif`), the operations conflict, or the result would not
-parse. It works on whole lines (alloc_lint.fixer): every byte outside the
-changed statements is kept, and only the innermost `def` or `class` holding
-the operations (else the top-level statements holding them) is parsed again
-to check the result. It needs no LibCST. The text is what the rule checked (a BOM already
-removed by the caller).
+`apply_operations(text, operations, line_length=None)` returns the new text or
+raises `FixError` (never anything else): when a position names no statement,
+the operations conflict, or the result would not parse. It works on whole
+lines (alloc_lint.fixer): every byte outside the changed statements is kept,
+and only the innermost `def` or `class` holding the operations (else the
+top-level statements holding them) is parsed again to check the result. The
+text is what the rule checked (a BOM already removed by the caller).
 
-New or changed lines longer than `line_length` (the project's, from
-Config.line_length) are wrapped as `ruff format` and black would write them
-(alloc_lint.linewrap), so formatter checks stay green after a fix.
+New or changed lines wider than `line_length` (pass Config.line_length: the
+project's `line-length` of [tool.ruff] or [tool.black], default 88) are
+wrapped as `ruff format` writes them (alloc_lint.linewrap); None wraps nothing.
 
-`fix_edits(text, operations, line_length=None)` gives the same result as line
-edits of `text`.
+`fix_edits(text, operations, line_length=None)` gives the same rewrite as line
+edits of `text` (what api.attach_edits puts in `Fix.edits`).
 """
 from __future__ import annotations
 
