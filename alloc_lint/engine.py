@@ -72,7 +72,10 @@ def parse(text: str, filename: str) -> ast.Module:
 def might_match(text: str, config: Config) -> bool:
     """Cheap text checks that only skip files which provably cannot match
     (see analysis/prefilter.py)."""
-    return might_have_finding(text, last_names(config.allocators))
+    # ALC002 declares its own predicate; g-prefilter's per-rule plumbing replaces this.
+    return might_have_finding(text, last_names(config.allocators)) or any(
+        hasattr(rule, "might_match") and config.is_selected(rule.code, rule.name)
+        and rule.might_match(text, config) for rule in ALL_RULES)
 
 
 # --- noqa ---------------------------------------------------------------------------

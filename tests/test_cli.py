@@ -344,7 +344,7 @@ def test_sarif_format_and_its_fixes_match_fix(tmp_path, newline):
     assert log["version"] == "2.1.0"
     run = log["runs"][0]
     rules = run["tool"]["driver"]["rules"]
-    assert [r["id"] for r in rules] == ["ALC001"]
+    assert [r["id"] for r in rules] == ["ALC001", "ALC002"]
     results = run["results"]
     assert len(results) == 3
     for result in results:
@@ -783,7 +783,7 @@ def test_rules_lists_alc001(tmp_path):
     proc = alloc_lint("rules", cwd=tmp_path, check=0)
     assert proc.stdout.startswith("ALC001  alloc-in-loop-merge  ")
     proc = alloc_lint("rules", "--format", "json", cwd=tmp_path, check=0)
-    assert [r["code"] for r in json.loads(proc.stdout)] == ["ALC001"]
+    assert [r["code"] for r in json.loads(proc.stdout)] == ["ALC001", "ALC002"]
 
 
 def test_explain_prints_the_rule_page(tmp_path):

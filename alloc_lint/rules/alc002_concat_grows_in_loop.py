@@ -1,0 +1,444 @@
+"""ALC002 concat-grows-in-loop."""
+from __future__ import annotations
+
+import ast
+import unicodedata
+from dataclasses import dataclass, field
+
+from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop
+from ..diagnostics import Diagnostic
+from .base import FileContext, Rule
+
+# Concatenations, by qualified name: how the parts are passed.
+#   "seq":    f(sequence, ...), the sequence first or as the keyword below;
+#   "append": f(arr, values, axis=None), NumPy's append.
+_SEQ_KEYWORD = {"torch": "tensors", "numpy": "arrays", "cupy": "arrays"}
+_STACKS = ("hstack", "vstack", "dstack", "column_stack", "row_stack")
+CONCATENATIONS: dict[str, str] = {
+    **{f"torch.{n}": "seq" for n in ("cat", "concat", "concatenate", *_STACKS)},
+    **{f"{m}.{n}": "seq" for m in ("numpy", "cupy") for n in ("concatenate", *_STACKS)},
+    "numpy.append": "append",
+    "cupy.append": "append",
+}
+# Builtins whose loops visit each value once: `i == 0` holds on one iteration at most.
+_DISTINCT_ITERATORS = ("range", "enumerate")
+
+
+@dataclass(eq=False)
+class Growth:
+    """One statement `acc = CONCAT([acc, part, ...])` in a loop."""
+
+    acc: str
+    stmt: ast.stmt  # the Assign / AnnAssign
+    call: ast.Call  # the concatenation
+    func: str  # its qualified name
+    acc_node: ast.Name  # the accumulator's occurrence among the concatenated values
+    parts: list  # the other values, in order
+    seed: ast.expr | None = None  # the other arm of `x if acc is None else CONCAT(...)`
+    loop: Loop | None = None
+    others: list = field(default_factory=list)  # the loop's other growth statements of acc
+
+
+class ConcatGrowsInLoop(Rule):
+    """
+    # ALC002 concat-grows-in-loop
+
+    ## What it does
+    Finds an accumulator rebound, on every iteration of a loop, to a
+    concatenation of its own previous value and new parts:
+    `acc = torch.cat([acc, x], dim)`. The concatenation may be `torch.cat`,
+    `torch.concat`, `torch.concatenate`, `torch.hstack`/`vstack`/`dstack`/
+    `column_stack`/`row_stack`, or NumPy's and CuPy's `concatenate`, `append`,
+    `hstack`, `vstack`, `dstack`, `column_stack`, `row_stack`, under any import
+    spelling (`import torch as th`, `from torch import cat`, `cat = torch.cat`).
+    The accumulator may stand anywhere in the list or tuple (`[x, acc]`
+    prepends), with one or more new parts; the first iteration may be
+    special-cased (`if acc is None: acc = x`, `if i == 0:`, or
+    `acc = x if acc is None else torch.cat([acc, x])`), or the accumulator set
+    before the loop (an empty `(0, ...)` tensor included). One diagnostic per
+    concatenation call.
+
+    It reports nothing where the growth is bounded or absent: the result is
+    bound to another name (`out = torch.cat([acc, x])`); the accumulator is
+    rebound in the loop other than by the concatenation and a first-iteration
+    seed (`acc = acc[-window:]`, a restart, a `for acc in ...` target, `del
+    acc`), so it does not carry over from one iteration to the next; it is only
+    a slice of itself in the list (`torch.cat([acc[1:], x])`, a sliding
+    window), or appears twice (`[acc, acc]` doubles); every path from the
+    concatenation leaves the loop (`break`, `return`, `raise`), or it only runs
+    on one iteration (`if i == n - 1:`); the loop walks a literal list or tuple
+    (a fixed, small number of parts); the accumulator is declared `global` or
+    `nonlocal` (anything may rebind it).
+
+    ## Why is this bad?
+    Each iteration allocates a new tensor holding everything accumulated so far
+    and copies it there: for n parts of equal size, n allocations and about
+    n²/2 parts copied, where one concatenation after the loop copies n parts
+    once. A video VAE decoding 81 frames one by one this way copies about
+    3,300 frames instead of 81; keeping per-token logits of a `[batch, vocab]`
+    step for 1,000 decoded tokens copies 500,000 steps' worth of logits.
+
+    ## Example
+    ```python
+    out = None
+    for i in range(num_frames):
+        frame = decode(z[:, :, i:i + 1])
+        out = frame if out is None else torch.cat([out, frame], dim=2)
+    ```
+
+    ## Use instead
+    Collect the parts in a list and concatenate once, after the loop:
+    ```python
+    out = None
+    out_parts = []
+    for i in range(num_frames):
+        frame = decode(z[:, :, i:i + 1])
+        out_parts.append(frame)
+    if out_parts:
+        out = out_parts[0] if len(out_parts) == 1 else torch.cat(out_parts, dim=2)
+    ```
+
+    ## Fix safety
+    The fix is not implemented yet: findings are reported without one.
+
+    ## Options
+    None: the concatenations are fixed (torch, NumPy, CuPy), resolved through
+    the module's imports.
+    """
+
+    code = "ALC002"
+    name = "concat-grows-in-loop"
+    summary = "Accumulator grown by concatenating onto it on every loop iteration (quadratic copying)"
+
+    @classmethod
+    def might_match(cls, text: str, config=None) -> bool:
+        """Sound text test. A finding needs a call that resolves to one of the
+        concatenations, and a name resolves only through text in this file
+        (`torch.cat`, `from torch import cat as join`, `join = torch.cat`,
+        `from numpy import *` then `vstack(...)`): the function's own name is
+        written somewhere. Every such name contains `cat`, `stack` or `append`."""
+        if not text.isascii():
+            # Identifiers are NFKC-normalised by the parser: `ｃａｔ` is `cat`.
+            text = unicodedata.normalize("NFKC", text)
+        return any(word in text for word in _TEXT_WORDS)
+
+    def check(self, ctx: FileContext) -> list[Diagnostic]:
+        if not self.might_match(ctx.text):
+            return []
+        found = [g for loop in ctx.index.loops for g in _growths_in(loop, ctx)]
+        by_loop: dict[int, list[Growth]] = {}
+        for growth in found:
+            by_loop.setdefault(id(growth.loop), []).append(growth)
+        diagnostics = []
+        for growth in found:
+            growth.others = [g for g in by_loop[id(growth.loop)] if g.acc == growth.acc and g is not growth]
+            if _grows_every_iteration(growth, ctx):
+                diagnostics.append(_diagnostic(growth, ctx))
+        return diagnostics
+
+
+# Substrings of every concatenation's own name (`concat`, `concatenate` hold `cat`).
+_TEXT_WORDS = ("cat", "stack", "append")
+
+
+# --- finding the statements -----------------------------------------------------------
+
+
+def _growths_in(loop: Loop, ctx: FileContext):
+    for block in loop.blocks:
+        for stmt in block:
+            growth = _match(stmt, ctx, loop)
+            if growth is not None:
+                growth.loop = loop
+                yield growth
+
+
+def _match(stmt: ast.stmt, ctx: FileContext, loop: Loop) -> Growth | None:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target = stmt.targets[0]
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and stmt.simple:
+        target = stmt.target
+    else:
+        return None
+    if not isinstance(target, ast.Name):
+        return None
+    acc, value, seed = target.id, stmt.value, None
+    if isinstance(value, ast.IfExp):
+        # `x if acc is None else CONCAT(...)`: the other arm must be a
+        # first-iteration seed, or the accumulator itself (growth on some
+        # iterations); anything else restarts the accumulator.
+        for call, other, call_is_body in ((value.body, value.orelse, True), (value.orelse, value.body, False)):
+            if isinstance(call, ast.Call):
+                if isinstance(other, ast.Name) and other.id == acc:
+                    break
+                if _first_iteration_branch(value.test, acc, loop) == (not call_is_body):
+                    seed = other
+                    break
+        else:
+            return None
+        value = call
+    if not isinstance(value, ast.Call):
+        return None
+    func = ctx.resolver.qualified_name(value.func, loop.scope)
+    kind = CONCATENATIONS.get(func or "")
+    if kind is None or any(k.arg == "out" for k in value.keywords):
+        return None
+    values = _concatenated(value, kind, func)
+    if values is None:
+        return None
+    mine = [v for v in values if isinstance(v, ast.Name) and v.id == acc]
+    if len(mine) != 1 or len(values) < 2:
+        return None  # not its own previous value, or `[acc, acc]` (doubling)
+    parts = [v for v in values if v is not mine[0]]
+    return Growth(acc, stmt, value, func, mine[0], parts, seed)
+
+
+def _concatenated(call: ast.Call, kind: str, func: str) -> list | None:
+    """The values a concatenation joins, or None if they are not spelled out."""
+    if kind == "append":
+        args = list(call.args[:2])
+        by_keyword = {k.arg: k.value for k in call.keywords}
+        for i, name in enumerate(("arr", "values")):
+            if len(args) <= i and name in by_keyword:
+                args.append(by_keyword[name])
+        return args if len(args) == 2 and not any(isinstance(a, ast.Starred) for a in args) else None
+    if call.args:
+        seq = call.args[0]
+    else:
+        keyword = _SEQ_KEYWORD[func.split(".")[0]]
+        seq = next((k.value for k in call.keywords if k.arg in (keyword, "tup")), None)
+    if not isinstance(seq, (ast.List, ast.Tuple)):
+        return None
+    return list(seq.elts)
+
+
+# --- does it grow on every iteration? -------------------------------------------------
+
+
+def _grows_every_iteration(growth: Growth, ctx: FileContext) -> bool:
+    loop = growth.loop
+    if _literal_iterable(loop):
+        return False
+    if _declared_shared(growth.acc, loop, ctx):
+        return False
+    if not _only_growth_and_seeds_bind(growth, ctx):
+        return False
+    if _leaves_loop_after(growth.stmt, loop, ctx):
+        return False
+    return not _runs_on_one_iteration(growth.stmt, loop, ctx)
+
+
+def _literal_iterable(loop: Loop) -> bool:
+    node = loop.node
+    return isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(
+        node.iter, (ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Constant))
+
+
+def _declared_shared(acc: str, loop: Loop, ctx: FileContext) -> bool:
+    """`global acc` / `nonlocal acc` in this scope or a nested one, or (for a
+    module-level loop) in any function of the module: something else may rebind it."""
+    scope = loop.scope.node
+    root = ctx.tree if isinstance(scope, (ast.Module, ast.ClassDef)) else scope
+    return any(isinstance(n, (ast.Global, ast.Nonlocal)) and acc in n.names for n in ast.walk(root))
+
+
+def _loop_nodes(loop: Loop):
+    """Every node of the loop's body and target (not its `else`, which runs
+    once), without entering nested functions, lambdas or classes (a walrus in
+    a comprehension binds in this scope, so comprehensions are entered)."""
+    node = loop.node
+    todo = list(node.body)
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        todo.append(node.target)
+    else:
+        todo.append(node.test)  # evaluated on every iteration
+    while todo:
+        current = todo.pop()
+        yield current
+        for child in ast.iter_child_nodes(current):
+            if not isinstance(child, SCOPE_NODES):
+                todo.append(child)
+
+
+def _only_growth_and_seeds_bind(growth: Growth, ctx: FileContext) -> bool:
+    """The accumulator carries over from one iteration to the next: inside the
+    loop it is bound only by its growth statements and by first-iteration seeds."""
+    acc, loop = growth.acc, growth.loop
+    parents = ctx.index.parents
+    allowed = {id(g.stmt) for g in (growth, *growth.others)}
+    for node in _loop_nodes(loop):
+        if isinstance(node, ast.Name) and node.id == acc and not isinstance(node.ctx, ast.Load):
+            holder = parents.get(node)
+            if id(holder) in allowed and isinstance(node.ctx, ast.Store):
+                continue
+            if isinstance(node.ctx, ast.Store) and _is_seed(node, loop, ctx):
+                continue
+            if isinstance(holder, ast.AugAssign):
+                continue  # `acc *= w` keeps its size
+            return False
+        if isinstance(node, ast.arg) and node.arg == acc:
+            return False
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == acc:
+            return False
+        if isinstance(node, ast.alias) and (node.asname or node.name.split(".")[0]) == acc:
+            return False
+        if isinstance(node, ast.ExceptHandler) and node.name == acc:
+            return False
+        if type(node).__name__ in ("MatchAs", "MatchStar") and getattr(node, "name", None) == acc:
+            return False
+        if type(node).__name__ == "MatchMapping" and getattr(node, "rest", None) == acc:
+            return False
+    return True
+
+
+def _is_seed(name: ast.Name, loop: Loop, ctx: FileContext) -> bool:
+    """A plain assignment to the accumulator that only runs before the loop's
+    first growth: in the branch of `if acc is None:` / `if i == 0:` taken then."""
+    parents = ctx.index.parents
+    stmt = parents.get(name)
+    if not (isinstance(stmt, (ast.Assign, ast.AnnAssign)) and
+            (name in getattr(stmt, "targets", ()) or getattr(stmt, "target", None) is name)):
+        return False
+    child, current = stmt, parents.get(stmt)
+    while current is not None and current is not loop.node:
+        if isinstance(current, ast.If):
+            first = _first_iteration_branch(current.test, name.id, loop)
+            if first is not None and (child in current.body) == first:
+                return True
+        if isinstance(current, NESTED_SCOPES):
+            return False
+        child, current = current, parents.get(current)
+    return False
+
+
+def _first_iteration_branch(test: ast.expr, acc: str, loop: Loop) -> bool | None:
+    """True if the test holds only before the accumulator's first growth (so the
+    `if` body is a seed), False if it fails only then (the `else` is), None if
+    neither is known."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        left, right, op = test.left, test.comparators[0], test.ops[0]
+        if _is_const(left, None) or _is_const(left, 0):
+            left, right = right, left
+        if isinstance(left, ast.Name) and left.id == acc and _is_const(right, None):
+            if isinstance(op, ast.Is):
+                return True
+            if isinstance(op, ast.IsNot):
+                return False
+        if isinstance(left, ast.Name) and left.id in _distinct_counters(loop) and _is_const(right, 0):
+            if isinstance(op, ast.Eq):
+                return True
+            if isinstance(op, (ast.NotEq, ast.Gt)):
+                return False
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) \
+            and isinstance(test.operand, ast.Name) and test.operand.id in _distinct_counters(loop):
+        return True
+    if isinstance(test, ast.Name) and test.id in _distinct_counters(loop):
+        return False
+    return None
+
+
+def _is_const(node: ast.expr, value) -> bool:
+    return isinstance(node, ast.Constant) and node.value is value if value is None else \
+        isinstance(node, ast.Constant) and type(node.value) is int and node.value == value
+
+
+def _distinct_counters(loop: Loop) -> set[str]:
+    """Names that take a different value on every iteration: `i` in
+    `for i in range(...)` or `for i, x in enumerate(...)`, never rebound in the body."""
+    node = loop.node
+    if not isinstance(node, (ast.For, ast.AsyncFor)) or not isinstance(node.iter, ast.Call) \
+            or not isinstance(node.iter.func, ast.Name) or node.iter.func.id not in _DISTINCT_ITERATORS:
+        return set()
+    target = node.target
+    if node.iter.func.id == "enumerate":
+        if not (isinstance(target, ast.Tuple) and len(target.elts) == 2):
+            return set()
+        target = target.elts[0]
+    if not isinstance(target, ast.Name):
+        return set()
+    for sub in node.body:
+        for n in ast.walk(sub):
+            if isinstance(n, ast.Name) and n.id == target.id and not isinstance(n.ctx, ast.Load):
+                return set()
+    return {target.id}
+
+
+def _always_leaves(stmt: ast.stmt) -> bool:
+    """Does every path through this statement leave the loop (or the function)?"""
+    if isinstance(stmt, (ast.Break, ast.Return, ast.Raise)):
+        return True
+    if isinstance(stmt, ast.If):
+        return _block_leaves(stmt.body) and _block_leaves(stmt.orelse)
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return _block_leaves(stmt.body)
+    return False
+
+
+def _block_leaves(block: list) -> bool:
+    return any(_always_leaves(s) for s in block)
+
+
+def _leaves_loop_after(stmt: ast.stmt, loop: Loop, ctx: FileContext) -> bool:
+    """Does every path from this statement leave the loop before the next
+    iteration? Then the concatenation runs once per entry into the loop."""
+    parents = ctx.index.parents
+    current = stmt
+    while current is not loop.node:
+        holder = parents.get(current)
+        if holder is None:
+            return False
+        for block in _blocks(holder):
+            if current in block and _block_leaves(block[block.index(current) + 1:]):
+                return True
+        current = holder
+    return False
+
+
+def _blocks(node: ast.AST) -> list:
+    blocks = [getattr(node, name) for name in ("body", "orelse", "finalbody") if isinstance(getattr(node, name, None), list)]
+    if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+        blocks += [h.body for h in node.handlers]
+    return blocks
+
+
+def _runs_on_one_iteration(stmt: ast.stmt, loop: Loop, ctx: FileContext) -> bool:
+    """Is the statement under a branch taken when a value that changes with the
+    iteration equals something (`if i == n - 1:`, `if step == 0:`)? Then it
+    may run on one iteration only: report nothing."""
+    parents = ctx.index.parents
+    varying = _loop_bound_names(loop)
+    child, current = stmt, parents.get(stmt)
+    while current is not None and current is not loop.node:
+        if isinstance(current, ast.If) and isinstance(current.test, ast.Compare):
+            ops = current.test.ops
+            in_body = child in current.body
+            selects_equal = (in_body and all(isinstance(o, (ast.Eq, ast.Is)) for o in ops)) or \
+                (not in_body and all(isinstance(o, (ast.NotEq, ast.IsNot)) for o in ops))
+            sides = [current.test.left, *current.test.comparators]
+            if selects_equal and not any(_is_const(s, None) for s in sides) and any(
+                    isinstance(n, ast.Name) and n.id in varying for s in sides for n in ast.walk(s)):
+                return True
+        child, current = current, parents.get(current)
+    return False
+
+
+def _loop_bound_names(loop: Loop) -> set[str]:
+    return {n.id for n in _loop_nodes(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+# --- diagnostics ----------------------------------------------------------------------
+
+
+def _diagnostic(growth: Growth, ctx: FileContext) -> Diagnostic:
+    call = growth.call
+    func = ast.unparse(call.func)
+    reason = "not implemented yet"
+    message = (f"`{func}` copies all of `{growth.acc}` on every loop iteration to grow it "
+               f"(quadratic in the number of parts); collect the parts in a list and "
+               f"concatenate once after the loop (no automatic fix: {reason})")
+    return Diagnostic(
+        code=ConcatGrowsInLoop.code, name=ConcatGrowsInLoop.name, filename=ctx.filename,
+        line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
+        end_line=call.end_lineno, end_column=ctx.char_column(call.end_lineno, call.end_col_offset) + 1,
+        message=message, fixes=[], no_fix_reason=reason,
+    )
