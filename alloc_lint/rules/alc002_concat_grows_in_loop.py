@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import ast
-import unicodedata
 from dataclasses import dataclass, field
 
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop
 from ..diagnostics import Diagnostic
+from . import alc002_text
 from .base import FileContext, Rule
 
 # Concatenations, by qualified name: how the parts are passed.
@@ -112,19 +112,11 @@ class ConcatGrowsInLoop(Rule):
 
     @classmethod
     def might_match(cls, text: str, config=None) -> bool:
-        """Sound text test. A finding needs a call that resolves to one of the
-        concatenations, and a name resolves only through text in this file
-        (`torch.cat`, `from torch import cat as join`, `join = torch.cat`,
-        `from numpy import *` then `vstack(...)`): the function's own name is
-        written somewhere. Every such name contains `cat`, `stack` or `append`."""
-        if not text.isascii():
-            # Identifiers are NFKC-normalised by the parser: `ｃａｔ` is `cat`.
-            text = unicodedata.normalize("NFKC", text)
-        return any(word in text for word in _TEXT_WORDS)
+        """Sound text test: False only if the file has no ALC002 finding
+        (the argument is in alloc_lint/rules/alc002_text.py)."""
+        return alc002_text.might_match(text)
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
-        if not self.might_match(ctx.text):
-            return []
         found = [g for loop in ctx.index.loops for g in _growths_in(loop, ctx)]
         by_loop: dict[int, list[Growth]] = {}
         for growth in found:
@@ -135,10 +127,6 @@ class ConcatGrowsInLoop(Rule):
             if _grows_every_iteration(growth, ctx):
                 diagnostics.append(_diagnostic(growth, ctx))
         return diagnostics
-
-
-# Substrings of every concatenation's own name (`concat`, `concatenate` hold `cat`).
-_TEXT_WORDS = ("cat", "stack", "append")
 
 
 # --- finding the statements -----------------------------------------------------------
