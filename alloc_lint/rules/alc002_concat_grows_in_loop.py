@@ -64,7 +64,12 @@ class ConcatGrowsInLoop(Rule):
     seed (`acc = acc[-window:]`, a restart, a `for acc in ...` target, `del
     acc`), so it does not carry over from one iteration to the next; it is only
     a slice of itself in the list (`torch.cat([acc[1:], x])`, a sliding
-    window), or appears twice (`[acc, acc]` doubles); every path from the
+    window), or appears twice (`[acc, acc]` doubles); a new part is cut from
+    or computed from the accumulator by torch, directly or through a name the
+    loop binds (`reflected = acc.flip(2)`, then `torch.cat([acc,
+    reflected[:, :, :n]])`: reflection padding roughly doubles it, a linear
+    total, not a quadratic one; reading its dtype or device, or
+    `acc.new_ones(n, 1)`, is fine); every path from the
     concatenation leaves the loop (`break`, `return`, `raise`), or it only runs
     on one iteration (`if i == n - 1:`); the loop walks a literal list or tuple
     (a fixed, small number of parts); the accumulator is declared `global` or
@@ -205,6 +210,8 @@ def _concatenated(call: ast.Call, kind: str, func: str) -> list | None:
 
 def _grows_every_iteration(growth: Growth, ctx: FileContext) -> bool:
     loop = growth.loop
+    if _part_sized_by_accumulator(growth, ctx):
+        return False
     if _literal_iterable(loop):
         return False
     if _declared_shared(growth.acc, loop, ctx):
@@ -214,6 +221,109 @@ def _grows_every_iteration(growth: Growth, ctx: FileContext) -> bool:
     if _leaves_loop_after(growth.stmt, loop, ctx):
         return False
     return not _runs_on_one_iteration(growth.stmt, loop, ctx)
+
+
+# Reads of the accumulator that cannot make a new part as large as it.
+_SIZELESS_ATTRIBUTES = frozenset({"dtype", "device", "layout", "is_cuda", "requires_grad"})
+_NEW_METHODS = frozenset({"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"})
+_METADATA_ATTRIBUTES = frozenset({"shape", "ndim"})
+_METADATA_METHODS = frozenset({"size", "dim", "numel", "nelement"})
+
+
+def _part_sized_by_accumulator(growth: Growth, ctx: FileContext) -> bool:
+    """Could a new part be as large as the accumulator: cut from it, computed
+    from it by torch (`acc.flip(2)[:, :, :n]`, `acc[-1:] + 1`,
+    `acc.new_zeros(acc.shape)`), directly or through names the loop binds
+    (`reflected = video.flip(dims=[2])`)? Then the accumulator may double on
+    every iteration (reflection padding), copying a linear total: not the
+    quadratic pattern. Its dtype and device, `acc.new_ones(n, 1)`, sizes read
+    from it into other names, and opaque calls that read it (a model reading
+    the tokens generated so far) are not taken to size a part."""
+    parents = ctx.index.parents
+    qualify = lambda expr: ctx.resolver.qualified_name(expr, growth.loop.scope) or ""  # noqa: E731
+    bindings: dict[str, list] = {}  # name -> statements of the loop binding it
+    for node in _loop_nodes(growth.loop):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        bindings.setdefault(name.id, []).append(node)
+    memo: dict = {}
+
+    def tainted(name: str, at: ast.stmt, depth: int = 0) -> bool:
+        """Does `name`, as read at statement `at`, hold the accumulator's contents?"""
+        if name == growth.acc:
+            return True
+        if depth > 8 or name not in bindings:
+            return False
+        key = (name, id(at))
+        if key not in memo:
+            memo[key] = False  # cycles: not tainted
+            memo[key] = any(
+                _derived(stmt.value, lambda n, s=stmt: tainted(n, s, depth + 1), parents, qualify,
+                         through_metadata=False)
+                for stmt in _reaching(name, at, bindings[name], parents))
+        return memo[key]
+
+    return any(_derived(part, lambda n: tainted(n, growth.stmt), parents, qualify) for part in growth.parts)
+
+
+def _reaching(name: str, at: ast.stmt, candidates: list, parents: dict) -> list:
+    """The bindings of `name` that may reach statement `at`: the nearest plain
+    assignment before it in its own block if there is one, else every binding
+    in the loop (one from the previous iteration may reach it)."""
+    block = next((b for b in _blocks(parents.get(at)) if at in b), None) if parents.get(at) else None
+    if block is not None:
+        for stmt in reversed(block[:block.index(at)]):
+            if stmt in candidates:
+                return [stmt]
+            if any(isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load)
+                   for n in ast.walk(stmt)):
+                break  # bound conditionally or otherwise: all of them
+    return candidates
+
+
+def _derived(expr: ast.expr, tainted, parents: dict, qualify, through_metadata: bool = True) -> bool:
+    """Does the value of `expr` carry a tainted name's contents (or, with
+    through_metadata, its sizes) up to `expr` itself? Each read is followed
+    up to `expr`: an opaque call taking it as an argument, its dtype or
+    device, `x.new_*(...)`, and (without through_metadata) its sizes stop it.
+    A name bound to a size (`n = acc.shape[1]`) is not tainted: generation
+    loops count the tokens so far to place the next one."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and tainted(node.id) \
+                and _carried(node, expr, parents, qualify, through_metadata):
+            return True
+    return False
+
+
+def _carried(node: ast.AST, root: ast.expr, parents: dict, qualify, through_metadata: bool) -> bool:
+    while node is not root:
+        parent = parents.get(node)
+        if parent is None:
+            return False
+        if isinstance(parent, ast.Attribute):
+            call = parents.get(parent)
+            is_method = isinstance(call, ast.Call) and call.func is parent
+            if parent.attr in _SIZELESS_ATTRIBUTES or (is_method and parent.attr in _NEW_METHODS):
+                return False
+            if not through_metadata and (parent.attr in _METADATA_ATTRIBUTES or (
+                    is_method and parent.attr in _METADATA_METHODS)):
+                return False
+        elif isinstance(parent, (ast.Call, ast.keyword)):
+            call = parents.get(parent) if isinstance(parent, ast.keyword) else parent
+            if isinstance(call, ast.Call) and call.func is not node:
+                if not through_metadata and isinstance(call.func, ast.Name) and call.func.id == "len":
+                    return False
+                sizes_result = isinstance(call.func, ast.Attribute) and call.func.attr in _NEW_METHODS
+                if not sizes_result and qualify(call.func).split(".")[0] not in ("torch", "numpy", "cupy"):
+                    return False  # an opaque call reading it: not taken to be sized by it
+            if isinstance(parent, ast.keyword):
+                node = parent
+                parent = call
+        node = parent
+    return True
 
 
 def _literal_iterable(loop: Loop) -> bool:
