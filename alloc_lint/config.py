@@ -1,9 +1,26 @@
-"""`[tool.alloc-lint]` configuration from pyproject.toml."""
+"""`[tool.alloc-lint]` configuration, resolved per file.
+
+A file is governed by the nearest `pyproject.toml` above it that has a
+`[tool.alloc-lint]` table (as Ruff and Fixit do), unless `--config` names one
+file for all. Exclude patterns and `per-file-ignores` are anchored at that
+file's folder, the project root; without a configuration the root is the
+nearest folder holding a `pyproject.toml` or `.git`, else the working folder.
+
+    config.for_file(path) -> Config     # what the LSP server calls
+    Resolver(config_file, select=..., ignore=...).for_file(path)   # the CLI
+"""
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
+import os
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+from .selectors import SelectorError, matches, parse_list, suggestion
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +41,9 @@ DEFAULT_EXCLUDE = (
     "build", "dist", "node_modules", ".mypy_cache", ".ruff_cache", ".eggs",
     ".alloc_lint_cache",
 )
+KEYS = ("extra-allocators", "extra-merge-functions", "exclude", "extend-exclude", "select", "ignore",
+        "per-file-ignores")
+TABLE = "alloc-lint"
 
 
 class ConfigError(Exception):
@@ -35,19 +55,83 @@ class Config:
     allocators: tuple[str, ...] = DEFAULT_ALLOCATORS
     merge_functions: tuple[str, ...] = DEFAULT_MERGE_FUNCTIONS
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    select: tuple[str, ...] = ("ALC",)
+    select: tuple[str, ...] = ("ALC",)  # canonical code prefixes ("" is ALL)
     ignore: tuple[str, ...] = ()
+    # (glob, code prefixes): findings of those codes are dropped in matching files
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     source: str | None = None  # the file it came from
+    root: str | None = None  # the folder patterns are anchored at (None: the working folder)
+
+    # Fields that do not change what a file's check returns (the cache key skips them).
+    NOT_RESULTS = ("exclude", "source")
 
     def fingerprint(self) -> str:
-        """What a cached result depends on."""
-        return repr((self.allocators, self.merge_functions, self.select, self.ignore))
+        """What a cached result depends on: every field but excludes and the
+        source's name, so a field added later is in the key by default."""
+        return repr(tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
+                          if f.name not in self.NOT_RESULTS))
 
     def is_selected(self, code: str, name: str = "") -> bool:
-        def matches(prefixes):
-            return any(code.startswith(p) or p == name for p in prefixes)
+        return matches(code, self.select) and not matches(code, self.ignore)
 
-        return matches(self.select) and not matches(self.ignore)
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root) if self.root else Path.cwd()
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """`path` relative to the root, with `/`; absolute if outside it."""
+        absolute = os.path.abspath(path)
+        rel = os.path.relpath(absolute, self.root_path)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = absolute
+        return rel.replace(os.sep, "/")
+
+    def ignored_codes(self, path: str) -> tuple[str, ...]:
+        """Code prefixes that `per-file-ignores` drops for this file."""
+        if not self.per_file_ignores:
+            return ()
+        rel = self.relative(path)
+        name = rel.rsplit("/", 1)[-1]
+        found = []
+        for pattern, prefixes in self.per_file_ignores:
+            target = rel if "/" in pattern else name
+            if fnmatch.fnmatchcase(target, pattern):
+                found.extend(prefixes)
+        return tuple(found)
+
+    @cached_property
+    def excluder(self) -> "Excluder":
+        return Excluder(self.exclude)
+
+    def is_excluded(self, path: str | os.PathLike, whole_path: bool = False) -> bool:
+        """Whether an exclude pattern matches `path` (its last component only,
+        as a folder walk meets it, or with `whole_path` every folder above it
+        up to the root too, as `--force-exclude` wants for named files)."""
+        return self.excluder(self.relative(path), whole_path)
+
+
+class Excluder:
+    """Exclude patterns compiled once: a pattern without `/` matches any one
+    path component (`build`, `*_pb2.py`); one with `/` matches the path
+    relative to the project root (`src/gen`, `src/*/generated`)."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        def compile_(items):
+            return re.compile("|".join(fnmatch.translate(p) for p in items)) if items else None
+
+        cleaned = [p.strip().rstrip("/").removeprefix("./") for p in patterns if p.strip()]
+        self.name = compile_([p for p in cleaned if "/" not in p])
+        self.path = compile_([p for p in cleaned if "/" in p])
+
+    def __call__(self, rel: str, whole_path: bool = False) -> bool:
+        parts = rel.split("/")
+        names = parts if whole_path else parts[-1:]
+        if self.name and any(self.name.match(n) for n in names):
+            return True
+        if not self.path:
+            return False
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)] if whole_path else [rel]
+        return any(self.path.match(p) for p in prefixes)
 
 
 def _str_list(table: dict, key: str, where: str) -> tuple[str, ...] | None:
@@ -61,12 +145,20 @@ def _str_list(table: dict, key: str, where: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def from_table(table: dict, where: str) -> Config:
-    known = {"extra-allocators", "extra-merge-functions", "exclude", "extend-exclude", "select", "ignore"}
-    unknown = sorted(set(table) - known)
+def _selectors(values, where: str, key: str) -> tuple[str, ...]:
+    try:
+        return parse_list(values, f"`{key}` of {where}")
+    except SelectorError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def from_table(table: dict, where: str, root: str | None = None) -> Config:
+    unknown = sorted(set(table) - set(KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) in [tool.alloc-lint]: {', '.join(unknown)}")
-    cfg = Config(source=where)
+        key = unknown[0]
+        raise ConfigError(f"{where}: unknown key `{key}` in [tool.{TABLE}]{suggestion(key, KEYS)} "
+                          f"(valid keys: {', '.join(KEYS)})")
+    cfg = Config(source=where, root=root)
     extra = _str_list(table, "extra-allocators", where)
     if extra:
         cfg.allocators = DEFAULT_ALLOCATORS + extra
@@ -82,39 +174,142 @@ def from_table(table: dict, where: str) -> Config:
     for key in ("select", "ignore"):
         value = _str_list(table, key, where)
         if value is not None:
-            setattr(cfg, key, tuple(v.upper() if v[:3].upper() == "ALC" else v for v in value))
+            setattr(cfg, key, _selectors(value, where, key))
+    per_file = table.get("per-file-ignores", {})
+    if not isinstance(per_file, dict):
+        raise ConfigError(f"{where}: `per-file-ignores` must be a table of glob = [codes]")
+    cfg.per_file_ignores = tuple(
+        (pattern, _selectors(_str_list(per_file, pattern, where), where, f"per-file-ignores.{pattern}"))
+        for pattern in per_file)
     return cfg
 
 
-def load(path: str | Path) -> Config:
-    path = Path(path)
+def _read_toml(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    if path.name == "pyproject.toml":
-        table = data.get("tool", {}).get("alloc-lint", {})
-    else:  # a dedicated file holds the table at top level, or under [tool.alloc-lint]
-        table = data.get("tool", {}).get("alloc-lint", data)
+
+
+def _table(data: dict, path: Path, dedicated: bool) -> dict | None:
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        tool = {}
+    if "alloc_lint" in tool:
+        raise ConfigError(f"{path}: `[tool.alloc_lint]` is not read: the table is `[tool.{TABLE}]` (with a dash)")
+    if TABLE in tool:
+        table = tool[TABLE]
+    elif dedicated:  # a file of its own may hold the keys at top level
+        table = {k: v for k, v in data.items() if k != "tool"}
+    else:
+        return None
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.alloc-lint] must be a table")
-    return from_table(table, str(path))
+        raise ConfigError(f"{path}: [tool.{TABLE}] must be a table")
+    return table
+
+
+def load(path: str | Path) -> Config:
+    """The configuration in one file: a pyproject.toml, or a TOML file of its
+    own (keys at top level or under [tool.alloc-lint])."""
+    path = Path(path)
+    table = _table(_read_toml(path), path, dedicated=path.name != "pyproject.toml")
+    return from_table(table or {}, str(path), root=str(path.resolve().parent))
+
+
+def _pyproject_config(folder: Path) -> Config | None:
+    """The configuration in folder/pyproject.toml, if it has our table."""
+    candidate = folder / "pyproject.toml"
+    try:
+        text = candidate.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "alloc-lint" not in text and "alloc_lint" not in text:
+        return None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{candidate}: invalid TOML: {exc}") from None
+    table = _table(data, candidate, dedicated=False)
+    return None if table is None else from_table(table, str(candidate), root=str(folder))
+
+
+class Resolver:
+    """Configuration per file for one run: the `--config` file or the nearest
+    pyproject.toml with our table, then command-line overrides. Folders are
+    looked up once each."""
+
+    def __init__(self, config_file: str | None = None, select=None, ignore=None):
+        self.overrides = {k: v for k, v in (("select", select), ("ignore", ignore)) if v is not None}
+        self.fixed = self._apply(load(config_file)) if config_file else None
+        self._found: dict[Path, Config | None] = {}  # folder -> governing config, None: none
+        self._marker: dict[Path, Path | None] = {}  # folder -> nearest project marker
+        self._defaults: dict[Path, Config] = {}
+
+    def _apply(self, cfg: Config) -> Config:
+        return dataclasses.replace(cfg, **self.overrides) if self.overrides else cfg
+
+    def for_file(self, path: str | os.PathLike) -> Config:
+        return self.for_folder(Path(os.path.abspath(path)).parent)
+
+    def for_folder(self, folder: str | os.PathLike) -> Config:
+        if self.fixed is not None:
+            return self.fixed
+        folder = Path(os.path.abspath(folder))
+        found = self._governing(folder)
+        if found is not None:
+            return found
+        root = self._nearest_marker(folder) or Path.cwd()
+        if root not in self._defaults:
+            self._defaults[root] = self._apply(Config(root=str(root)))
+        return self._defaults[root]
+
+    def _governing(self, folder: Path) -> Config | None:
+        chain, result = [], None
+        current = folder
+        while True:
+            if current in self._found:
+                result = self._found[current]
+                break
+            chain.append(current)
+            cfg = _pyproject_config(current)
+            if cfg is not None:
+                result = self._apply(cfg)
+                break
+            if current.parent == current:
+                break
+            current = current.parent
+        for f in chain:
+            self._found[f] = result
+        return result
+
+    def _nearest_marker(self, folder: Path) -> Path | None:
+        chain, result = [], None
+        current = folder
+        while True:
+            if current in self._marker:
+                result = self._marker[current]
+                break
+            chain.append(current)
+            if (current / "pyproject.toml").is_file() or (current / ".git").exists():
+                result = current
+                break
+            if current.parent == current:
+                break
+            current = current.parent
+        for f in chain:
+            self._marker[f] = result
+        return result
+
+
+def for_file(path: str | os.PathLike, config_file: str | None = None) -> Config:
+    """The configuration that governs one file, read afresh (cheap: a few
+    stat calls and one TOML parse), so edits to pyproject.toml are seen. For
+    editors and the LSP server; raises ConfigError."""
+    return Resolver(config_file).for_file(path)
 
 
 def discover(start: str | Path = ".") -> Config:
-    """The nearest pyproject.toml with a [tool.alloc-lint] table, else defaults."""
-    here = Path(start).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            try:
-                text = candidate.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if "alloc-lint" in text:
-                cfg = load(candidate)
-                if cfg.source:
-                    return cfg
-    return Config()
+    """The configuration governing a folder (kept for callers of the old name)."""
+    return Resolver().for_folder(start)

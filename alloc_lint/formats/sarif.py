@@ -46,7 +46,18 @@ def _fix(d, fix) -> dict:
     }
 
 
-def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
+def _notification(e) -> dict:
+    location = {"artifactLocation": _uri(e.filename)}
+    if e.line is not None:
+        location["region"] = {"startLine": e.line, "startColumn": e.column or 1}
+    return {
+        "level": "warning" if e.warning else "error",
+        "message": {"text": e.message},
+        "locations": [{"physicalLocation": location}],
+    }
+
+
+def render(diagnostics, errors, unsafe_fixes: bool = False, **_) -> str:
     index = {rule.code: i for i, rule in enumerate(ALL_RULES)}
     results = []
     for d in diagnostics:
@@ -80,11 +91,7 @@ def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
             "results": results,
             "invocations": [{
                 "executionSuccessful": not any(not e.warning for e in errors),
-                "toolExecutionNotifications": [{
-                    "level": "warning" if e.warning else "error",
-                    "message": {"text": e.message},
-                    "locations": [{"physicalLocation": {"artifactLocation": _uri(e.filename)}}],
-                } for e in errors],
+                "toolExecutionNotifications": [_notification(e) for e in errors],
             }],
         }],
     }
