@@ -51,7 +51,7 @@ class AllocLintFlake8:
                 if value.upper().startswith("ALC") and value != CONFIG_ERROR and value.upper() not in valid:
                     flag = "--" + option.replace("_", "-")
                     raise _flake8_error(f"Unknown rule selector `{value}` in {flag}"
-                                        f"{selectors.suggestion(value, valid)}")
+                                        f"{selectors.selector_hint(value)}")
         for path in getattr(options, "filenames", None) or ["."]:
             try:
                 if os.path.isdir(path):

@@ -31,11 +31,18 @@ def valid_selectors() -> list[str]:
 
 
 def suggestion(word: str, choices) -> str:
-    """` (did you mean `X`?)` or ""."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    if not close and word.upper() != word:
-        close = difflib.get_close_matches(word.upper(), list(choices), n=1, cutoff=0.5)
-    return f"; did you mean `{close[0]}`?" if close else ""
+    """`; did you mean `X`?` or ""."""
+    for candidate in (word, word.upper()):
+        close = difflib.get_close_matches(candidate, list(choices), n=1, cutoff=0.5)
+        if close:
+            return f"; did you mean `{close[0]}`?"
+    return ""
+
+
+def selector_hint(word: str) -> str:
+    """The closest whole code or name, else the closest prefix."""
+    whole = [r.code for r in _rules()] + [r.name for r in _rules()]
+    return suggestion(word, whole) or suggestion(word, valid_selectors())
 
 
 def canonical(selector: str, where: str = "") -> str:
@@ -49,7 +56,7 @@ def canonical(selector: str, where: str = "") -> str:
     if _PREFIX.fullmatch(text) and any(r.code.startswith(text.upper()) for r in _rules()):
         return text.upper()
     place = f" in {where}" if where else ""
-    raise SelectorError(f"Unknown rule selector `{selector}`{place}{suggestion(text, valid_selectors())} "
+    raise SelectorError(f"Unknown rule selector `{selector}`{place}{selector_hint(text)} "
                         "(`alloc-lint rules` lists codes and names)")
 
 
