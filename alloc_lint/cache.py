@@ -182,14 +182,14 @@ class Caches:
     def folder_for(self, config) -> Path:
         return self.folder or config.root_path / DEFAULT_DIR
 
-    def entry(self, path: str, config, prefilter: bool, st: os.stat_result, trust_before: float) -> Entry:
+    def entry(self, absolute: str, config, prefilter: bool, st: os.stat_result, trust_before: float) -> Entry:
         known = self.settings.get(id(config))
         if known is None or known[0] is not config:
             settings = hashlib.blake2b(f"{config.fingerprint()}\0{prefilter}".encode(),
                                        digest_size=8).hexdigest()
             known = self.settings[id(config)] = (config, settings, self._cache(self.folder_for(config)))
         _, settings, cache = known
-        return _CountingEntry(self, cache, (os.path.abspath(path), settings), st, trust_before)
+        return _CountingEntry(self, cache, (absolute, settings), st, trust_before)
 
     def _cache(self, folder: Path) -> Cache:
         if folder not in self.caches:

@@ -57,7 +57,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          help="a pyproject.toml or TOML file used for every file, instead of the nearest "
                               "pyproject.toml with [tool.alloc-lint]")
         sub.add_argument("--select", type=_selectors, metavar="RULES",
-                         help="comma-separated codes, prefixes (ALC) or rule names to enable (replaces the configured list)")
+                         help="comma-separated codes, prefixes (ALC) or rule names to enable (replaces the configured "
+                              "select and ignore)")
         sub.add_argument("--ignore", type=_selectors, metavar="RULES",
                          help="comma-separated codes, prefixes or rule names to disable")
         sub.add_argument("--unsafe-fixes", action="store_true", help="also use fixes marked unsafe")

@@ -81,7 +81,7 @@ class Config:
     def relative(self, path: str | os.PathLike) -> str:
         """`path` relative to the root, with `/`; absolute if outside it."""
         absolute = os.path.abspath(path)
-        rel = os.path.relpath(absolute, self.root_path)
+        rel = os.path.relpath(absolute, self.root or os.getcwd())
         if rel == os.pardir or rel.startswith(os.pardir + os.sep):
             rel = absolute
         return rel.replace(os.sep, "/")
@@ -241,66 +241,88 @@ class Resolver:
     looked up once each."""
 
     def __init__(self, config_file: str | None = None, select=None, ignore=None):
+        # As Ruff: `--select` on the command line replaces the configured
+        # selection, `ignore` included (`--select F401` enforces F401 and no other).
+        if select is not None and ignore is None:
+            ignore = ()
         self.overrides = {k: v for k, v in (("select", select), ("ignore", ignore)) if v is not None}
         self.fixed = self._apply(load(config_file)) if config_file else None
-        self._found: dict[Path, Config | None] = {}  # folder -> governing config, None: none
-        self._marker: dict[Path, Path | None] = {}  # folder -> nearest project marker
-        self._defaults: dict[Path, Config] = {}
+        self._found: dict[str, Config | None] = {}  # folder -> governing config, None: none
+        self._marker: dict[str, str | None] = {}  # folder -> nearest project marker
+        self._defaults: dict[str, Config] = {}
+        self._folders: dict[str, Config] = {}  # folder as given -> answer
 
     def _apply(self, cfg: Config) -> Config:
         return dataclasses.replace(cfg, **self.overrides) if self.overrides else cfg
 
     def for_file(self, path: str | os.PathLike) -> Config:
-        return self.for_folder(Path(os.path.abspath(path)).parent)
+        return self.for_folder(os.path.dirname(os.path.abspath(path)))
 
     def for_folder(self, folder: str | os.PathLike) -> Config:
         if self.fixed is not None:
             return self.fixed
-        folder = Path(os.path.abspath(folder))
-        found = self._governing(folder)
-        if found is not None:
-            return found
-        root = self._nearest_marker(folder) or Path.cwd()
-        if root not in self._defaults:
-            self._defaults[root] = self._apply(Config(root=str(root)))
-        return self._defaults[root]
+        folder = os.fspath(folder)
+        known = self._folders.get(folder)
+        if known is not None:
+            return known
+        absolute = os.path.abspath(folder)
+        found = self._governing(absolute)
+        if found is None:
+            root = self._nearest_marker(absolute) or os.getcwd()
+            if root not in self._defaults:
+                self._defaults[root] = self._apply(Config(root=root))
+            found = self._defaults[root]
+        self._folders[folder] = found
+        return found
 
-    def _governing(self, folder: Path) -> Config | None:
-        chain, result = [], None
-        current = folder
+    def for_child(self, folder: str, parent: Config, has_pyproject: bool, has_git: bool) -> Config:
+        """The configuration of `folder` (absolute) met in a walk, from its
+        parent's and what the folder holds: no lookups above it."""
+        found = parent
+        if self.fixed is not None:
+            found = self.fixed
+        elif has_pyproject and (cfg := _pyproject_config(Path(folder))) is not None:
+            found = self._apply(cfg)
+            self._found[folder] = found
+        elif (has_pyproject or has_git) and parent.source is None:  # defaults, rooted at the nearest marker
+            if folder not in self._defaults:
+                self._defaults[folder] = self._apply(Config(root=folder))
+            found = self._defaults[folder]
+        self._folders[folder] = found
+        return found
+
+    def _walk_up(self, folder: str, memo: dict, test):
+        """The first answer of `test` from `folder` up, memoised for every folder passed."""
+        chain, result, current = [], None, folder
         while True:
-            if current in self._found:
-                result = self._found[current]
+            if current in memo:
+                result = memo[current]
                 break
             chain.append(current)
-            cfg = _pyproject_config(current)
-            if cfg is not None:
-                result = self._apply(cfg)
+            result = test(current)
+            if result is not None:
                 break
-            if current.parent == current:
+            parent = os.path.dirname(current)
+            if parent == current:
                 break
-            current = current.parent
+            current = parent
         for f in chain:
-            self._found[f] = result
+            memo[f] = result
         return result
 
-    def _nearest_marker(self, folder: Path) -> Path | None:
-        chain, result = [], None
-        current = folder
-        while True:
-            if current in self._marker:
-                result = self._marker[current]
-                break
-            chain.append(current)
-            if (current / "pyproject.toml").is_file() or (current / ".git").exists():
-                result = current
-                break
-            if current.parent == current:
-                break
-            current = current.parent
-        for f in chain:
-            self._marker[f] = result
-        return result
+    def _governing(self, folder: str) -> Config | None:
+        def test(f):
+            cfg = _pyproject_config(Path(f))
+            return None if cfg is None else self._apply(cfg)
+
+        return self._walk_up(folder, self._found, test)
+
+    def _nearest_marker(self, folder: str) -> str | None:
+        def test(f):
+            marked = os.path.isfile(os.path.join(f, "pyproject.toml")) or os.path.exists(os.path.join(f, ".git"))
+            return f if marked else None
+
+        return self._walk_up(folder, self._marker, test)
 
 
 def for_file(path: str | os.PathLike, config_file: str | None = None) -> Config:

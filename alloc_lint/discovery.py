@@ -35,9 +35,6 @@ class GitIgnore:
     work tree down, matched with pathspec's implementation of git's rules."""
 
     def __init__(self):
-        import pathspec
-
-        self._pathspec = pathspec
         self._specs: dict[Path, object] = {}  # folder -> its own spec or None
         self._tops: dict[Path, Path | None] = {}
 
@@ -53,7 +50,12 @@ class GitIgnore:
                 except OSError:
                     pass
             lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-            self._specs[folder] = self._pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+            if lines:
+                import pathspec  # only when there is something to match
+
+                self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
+            else:
+                self._specs[folder] = None
         return self._specs[folder]
 
     def top(self, folder: Path) -> Path | None:
@@ -102,19 +104,25 @@ class GitIgnore:
 def iter_files(paths, resolver: Resolver, force_exclude: bool = False, respect_gitignore: bool = True):
     """Yield (path, config, None) for each file to check, (path, None,
     FileError) for each problem or skipped path."""
+    for path, config, error, _ in iter_files_absolute(paths, resolver, force_exclude, respect_gitignore):
+        yield path, config, error
+
+
+def iter_files_absolute(paths, resolver: Resolver, force_exclude: bool = False, respect_gitignore: bool = True):
+    """As iter_files, with each file's absolute path last (None for errors)."""
     seen = set()
     gitignore = GitIgnore() if respect_gitignore else None
-    for path, config, error in _iter_files(paths, resolver, force_exclude, gitignore):
-        key = os.path.normcase(os.path.abspath(path))
+    for path, config, error, absolute in _iter_files(paths, resolver, force_exclude, gitignore):
+        key = os.path.normcase(absolute or os.path.abspath(path))
         if key not in seen:
             seen.add(key)
-            yield path, config, error
+            yield path, config, error, absolute
 
 
 def _iter_files(paths, resolver: Resolver, force_exclude: bool, gitignore: GitIgnore | None):
     for given in paths:
         if not os.path.lexists(given):
-            yield given, None, FileError(given, "no such file or directory")
+            yield given, None, FileError(given, "no such file or directory"), None
             continue
         is_dir = os.path.isdir(given)
         config = resolver.for_folder(given) if is_dir else resolver.for_file(given)
@@ -122,47 +130,68 @@ def _iter_files(paths, resolver: Resolver, force_exclude: bool, gitignore: GitIg
             continue  # silently, as Ruff does: pre-commit names excluded files on purpose
         if not is_dir:
             if looks_like_python(given):
-                yield given, config, None
+                yield given, config, None, os.path.abspath(given)
             else:
                 yield given, None, FileError(given, "skipped: not a Python file (*.py, *.pyi or a python "
-                                                    "shebang)", warning=True)
+                                                    "shebang)", warning=True), None
             continue
         yield from _walk(given, resolver, gitignore)
 
 
 def _walk(given: str, resolver: Resolver, gitignore: GitIgnore | None):
+    """Walk one folder. Each folder's configuration, path from the project
+    root and git work tree derive from its parent's (a folder is looked at
+    only for a pyproject.toml or .git of its own), so a walk costs little
+    more than os.walk itself."""
     errors = []
 
     def onerror(exc):
         errors.append(FileError(exc.filename or given, f"cannot read directory: {exc.strerror or exc}"))
 
     found_any = False
-    chains: dict[str, list] = {}
+    state: dict[str, tuple] = {}  # folder -> (config, prefix from the root, absolute path, git top, ignore chain)
+    # os.walk lists symlinked folders but does not descend into them (followlinks=False).
     for root, dirs, files in os.walk(given, onerror=onerror):
-        config: Config = resolver.for_folder(root)
-        absolute = Path(os.path.abspath(root))
-        chain = []
-        if gitignore is not None:
-            parent = chains.get(os.path.dirname(os.path.normpath(root)))
-            if parent is None:
-                chain = gitignore.chain(absolute)
-            else:
-                spec = gitignore._spec(absolute, gitignore.top(absolute))
-                chain = parent + [(absolute, spec)] if spec is not None else parent
-            chains[os.path.normpath(root)] = chain
+        key = os.path.normpath(root)
+        parent = state.get(os.path.dirname(key)) if key != os.path.normpath(given) else None
+        if parent is None:
+            absolute = os.path.abspath(root)
+            config = resolver.for_folder(absolute)
+            rel_root = config.relative(absolute)
+            prefix = "" if rel_root == "." else rel_root + "/"
+            top = gitignore.top(Path(absolute)) if gitignore is not None else None
+            chain = gitignore.chain(Path(absolute)) if top is not None else []
+        else:
+            p_config, p_prefix, p_absolute, top, chain = parent
+            name = os.path.basename(key)
+            absolute = p_absolute + os.sep + name
+            config = resolver.for_child(absolute, p_config, "pyproject.toml" in files,
+                                        ".git" in dirs or ".git" in files)
+            prefix = p_prefix + name + "/" if config is p_config else (
+                "" if config.relative(absolute) == "." else config.relative(absolute) + "/")
+            if gitignore is not None:
+                new_top = ".git" in dirs or ".git" in files  # a nested repository has its own rules
+                if new_top:
+                    top, chain = Path(absolute), []
+                if top is not None and (new_top or ".gitignore" in files):
+                    spec = gitignore._spec(Path(absolute), top)
+                    if spec is not None:
+                        chain = chain + [(Path(absolute), spec)]
+        state[key] = (config, prefix, absolute, top, chain)
+        excluded = config.excluder
 
         def skipped(name: str, is_dir: bool) -> bool:
-            if config.is_excluded(os.path.join(root, name)):
+            if excluded(prefix + name):
                 return True
-            return bool(chain) and GitIgnore.ignored(chain, absolute / name, is_dir)
+            return bool(chain) and GitIgnore.ignored(chain, Path(absolute, name), is_dir)
 
-        dirs[:] = sorted(d for d in dirs
-                         if not os.path.islink(os.path.join(root, d)) and not skipped(d, True))
+        dirs[:] = sorted(d for d in dirs if not skipped(d, True))
+        base = "" if key == "." else key + os.sep
         for name in sorted(files):
             if name.endswith(PYTHON_SUFFIXES) and not skipped(name, False):
                 found_any = True
-                yield str(Path(root, name)), config, None
+                yield base + name, config, None, absolute + os.sep + name
     for error in errors:
-        yield error.filename, None, error
+        yield error.filename, None, error, None
     if not found_any and not errors:
-        yield given, None, FileError(given, "no Python files found", warning=True)
+        yield given, None, FileError(given, "no Python files found", warning=True), None

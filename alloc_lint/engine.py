@@ -19,7 +19,7 @@ from .analysis.names import last_names
 from .analysis.prefilter import might_have_finding
 from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
-from .discovery import iter_files
+from .discovery import iter_files, iter_files_absolute
 from .lines import split_lines
 from .rules import ALL_RULES, FileContext
 
@@ -228,7 +228,7 @@ def _error(exc: SourceError) -> tuple:
     return (str(exc), exc.line, exc.column)
 
 
-def _read(path: str, config: Config, prefilter: bool, cache, trust_before: float):
+def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, trust_before: float):
     """Stage 1, in this process: cache lookup, read, decode, text prefilter.
 
     Returns (result, None) when done, or (cache entry or None, text) when
@@ -241,7 +241,7 @@ def _read(path: str, config: Config, prefilter: bool, cache, trust_before: float
             st = os.stat(path)
         except OSError as exc:
             return ([], (f"cannot read: {exc.strerror or exc}", None, None), False), None
-        entry = cache.entry(path, config, prefilter, st, trust_before)
+        entry = cache.entry(absolute, config, prefilter, st, trust_before)
         hit = entry.by_stat()
         if hit is not None:
             return hit, None
@@ -328,21 +328,22 @@ def check_paths(paths: list[str], config, prefilter: bool = True, jobs: int = 1,
             message, line, column = error
             report.errors.append(FileError(path, message, line=line, column=column))
 
-    for path, file_config, error in iter_files(paths, resolver, force_exclude, respect_gitignore):
+    for path, file_config, error, absolute in iter_files_absolute(paths, resolver, force_exclude,
+                                                                  respect_gitignore):
         if error:
             report.errors.append(error)
             continue
         report.stats.files += 1
-        todo.append((path, file_config))
+        todo.append((path, file_config, absolute))
 
     # Stat data is trusted to stand for the content only for files last
     # changed well before this run started (git's "racy clean" rule).
     trust_before = time.time() - 2.0
     entries, to_parse = {}, []
-    for done, (path, file_config) in enumerate(todo, 1):
+    for done, (path, file_config, absolute) in enumerate(todo, 1):
         if progress:
             progress(done, len(todo))
-        result, text = _read(path, file_config, prefilter, cache, trust_before)
+        result, text = _read(path, absolute, file_config, prefilter, cache, trust_before)
         if text is None:
             add(path, result)
             continue

@@ -115,6 +115,35 @@ def test_gitignore_is_respected_inside_a_git_work_tree(tmp_path):
     assert files_reported(proc.stdout) == {"pkg/merge.py"}
 
 
+def test_gitignore_outside_a_git_work_tree_is_not_read(tmp_path):
+    write(tmp_path / ".gitignore", "*.py\n")
+    write(tmp_path / "merge.py", FINDING)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)
+
+
+def test_nested_git_repository_has_its_own_ignore_rules(tmp_path):
+    git_init(tmp_path)
+    write(tmp_path / ".gitignore", "vendored_*.py\n")
+    git_init(tmp_path / "sub")
+    write(tmp_path / "sub" / ".gitignore", "local.py\n")
+    for name in ("vendored_a.py", "sub/vendored_b.py", "sub/local.py", "merge.py"):
+        write(tmp_path / name, FINDING)
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"merge.py", "sub/vendored_b.py"}
+
+
+def test_nested_configuration_governs_its_folder_in_a_walk(tmp_path):
+    write(tmp_path / PYPROJECT, '[tool.alloc-lint]\nextend-exclude = ["gen"]\n')
+    write(tmp_path / "sub" / PYPROJECT, '[tool.alloc-lint]\nignore = ["ALC001"]\nextend-exclude = ["other"]\n')
+    for name in ("gen/m.py", "other/m.py", "sub/m.py", "sub/gen/m.py", "sub/other/m.py", "sub/deeper/m.py"):
+        write(tmp_path / name, FINDING)
+    proc = alloc_lint("check", "--select", "ALC", ".", cwd=tmp_path, check=1)  # --select: every file
+    # sub/ has its own configuration: its excludes (not the parent's "gen"); the CLI's --select wins
+    assert files_reported(proc.stdout) == {"other/m.py", "sub/m.py", "sub/gen/m.py", "sub/deeper/m.py"}
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)  # without it, sub/ ignores ALC001
+    assert files_reported(proc.stdout) == {"other/m.py"}
+
+
 # --- 4. cache ---------------------------------------------------------------------------
 
 
