@@ -1,9 +1,8 @@
 """Results cache, one per project root (`.alloc_lint_cache/` next to the
 configuration file, as `.ruff_cache/`), keyed by file content.
 
-An entry is keyed by the file's absolute path and the settings that change
-its result (the configuration's fingerprint and `--no-prefilter`) and holds the
-content hash it was computed for. A file is read and hashed on every run
+An entry is keyed by the settings that change a file's result (the configuration's fingerprint and `--no-prefilter`) and the file's
+absolute path, and holds the content hash it was computed for. A file is read and hashed on every run
 unless its stat data (mtime, ctime, size, inode, device) is unchanged and it
 was last changed well before the entry was made: an edit changes ctime even
 when the mtime is put back, and the "racy" window of a coarse clock is
@@ -20,14 +19,15 @@ import hashlib
 import os
 import pickle
 import shutil
+import struct
 import tempfile
 import time
 from pathlib import Path
 
-from . import __version__
 
 DEFAULT_DIR = ".alloc_lint_cache"
 FILE = "results.pickle"
+DIGEST = 20  # bytes of content_hash
 MAX_ENTRIES = 250_000
 MARKER = "# Created by alloc-lint\n*\n"
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -35,12 +35,16 @@ CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
 
 
 def content_hash(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    # SHA-1 as git uses it for content: not for security, and the fastest
+    # hashlib digest on current CPUs (hardware SHA extensions).
+    return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
 def _tool_fingerprint() -> str:
     """The version, and the package's own code: results of an edited checkout
     (same version number) are not reused."""
+    from . import __version__  # here: the engine imports this module while the package initialises
+
     digest = hashlib.blake2b(__version__.encode(), digest_size=8)
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
@@ -52,76 +56,99 @@ def _tool_fingerprint() -> str:
     return digest.hexdigest()
 
 
-class Entry:
-    """The cache slot of one file under one set of settings."""
+# Stat data stands for the content only for files last changed well before
+# they were read (git's "racy clean" rule): a coarse clock could otherwise
+# give an edit made in the same tick the same mtime.
+RACY_SECONDS = 2.0
 
-    __slots__ = ("cache", "key", "stat_key", "trusted", "digest")
 
-    def __init__(self, cache: "Cache", key, st: os.stat_result, trust_before: float):
+_STAT = struct.Struct("<qqQQQ")
+
+
+def stat_key(st: os.stat_result) -> bytes:
+    return _STAT.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+class View:
+    """The entries of one cache under one set of settings, keyed by path
+    (relative to the project root when under it: a smaller file). An entry is
+    (content hash followed by the stat key when it is trusted, as one bytes
+    object; the result; the day last used): few objects per entry keep the
+    cache quick to load and save. The engine reads `table` directly and
+    calls `hit` and `put`."""
+
+    def __init__(self, cache: "Cache", settings: str, root: str):
         self.cache = cache
-        self.key = key
-        self.stat_key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
-        self.trusted = max(st.st_mtime, st.st_ctime) < trust_before
-        self.digest = None
+        self.table = cache.table(settings)
+        self.changed = cache.changed_table(settings)
+        self.root = os.path.join(root, "")
+        self.cut = len(self.root)
+        self.trust_before = cache.started - RACY_SECONDS
+        self.today = cache.today
 
-    def by_stat(self):
-        old = self.cache.entries.get(self.key)
-        if old is not None and old[0] is not None and old[0] == self.stat_key:
-            self.cache.hit(self.key, old)
-            return old[2]
-        return None
+    def key(self, absolute: str) -> str:
+        return absolute[self.cut:] if absolute.startswith(self.root) else absolute
 
-    def by_content(self, data: bytes):
-        self.digest = content_hash(data)
-        old = self.cache.entries.get(self.key)
-        if old is not None and old[1] == self.digest:
-            self.cache.hit(self.key, old, self.stat_key if self.trusted else None)
-            return old[2]
-        return None
+    def packed(self, data: bytes, st: os.stat_result) -> bytes:
+        digest = content_hash(data)
+        if st.st_mtime < self.trust_before and st.st_ctime < self.trust_before:
+            return digest + stat_key(st)
+        return digest
 
-    def store(self, result):
-        if self.digest is not None:
-            self.cache.put(self.key, (self.stat_key if self.trusted else None, self.digest, result))
-        return result
+    def hit(self, key: str, old: tuple, packed: bytes):
+        """A reused entry: remember its use (by the day, so warm runs mostly
+        write nothing) and a newly trusted stat key. Returns the result."""
+        self.cache.hits += 1
+        if old[2] != self.today or packed != old[0]:
+            self.put(key, (packed, old[1], self.today))
+        return old[1]
+
+    def put(self, key: str, entry: tuple) -> None:
+        self.table[key] = entry
+        if self.changed is not self.table:
+            self.changed[key] = entry
 
 
 class Cache:
-    """One cache file: {(abs path, settings key): (stat key | None, content
-    hash, result, last used)}, loaded lazily."""
+    """One cache file: {settings key: {absolute path: entry}}, loaded once."""
 
     def __init__(self, folder: Path, tool: str):
         self.folder = folder
         self.path = folder / FILE
         self.tool = tool
-        self.today = int(time.time() // 86400)
-        self.entries = self._load()
-        self.changed: dict = {}
+        self.started = time.time()
+        self.today = int(self.started // 86400)
+        self.tables = self._load()
+        self.changed: dict[str, dict] = {}
+        self.hits = 0
 
     def _load(self) -> dict:
         try:
             with open(self.path, "rb") as handle:
                 data = pickle.load(handle)
             if isinstance(data, dict) and data.get("tool") == self.tool:
-                return data["entries"]
+                return data["tables"]
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError,
                 KeyError, ImportError, IndexError):
             pass  # missing, unreadable or from another version: start afresh
         return {}
 
-    def hit(self, key, old, stat_key=...) -> None:
-        """A reused entry: remember its use (daily granularity, so warm runs
-        mostly write nothing) and a newly trusted stat key."""
-        new_stat = old[0] if stat_key is ... else stat_key
-        if old[3] != self.today or new_stat != old[0]:
-            self.put(key, (new_stat, old[1], old[2]))
+    def table(self, settings: str) -> dict:
+        table = self.tables.get(settings)
+        if table is None:
+            table = self.tables[settings] = {}
+        return table
 
-    def put(self, key, value) -> None:
-        entry = (*value, self.today)
-        self.entries[key] = entry
-        self.changed[key] = entry
+    def changed_table(self, settings: str) -> dict:
+        """Where new entries are noted for saving: the table itself when it
+        started empty (a cold cache: one dict, not two)."""
+        if settings not in self.changed:
+            table = self.table(settings)
+            self.changed[settings] = table if not table else {}
+        return self.changed[settings]
 
     def save(self) -> None:
-        if not self.changed:
+        if not any(self.changed.values()):
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -129,22 +156,33 @@ class Cache:
                 if not (self.folder / name).exists():
                     (self.folder / name).write_text(text)
             with _Lock(self.folder / ".lock"):
-                entries = self._load()  # what other processes saved meanwhile
-                entries.update(self.changed)
-                if len(entries) > MAX_ENTRIES:
-                    keep = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)[:MAX_ENTRIES]
-                    entries = dict(keep)
+                tables = self._load() if self.path.exists() else {}  # what others saved meanwhile
+                for settings, changed in self.changed.items():
+                    tables.setdefault(settings, {}).update(changed)
+                tables = _bounded(tables)
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results-", suffix=".tmp")
                 try:
                     with os.fdopen(fd, "wb") as handle:
-                        pickle.dump({"tool": self.tool, "entries": entries}, handle,
-                                    protocol=pickle.HIGHEST_PROTOCOL)
+                        pickle.dump({"tool": self.tool, "tables": tables}, handle, protocol=pickle.HIGHEST_PROTOCOL)
                     os.replace(tmp, self.path)
                 except BaseException:
                     os.unlink(tmp)
                     raise
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+def _bounded(tables: dict) -> dict:
+    """At most MAX_ENTRIES entries, dropping the least recently used."""
+    total = sum(len(t) for t in tables.values())
+    if total <= MAX_ENTRIES:
+        return tables
+    ranked = sorted(((entry[2], settings, key) for settings, table in tables.items()
+                     for key, entry in table.items()), reverse=True)
+    kept: dict = {}
+    for _, settings, key in ranked[:MAX_ENTRIES]:
+        kept.setdefault(settings, {})[key] = tables[settings][key]
+    return kept
 
 
 class _Lock:
@@ -176,20 +214,22 @@ class Caches:
         self.folder = Path(folder).resolve() if folder else None
         self.tool = _tool_fingerprint()
         self.caches: dict[Path, Cache] = {}
-        self.settings: dict[int, tuple] = {}
-        self.hits = 0
+        self.by_config: dict[int, tuple] = {}
+
+    @property
+    def hits(self) -> int:
+        return sum(c.hits for c in self.caches.values())
 
     def folder_for(self, config) -> Path:
         return self.folder or config.root_path / DEFAULT_DIR
 
-    def entry(self, absolute: str, config, prefilter: bool, st: os.stat_result, trust_before: float) -> Entry:
-        known = self.settings.get(id(config))
-        if known is None or known[0] is not config:
-            settings = hashlib.blake2b(f"{config.fingerprint()}\0{prefilter}".encode(),
-                                       digest_size=8).hexdigest()
-            known = self.settings[id(config)] = (config, settings, self._cache(self.folder_for(config)))
-        _, settings, cache = known
-        return _CountingEntry(self, cache, (absolute, settings), st, trust_before)
+    def view(self, config, prefilter: bool) -> View:
+        known = self.by_config.get(id(config))
+        if known is None or known[0] is not config or known[1] != prefilter:
+            settings = hashlib.blake2b(f"{config.fingerprint()}\0{prefilter}".encode(), digest_size=8).hexdigest()
+            view = View(self._cache(self.folder_for(config)), settings, str(config.root_path))
+            known = self.by_config[id(config)] = (config, prefilter, view)
+        return known[2]
 
     def _cache(self, folder: Path) -> Cache:
         if folder not in self.caches:
@@ -199,24 +239,6 @@ class Caches:
     def save(self) -> None:
         for cache in self.caches.values():
             cache.save()
-
-
-class _CountingEntry(Entry):
-    __slots__ = ("owner",)
-
-    def __init__(self, owner: Caches, *args):
-        super().__init__(*args)
-        self.owner = owner
-
-    def by_stat(self):
-        result = super().by_stat()
-        self.owner.hits += result is not None
-        return result
-
-    def by_content(self, data: bytes):
-        result = super().by_content(data)
-        self.owner.hits += result is not None
-        return result
 
 
 def clean(folders) -> list[Path]:

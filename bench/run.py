@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ BENCH = Path(os.environ.get("BENCH_VENV", "/work/venv-bench")) / "bin"
 PLAIN = Path(f"{BENCH.parent}-flake8") / "bin"
 PROJECT = Path(os.environ.get("PROJECT_VENV", "/work/venv")) / "bin"
 ALC = str(PROJECT / "alloc-lint")
+COLD_CACHE = os.path.join(tempfile.gettempdir(), "alloc-lint-bench-cold-cache")
 
 # The floor: read every .py file once, in the interpreter alloc-lint starts in.
 FLOOR = (
@@ -73,6 +75,7 @@ class Tool:
     hit: re.Pattern | None = LINE_HIT  # what one finding looks like in stdout
     slow: bool = False
     prime: bool = False  # run once untimed before each timed run (warm cache)
+    clear: str = ""  # a folder removed before each timed run (cold cache)
     needs: str = ""  # "alloc-lint" or "alc-plugin": checked before running
 
 
@@ -95,6 +98,13 @@ TOOLS = {
                      needs="alloc-lint"),
     "alc-warm": Tool("alloc-lint check (warm: 2nd run)", [ALC, "check", "."], prime=True,
                      needs="alloc-lint"),
+    "alc-cold-cache": Tool("alloc-lint check (cold, cache on: empty, then written)",
+                           [ALC, "check", "--cache-dir", COLD_CACHE, "."], clear=COLD_CACHE,
+                           needs="alloc-lint"),
+    "alc-fix-diff": Tool("alloc-lint fix --diff --no-cache", [ALC, "fix", "--diff", "--no-cache", "."],
+                         hit=None, needs="alloc-lint"),
+    "alc-fix-diff-warm": Tool("alloc-lint fix --diff (warm cache)", [ALC, "fix", "--diff", "."], hit=None,
+                              prime=True, needs="alloc-lint"),
     "torchfix": Tool("torchfix", cmd(BENCH / "torchfix", "."), slow=True),
     "fixit": Tool("fixit --rules fixit.rules lint",
                   cmd(BENCH / "fixit", "--rules fixit.rules lint ."), FIXIT_HIT, slow=True),
@@ -357,6 +367,8 @@ def targets(results: dict) -> str:
         ("flake8 plugin adds < 10%", plain and plug and 100 * (plug / plain - 1), 10,
          "{:.1f}%"),
         ("alloc-lint peak RSS < 300 MB", rss, 300, "{:.0f} MB"),
+        ("cold check with the cache / --no-cache <= 1.10 (noise)",
+         cold and median(results, "alc-cold-cache") and median(results, "alc-cold-cache") / cold, 1.10, "{:.2f}"),
     ]
     out = []
     for text, value, limit, form in checks:
@@ -420,6 +432,8 @@ def main() -> None:
             for n in fast:  # round-robin: noise hits every tool alike
                 if TOOLS[n].prime:
                     run_once(TOOLS[n].argv, tree, args.timeout)
+                if TOOLS[n].clear:
+                    shutil.rmtree(TOOLS[n].clear, ignore_errors=True)
                 r = run_once(TOOLS[n].argv, tree, args.timeout)
                 results[n].append(r)
                 log(f"  round {i + 1} {n}: {r.wall:.2f} s, {r.rss_mb:.0f} MB, rc {r.rc}")
@@ -442,7 +456,7 @@ def main() -> None:
                 log("  alloc-lint with and without prefilters ...")
                 same = alc_equality(tree, args.timeout)
                 parts += ["", f"Findings with vs without prefilters: {same}"]
-        if label.startswith("vllm"):
+        if label.startswith("vllm") or "synthetic" in label:
             parts += ["", "Targets (vLLM tree, same machine, same run):", "",
                       targets(results)]
         sections.append("\n".join(parts))

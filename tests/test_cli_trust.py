@@ -211,19 +211,17 @@ def test_parallel_runs_keep_each_others_entries(tmp_path):
 
 def test_cache_is_bounded(tmp_path, monkeypatch):
     from alloc_lint import cache as cache_module
+    from alloc_lint.config import Config
 
     monkeypatch.setattr(cache_module, "MAX_ENTRIES", 5)
     caches = cache_module.Caches(tmp_path / "c")
     for i in range(8):
         path = write(tmp_path / f"f{i}.py", CLEAN)
-        from alloc_lint.config import Config
-
-        entry = caches.entry(str(path), Config(), True, path.stat(), time.time())
-        entry.by_content(path.read_bytes())
-        entry.store(([], None, False))
+        view = caches.view(Config(), True)
+        view.put(view.key(str(path)), (view.packed(path.read_bytes(), path.stat()), ((), None, False), i))
     caches.save()
     with open(tmp_path / "c" / "results.pickle", "rb") as handle:
-        assert len(pickle.load(handle)["entries"]) == 5
+        assert sum(len(t) for t in pickle.load(handle)["tables"].values()) == 5
 
 
 def test_fix_uses_the_cache_and_workers(tmp_path):
