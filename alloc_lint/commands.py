@@ -105,18 +105,18 @@ def run_check(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: b
     if args.add_noqa:
         return _add_noqa(report, texts)
     if args.format in NEEDS_EDITS and not args.statistics:
-        # Fix plans are not cached: re-check the few files that have fixes to turn them into edits.
-        fixable = sorted({d.filename for d in report.diagnostics if d.fixes})
-        if fixable:
-            kept = [d for d in report.diagnostics if d.filename not in fixable]
-            for filename in fixable:
+        # Fixes are operations (data, cached with the results): turning them
+        # into text edits needs only each fixable file's text.
+        fixable: dict[str, list] = {}
+        for d in report.diagnostics:
+            if d.fixes:
+                fixable.setdefault(d.filename, []).append(d)
+        for filename, diagnostics in fixable.items():
+            try:
                 source = texts.get(filename) or engine.read_source(filename)
-                config = resolver.for_file(filename if filename != "-" else os.path.join(os.getcwd(), "-"))
-                fresh = engine.check_text(source.text, filename, config, prefilter=False)
-                attach_edits(source.text, fresh)
-                kept.extend(fresh)
-                report.stats.libcst_parsed += 1
-            report.diagnostics = sorted(kept, key=lambda d: d.sort_key())
+            except engine.SourceError:
+                continue  # gone since it was checked: reported without edits
+            attach_edits(source.text, diagnostics)
     if args.statistics:
         out.write(_statistics(report.diagnostics, args.unsafe_fixes, "json" if args.format == "json" else "text"))
     else:
@@ -172,9 +172,6 @@ def _fix_one(item):
         result = fix_source(source.text, path, config, unsafe_fixes=unsafe_fixes)
     except engine.SourceError as exc:
         return path, None, None, FileError(path, str(exc), line=exc.line, column=exc.column)
-    for d in result.remaining:
-        for fix in d.fixes:
-            fix.plan = None  # syntax trees stay in the worker
     return path, original, source, result
 
 

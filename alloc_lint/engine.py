@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import selectors
-from .analysis.names import last_names
-from .analysis.prefilter import might_have_finding
 from .cache import DIGEST, stat_key
 from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
@@ -113,9 +111,10 @@ def needs_newer_python(text: str, exc: SyntaxError) -> str:
 
 
 def might_match(text: str, config: Config) -> bool:
-    """Cheap text checks that only skip files which provably cannot match
-    (see analysis/prefilter.py)."""
-    return might_have_finding(text, last_names(config.allocators))
+    """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
+    is sound, so a file for which this is False has no finding at all."""
+    return any(rule.might_match(text, config) for rule in ALL_RULES
+               if config.is_selected(rule.code, rule.name))
 
 
 # --- noqa ---------------------------------------------------------------------------
@@ -258,8 +257,8 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
     Returns (result, None) when done, or (what the cache needs to store the
     result, or None; text) when the file must be parsed. A result is
     (diagnostics, error or None, kept by the prefilter); an error is
-    (message, line, column). Results are what the cache stores: no fix plans
-    (they hold syntax trees)."""
+    (message, line, column). Results are what the cache stores (fixes are
+    data: edits.py operations)."""
     view = old = None
     if cache is not None:
         view = cache.view(config, prefilter)
@@ -300,9 +299,6 @@ def _parse(item):
         diagnostics, error = check_text(text, path, config, prefilter=False), None
     except SourceError as exc:
         diagnostics, error = [], _error(exc)
-    for d in diagnostics:
-        for fix in d.fixes:
-            fix.plan = None
     return path, (tuple(diagnostics), error, True)
 
 
