@@ -156,6 +156,9 @@ def _add_noqa(report, texts) -> int:
         added += n
         for problem in problems:
             print(problem, file=sys.stderr)
+    for filename, source in texts.items():
+        if filename not in by_file:  # standard input without findings: through unchanged
+            sys.stdout.write(source.text)
     print(f"Added {plural(added, 'noqa directive')}.", file=sys.stderr)
     return 2 if failed else 0
 

@@ -122,6 +122,7 @@ class Run:
     rc: int | None  # None: killed at the timeout
     out: bytes
     err: bytes
+    cpu: float = 0.0  # user + system seconds of the command and its reaped workers
 
 
 TIME = "/usr/bin/time"  # GNU time: reports its child's own peak
@@ -165,7 +166,7 @@ def run_once(argv: list, cwd: Path, timeout: float) -> Run:
             except (ValueError, IndexError, OSError):
                 pass
             os.unlink(rss_file.name)
-        return Run(wall, rss_kb / 1024, rc, out.read(), err.read())
+        return Run(wall, rss_kb / 1024, rc, out.read(), err.read(), ru.ru_utime + ru.ru_stime)
 
 
 def capture(argv: list) -> str:
@@ -306,6 +307,7 @@ def machine(args_line: str) -> str:
         ("alloc-lint commit", commit),
         ("CPU", cpu),
         ("memory", mem),
+        ("load average (1, 5, 15 min) at the end", " ".join(f"{x:.1f}" for x in os.getloadavg())),
         ("OS", platform.platform()),
         ("Python", capture([str(PROJECT / "python"), "-VV"])),
         ("alloc-lint", (f"{dist_version(PROJECT, 'alloc-lint')}, libcst "
@@ -329,8 +331,8 @@ def median(results: dict, name: str) -> float | None:
 
 def table(nfiles: int, results: dict) -> str:
     ruff = median(results, "ruff")
-    head = "| stage | rounds | median s | min–max s | files/s | peak RSS MB | findings |"
-    lines = [head + " rc | × ruff |", "|---|---|---|---|---|---|---|---|---|"]
+    head = "| stage | rounds | median s | min–max s | CPU s | files/s | peak RSS MB | findings |"
+    lines = [head + " rc | × ruff |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         label = TOOLS[name].label
         if isinstance(runs, str):  # skipped, with the reason
@@ -338,20 +340,21 @@ def table(nfiles: int, results: dict) -> str:
         else:
             bad = next((failed(r) for r in runs if failed(r)), "")
         if bad:
-            lines.append(f"| {label} | – | {bad} | | | | | | |")
+            lines.append(f"| {label} | – | {bad} | | | | | | | |")
             continue
         ok = [r for r in runs if r.rc is not None]
         rss = max(r.rss_mb for r in runs)
         if not ok:
             lines.append(f"| {label} | {len(runs)} | timed out (> {fmt_s(runs[0].wall)} s)"
-                         f" | | | {rss:.0f} | | | |")
+                         f" | | | | {rss:.0f} | | | |")
             continue
         walls = [r.wall for r in ok]
         med = statistics.median(walls)
         hits = str(len(TOOLS[name].hit.findall(ok[-1].out))) if TOOLS[name].hit else "–"
         rcs = ",".join(sorted({str(r.rc) for r in ok}))
         lines.append(f"| {label} | {len(ok)} | {fmt_s(med)} | {fmt_s(min(walls))}–"
-                     f"{fmt_s(max(walls))} | {nfiles / med:.0f} | {rss:.0f} | {hits} "
+                     f"{fmt_s(max(walls))} | {fmt_s(statistics.median(r.cpu for r in ok))} "
+                     f"| {nfiles / med:.0f} | {rss:.0f} | {hits} "
                      f"| {rcs} | {f'{med / ruff:.2f}' if ruff else '–'} |")
     return "\n".join(lines)
 
@@ -382,7 +385,8 @@ def targets(results: dict) -> str:
 
 NOTES = (
     "Notes: wall clock of the whole subprocess, start-up included; median and min–max "
-    "of the rounds. Peak RSS is the child's ru_maxrss (its largest single process, not "
+    "of the rounds. CPU s: median user + system time of the command and its workers, "
+    "which other load on the machine changes less than wall clock. Peak RSS is the child's ru_maxrss (its largest single process, not "
     "a sum: ruff uses threads, flake8/TorchFix/Fixit fork one worker per core). OS page "
     "cache warm; one tool at a time. `findings` counts stdout lines that look like one "
     "finding; `rc` is the exit status (flake8 and Fixit exit 1 when they report "

@@ -165,6 +165,21 @@ def test_add_noqa(tmp_path):
     proc = alloc_lint("check", ".", cwd=tmp_path, check=0)
     proc = alloc_lint("check", "--add-noqa", ".", cwd=tmp_path, check=0)
     assert proc.stderr.splitlines()[-1] == "Added 0 noqa directives."
+    # standard input: the result on standard output
+    proc = run("check", "--add-noqa", "-", cwd=tmp_path, stdin=FINDING)
+    assert proc.returncode == 0 and proc.stdout.count("  # noqa: ALC001\n") == 2
+    assert run("check", "--add-noqa", "-", cwd=tmp_path, stdin=CLEAN).stdout == CLEAN
+
+
+def test_add_noqa_leaves_lines_it_cannot_annotate(tmp_path):
+    text = FINDING.replace("output_tmp = torch.empty_like(output)\n",
+                           "output_tmp = torch.empty_like(output); note = \"\"\"x\n  y\"\"\"\n")
+    path = write(tmp_path / "a.py", text)
+    proc = alloc_lint("check", "--add-noqa", "a.py", cwd=tmp_path, check=0)
+    assert "a.py:9: warning: no noqa added" in proc.stderr
+    after = path.read_text()
+    assert after.count("# noqa: ALC001") == 1 and '"""x\n  y"""' in after
+    compile(after, "a.py", "exec")
 
 
 # --- the command line itself ------------------------------------------------------------
