@@ -223,8 +223,12 @@ def _pyproject_config(folder: Path) -> Config | None:
     candidate = folder / "pyproject.toml"
     try:
         text = candidate.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    except OSError as exc:  # there, but unreadable: it may hold our table, so never skip it silently
+        raise ConfigError(f"{candidate}: cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{candidate}: cannot read config: not UTF-8 ({exc.reason})") from None
     if "alloc-lint" not in text and "alloc_lint" not in text:
         return None
     try:

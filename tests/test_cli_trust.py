@@ -171,6 +171,31 @@ def test_cache_is_keyed_by_content_not_stat_data(tmp_path):
     assert stats(proc)["cached"] == 0 and "All checks passed!" in proc.stdout
 
 
+def test_stat_shortcut_never_hides_an_edit(tmp_path):
+    """A file last changed more than the racy window ago is trusted by its
+    stat data (no read on a warm run); an edit of the same size with the
+    modification time put back still changes its ctime, so it is seen."""
+    path = write(tmp_path / "merge.py", FINDING)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    time.sleep(2.2)  # past the racy window: the stat key is stored
+    alloc_lint("check", "merge.py", cwd=tmp_path, check=1)
+    assert stats(alloc_lint("check", "--stats", "merge.py", cwd=tmp_path, check=1))["cached"] == 1
+    path.write_text(FINDING.replace("torch.empty_like", "torch.zeros_like"))
+    os.utime(path, (old, old))
+    alloc_lint("check", "merge.py", cwd=tmp_path, check=0)
+
+
+def test_unreadable_cache_is_rebuilt(tmp_path):
+    write(tmp_path / "merge.py", FINDING)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)
+    [cache_file] = [p for p in cache_files(tmp_path) if p.name == "results.pickle"]
+    cache_file.write_bytes(b"not a pickle")
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert "Found 2 findings." in proc.stdout
+    assert stats(alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1))["cached"] == 1
+
+
 def test_no_prefilter_is_part_of_the_cache_key(tmp_path):
     write(tmp_path / "broken.py", "def broken(:\n    pass\n")  # the prefilter skips it: no pattern
     alloc_lint("check", ".", cwd=tmp_path, check=0)
