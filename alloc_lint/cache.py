@@ -1,12 +1,14 @@
 """Results cache, one per project root (`.alloc_lint_cache/` next to the
 configuration file, as `.ruff_cache/`), keyed by file content.
 
-An entry is keyed by the settings that change a file's result (the configuration's fingerprint and `--no-prefilter`) and the file's
-absolute path, and holds the content hash it was computed for. A file is read and hashed on every run
-unless its stat data (mtime, ctime, size, inode, device) is unchanged and it
-was last changed well before the entry was made: an edit changes ctime even
-when the mtime is put back, and the "racy" window of a coarse clock is
-excluded as git does for its index. Tool code changes drop the whole cache.
+Entries are grouped by the settings that change a file's result (the
+configuration's fingerprint and `--no-prefilter`), keyed by the file's path,
+and hold the SHA-1 of the content they were computed for. A file is read and
+hashed on every run unless its stat data (mtime, ctime, size, inode, device)
+is unchanged and it had last changed well before it was read: an edit
+changes ctime even when the mtime is put back, and the "racy" window of a
+coarse clock is excluded as git does for its index. A change to the tool's
+own code drops the whole cache.
 
 Saving takes a lock, re-reads the file and merges, so processes running at the
 same time (pre-commit batches) keep each other's entries; the write is atomic
@@ -23,7 +25,6 @@ import struct
 import tempfile
 import time
 from pathlib import Path
-
 
 DEFAULT_DIR = ".alloc_lint_cache"
 FILE = "results.pickle"

@@ -147,9 +147,9 @@ def _str_list(table: dict, key: str, where: str) -> tuple[str, ...] | None:
 
 def _selectors(values, where: str, key: str) -> tuple[str, ...]:
     try:
-        return parse_list(values, f"`{key}` of {where}")
+        return parse_list(values, f"`{key}`")
     except SelectorError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def from_table(table: dict, where: str, root: str | None = None) -> Config:
