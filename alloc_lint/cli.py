@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from . import __version__, engine
+from . import __version__
 from .cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
 from .cache import Caches, clean
 from .config import ConfigError, Resolver
@@ -73,10 +73,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          help=f"where the cache lives (default: $ALLOC_LINT_CACHE_DIR, else {DEFAULT_CACHE_DIR}/ "
                               "in the project root)")
         sub.add_argument("-j", "--jobs", type=_jobs_value, metavar="N",
-                         help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks in parallel)")
+                         help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks "
+                              "in parallel)")
         sub.add_argument("--exit-zero", action="store_true",
                          help="exit 0 even when findings remain (errors still exit 2)")
-        sub.add_argument("--statistics", action="store_true", help="print the number of findings per rule instead of each finding")
+        sub.add_argument("--statistics", action="store_true",
+                         help="print the number of findings per rule instead of each finding")
         sub.add_argument("--show-fixes", action="store_true",
                          help="check: show the fix offered under each finding; fix: list what was fixed")
         sub.add_argument("--output-file", metavar="FILE", help="write the report to FILE instead of standard output")

@@ -96,8 +96,11 @@ def _statistics(diagnostics, unsafe_fixes: bool, fmt: str) -> str:
     rows = sorted(counts.values(), key=lambda e: (-e["count"], e["code"]))
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
-    return "".join(f"{e['count']:>5}\t{e['code']}\t{'[*]' if e['fixable'] == e['count'] else '[ ]' if not e['fixable'] else '[-]'}"
-                   f" {e['name']}\n" for e in rows)
+
+    def mark(e):  # as Ruff: [*] every one fixable, [-] some, [ ] none
+        return "[*]" if e["fixable"] == e["count"] else "[-]" if e["fixable"] else "[ ]"
+
+    return "".join(f"{e['count']:>5}\t{e['code']}\t{mark(e)} {e['name']}\n" for e in rows)
 
 
 def run_check(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: bool) -> int:
@@ -267,4 +270,3 @@ def run_fix(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: boo
     if args.exit_zero:
         return 0
     return 1 if remaining or (args.diff and fixed) else 0
-

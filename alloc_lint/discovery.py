@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import Config, Resolver
+from .config import Resolver
 from .diagnostics import FileError
 
 PYTHON_SUFFIXES = (".py", ".pyi")

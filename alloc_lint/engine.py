@@ -12,7 +12,6 @@ import stat
 import sys
 import tokenize
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from . import selectors
 from .cache import DIGEST, stat_key
