@@ -179,7 +179,8 @@ def from_table(table: dict, where: str, root: str | None = None) -> Config:
     if not isinstance(per_file, dict):
         raise ConfigError(f"{where}: `per-file-ignores` must be a table of glob = [codes]")
     cfg.per_file_ignores = tuple(
-        (pattern, _selectors(_str_list(per_file, pattern, where), where, f"per-file-ignores.{pattern}"))
+        (pattern.strip().removeprefix("./"),
+         _selectors(_str_list(per_file, pattern, where), where, f"per-file-ignores.{pattern}"))
         for pattern in per_file)
     return cfg
 
