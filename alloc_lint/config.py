@@ -124,14 +124,16 @@ class Excluder:
         self.path = compile_([p for p in cleaned if "/" in p])
 
     def __call__(self, rel: str, whole_path: bool = False) -> bool:
+        if not whole_path:  # a walk: one new name (the common case, once per file)
+            if self.name is not None and self.name.match(rel.rpartition("/")[2]):
+                return True
+            return self.path is not None and self.path.match(rel) is not None
         parts = rel.split("/")
-        names = parts if whole_path else parts[-1:]
-        if self.name and any(self.name.match(n) for n in names):
+        if self.name and any(self.name.match(n) for n in parts):
             return True
         if not self.path:
             return False
-        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)] if whole_path else [rel]
-        return any(self.path.match(p) for p in prefixes)
+        return any(self.path.match("/".join(parts[:i])) for i in range(1, len(parts) + 1))
 
 
 def _str_list(table: dict, key: str, where: str) -> tuple[str, ...] | None:

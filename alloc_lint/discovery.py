@@ -153,7 +153,7 @@ def _walk(given: str, resolver: Resolver, gitignore: GitIgnore | None):
     # os.walk lists symlinked folders but does not descend into them (followlinks=False).
     for root, dirs, files in os.walk(given, onerror=onerror):
         key = os.path.normpath(root)
-        parent = state.get(os.path.dirname(key)) if key != os.path.normpath(given) else None
+        parent = state.get(os.path.dirname(key) or os.curdir) if key != os.path.normpath(given) else None
         if parent is None:
             absolute = os.path.abspath(root)
             config = resolver.for_folder(absolute)
