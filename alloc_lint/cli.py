@@ -17,7 +17,6 @@ from .cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
 from .cache import Caches, clean
 from .config import ConfigError, Resolver
 from .output import Output, colour_enabled, plural
-from .rules import ALL_RULES, rule_by_code
 from .selectors import SelectorError, parse_list, suggestion
 
 
@@ -147,6 +146,8 @@ def run_help(args, parser, subs) -> int:
 
 
 def run_rules(args) -> int:
+    from .rules import ALL_RULES
+
     if args.format == "json":
         print(json.dumps([{"code": r.code, "name": r.name, "summary": r.summary, "fix": r.fix_availability,
                            "options": list(r.options)} for r in ALL_RULES], indent=2))
@@ -159,6 +160,8 @@ def run_rules(args) -> int:
 
 
 def run_explain(args) -> int:
+    from .rules import ALL_RULES, rule_by_code
+
     rule = rule_by_code(args.rule)
     if rule is None:
         known = [r.code for r in ALL_RULES] + [r.name for r in ALL_RULES]

@@ -10,7 +10,6 @@ import sys
 import time
 
 from . import engine
-from .api import FileChanged, attach_edits, fix_source, write_atomically
 from .config import Resolver
 from .diagnostics import FileError
 from .formats import FORMATS, NEEDS_EDITS
@@ -110,6 +109,8 @@ def run_check(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: b
     if args.format in NEEDS_EDITS and not args.statistics:
         # Fixes are operations (data, cached with the results): turning them
         # into text edits needs only each fixable file's text.
+        from .api import attach_edits
+
         fixable: dict[str, list] = {}
         for d in report.diagnostics:
             if d.fixes:
@@ -136,6 +137,7 @@ def run_check(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: b
 
 
 def _add_noqa(report, texts) -> int:
+    from .api import FileChanged
     from .noqa import add_noqa_to_file
 
     _print_errors(report.errors)
@@ -171,6 +173,8 @@ def _add_noqa(report, texts) -> int:
 
 def _fix_one(item):
     """Fix one file (here or in a worker): (path, original bytes, source, FixResult or error)."""
+    from .api import fix_source  # the fix engine: loaded only when there is something to fix
+
     path, config, unsafe_fixes = item
     try:
         original = engine.read_bytes(path)
@@ -194,6 +198,8 @@ def _fixed(items, jobs: int):
 
 
 def run_fix(args, resolver: Resolver, out: Output, caches, jobs: int, stdin: bool) -> int:
+    from .api import FileChanged, fix_source, write_atomically
+
     report, texts = _scan(args, resolver, caches, jobs, stdin)
     _print_errors(report.errors)
     failed = any(not e.warning for e in report.errors)

@@ -19,7 +19,6 @@ from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
 from .discovery import iter_files, iter_files_absolute
 from .lines import split_lines
-from .rules import ALL_RULES, FileContext
 
 
 class SourceError(Exception):
@@ -109,10 +108,27 @@ def needs_newer_python(text: str, exc: SyntaxError) -> str:
 # --- prefilter ----------------------------------------------------------------------
 
 
+def _rules():
+    """The rules (`engine.ALL_RULES`), imported on first use: a run that finds
+    every result in the cache never loads them."""
+    rules = globals().get("ALL_RULES")
+    if rules is None:
+        from .rules import ALL_RULES as rules
+
+        globals()["ALL_RULES"] = rules
+    return rules
+
+
+def __getattr__(name):  # `engine.ALL_RULES` before first use (tests patch it)
+    if name == "ALL_RULES":
+        return _rules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def might_match(text: str, config: Config) -> bool:
     """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
     is sound, so a file for which this is False has no finding at all."""
-    return any(rule.might_match(text, config) for rule in ALL_RULES
+    return any(rule.might_match(text, config) for rule in _rules()
                if config.is_selected(rule.code, rule.name))
 
 
@@ -160,9 +176,11 @@ def file_suppressions(text: str) -> tuple[str, ...] | None:
 
 def check_tree(tree: ast.Module, text: str, filename: str, config: Config) -> list[Diagnostic]:
     """Run every selected rule over an already parsed module (no noqa)."""
+    from .rules import FileContext
+
     ctx = FileContext(filename, text, tree, config)
     found: list[Diagnostic] = []
-    for rule in ALL_RULES:
+    for rule in _rules():
         if config.is_selected(rule.code, rule.name):
             found.extend(rule.check(ctx))
     found.sort(key=Diagnostic.sort_key)

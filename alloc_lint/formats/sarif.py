@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..rules import ALL_RULES
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -58,6 +57,8 @@ def _notification(e) -> dict:
 
 
 def render(diagnostics, errors, unsafe_fixes: bool = False, **_) -> str:
+    from ..rules import ALL_RULES
+
     index = {rule.code: i for i, rule in enumerate(ALL_RULES)}
     results = []
     for d in diagnostics:
