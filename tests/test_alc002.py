@@ -15,6 +15,7 @@ from alloc_lint.rules.alc002_concat_grows_in_loop import ConcatGrowsInLoop
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "alc002").glob("*.py"))
 EXPECT = re.compile(r"# expect: ALC002(?: fix=(safe|unsafe|none))?\s*$")
 ONLY_ALC002 = Config(select=("ALC002",))
+RULE = ConcatGrowsInLoop()
 
 
 def expectations(text):
@@ -58,7 +59,7 @@ def test_fixture(path):
 def test_predicate_keeps_fixtures_with_findings(path):
     text = path.read_text()
     if expectations(text):
-        assert ConcatGrowsInLoop.might_match(text, ONLY_ALC002)
+        assert RULE.might_match(text, ONLY_ALC002)
 
 
 # --- the text predicate is sound --------------------------------------------------------
@@ -129,7 +130,7 @@ def test_predicate_keeps_every_case_respaced(path):
         for variant in [case] + [_respaced(case, rng) for _ in range(12)]:
             if _finds(variant):
                 checked += 1
-                assert ConcatGrowsInLoop.might_match(variant, ONLY_ALC002), variant
+                assert RULE.might_match(variant, ONLY_ALC002), variant
     assert checked or path.name.startswith("negative")
 
 
@@ -162,7 +163,7 @@ def test_predicate_keeps_every_case_respaced(path):
 ])
 def test_predicate_keeps_odd_spellings(variant):
     assert _finds(variant), "the case must be a finding"
-    assert ConcatGrowsInLoop.might_match(variant, ONLY_ALC002)
+    assert RULE.might_match(variant, ONLY_ALC002)
 
 
 @pytest.mark.parametrize("text", [
@@ -178,4 +179,4 @@ def test_predicate_keeps_odd_spellings(variant):
 ])
 def test_predicate_skips_plain_non_findings(text):
     assert not _finds(text)
-    assert not ConcatGrowsInLoop.might_match(text, ONLY_ALC002)
+    assert not RULE.might_match(text, ONLY_ALC002)

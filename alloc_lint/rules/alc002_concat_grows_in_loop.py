@@ -114,9 +114,10 @@ class ConcatGrowsInLoop(Rule):
     code = "ALC002"
     name = "concat-grows-in-loop"
     summary = "Accumulator grown by concatenating onto it on every loop iteration (quadratic copying)"
+    fix_availability = "never"
+    options = ()
 
-    @classmethod
-    def might_match(cls, text: str, config=None) -> bool:
+    def might_match(self, text: str, config=None) -> bool:
         """Sound text test: False only if the file has no ALC002 finding
         (the argument is in alloc_lint/rules/alc002_text.py)."""
         return alc002_text.might_match(text)

@@ -38,9 +38,17 @@ class Rule:
     code: str = ""
     name: str = ""
     summary: str = ""
+    fix_availability: str = "never"  # "always" | "sometimes" | "never" (shown by `alloc-lint rules`)
+    options: tuple[str, ...] = ()  # configuration keys that change what the rule finds (its page's Options)
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         raise NotImplementedError
+
+    def might_match(self, text: str, config: Config) -> bool:
+        """A sound text test: False only when `check` provably reports nothing
+        for this text under this configuration. The engine parses a file only
+        when some selected rule's test holds. The default keeps every file."""
+        return True
 
     @classmethod
     def documentation(cls) -> str:
