@@ -31,7 +31,7 @@ def files_reported(stdout: str) -> set[str]:
 
 
 @pytest.mark.parametrize("flags, bad, hint", [
-    (["--select", "ALC999"], "ALC999", "ALC001"),
+    (["--select", "ALC0001"], "ALC0001", "ALC001"),  # ALC999 is as near ALC002 as ALC001
     (["--select", "FOO"], "FOO", None),
     (["--ignore", "ALC01"], "ALC01", "ALC001"),
     (["--select", "alloc-in-loop-merg"], "alloc-in-loop-merg", "alloc-in-loop-merge"),

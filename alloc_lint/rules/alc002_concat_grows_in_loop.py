@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop
 from ..diagnostics import Diagnostic
-from . import alc002_text
+from . import alc002_fix, alc002_text
 from .base import FileContext, Rule
 
 # Concatenations, by qualified name: how the parts are passed.
@@ -92,19 +92,120 @@ class ConcatGrowsInLoop(Rule):
     ```
 
     ## Use instead
-    Collect the parts in a list and concatenate once, after the loop:
+    Collect the parts in a list and concatenate once, after the loop (what
+    `alloc-lint fix --unsafe-fixes` writes here):
     ```python
     out = None
     out_parts = []
     for i in range(num_frames):
         frame = decode(z[:, :, i:i + 1])
         out_parts.append(frame)
-    if out_parts:
-        out = out_parts[0] if len(out_parts) == 1 else torch.cat(out_parts, dim=2)
+    if len(out_parts) > 1:
+        out = torch.cat(out_parts, dim=2)
+    elif out_parts:
+        out = out_parts[0]
+    del out_parts
     ```
+    Where the accumulator is read inside the loop (a generation loop feeding
+    the tokens so far back to the model), no list helps: preallocate the
+    whole buffer once (`torch.empty(batch, max_len)`) and write each step
+    into a slice of it, reading `buf[:, :t]`.
 
     ## Fix safety
-    The fix is not implemented yet: findings are reported without one.
+    The fix (form `collect`) covers two shapes, and any number of growth
+    statements of one accumulator in one loop (one fix for all of them):
+
+    - **start before the loop**: no first-iteration seed; before the loop
+      `acc_parts = [acc]`; each `acc = CAT([acc, x, ...], dim)` becomes
+      `acc_parts.append(x)` (`.extend((x, y))` for several parts,
+      `.extend(xs)` for `*xs`); after the loop
+      `if len(acc_parts) > 1: acc = CAT(acc_parts, dim)` and `del acc_parts`.
+      An accumulator written last (`[x, acc]`, prepending) is joined as
+      `CAT(acc_parts[::-1], dim)` (several parts: `.extend(reversed((x, y)))`).
+    - **seeded**: `acc = x if acc is None else CAT([acc, x], dim)`, or
+      `if acc is None: acc = x` / `else: acc = CAT([acc, x], dim)` as the
+      whole `if` statement, with the same single part `x` in both: the
+      statement becomes `acc_parts.append(x)`; before the loop
+      `acc_parts = []` (when the statement before the loop sets `acc = None`)
+      or `acc_parts = [] if acc is None else [acc]`; after the loop
+      `if len(acc_parts) > 1: acc = CAT(acc_parts, dim)`,
+      `elif acc_parts: acc = acc_parts[0]`, `del acc_parts`.
+
+    The final call is the loop's own concatenation (NumPy's `append` becomes
+    the same module's `concatenate`, with the same `axis`, `axis=None` where
+    `append` had none: both flatten). So the result has the same dimension,
+    and with no iteration, or one seeded iteration, `acc` is the very object
+    the original leaves (a `Parameter`, the caller's tensor): no copy.
+
+    **No fix** is offered (the message says why) when the rewrite would be
+    visible: the accumulator is used in the loop other than by the pattern
+    (its shape, a slice, `acc *= w`, a call reading it: the loop would see
+    its value from before the loop), by a function defined in the function
+    (it could be called during the loop), or in the loop's `else:`; the loop
+    is at module or class level (a global: code called in the loop could
+    read it), or inside a `try` of the function (an exception caught there
+    would leave the accumulator as before the loop); the concatenation is
+    inside a `try` or a `with` of the loop body (its errors are caught in the
+    loop; `no_grad`, `inference_mode` and `autocast` would not cover the
+    single concatenation after the loop); the accumulator may be unbound
+    before the loop; the first iteration is special-cased otherwise
+    (`if i == 0:`, `continue`) or seeds another value than the parts added
+    later; parts go on both sides of the accumulator; the concatenations of
+    one accumulator differ, or their dimension or another argument is not a
+    constant (it would be evaluated once, after the loop); a statement of the
+    pattern shares its line with another.
+
+    Otherwise the fix is **unsafe** (applied with `--unsafe-fixes`) unless
+    each of these is proven, and its message names those that are not:
+
+    - *the list keeps references where the loop copied at once*: a part
+      written after it is appended (a reused output buffer, as CUDA-graph
+      runners return; an `out=` target; a view of state the loop mutates)
+      would change the result, and a part that is a view keeps its whole base
+      alive. Proven when every part is written inline as a fresh tensor from a
+      torch factory (`torch.zeros/ones/empty/full/arange/tensor` and their
+      `_like` forms).
+    - *dtype*: one final concatenation promotes once, the loop step by step;
+      the values differ when an integer meets floats of different widths (an
+      int64 accumulator, then a float32 part, then a float64 part rounds
+      through float32 in the loop only). The same when every part and the
+      start have one dtype, or only floating dtypes (widening a float is
+      exact). Proven when every part (and, for the first shape, the start
+      value, the plain assignment just before the loop) is such a factory
+      call with an explicit `dtype=torch.X`, or `zeros/ones/empty` without
+      one (the default dtype, always floating).
+    - *errors*: a part that does not fit (other number of dimensions, sizes,
+      device; `hstack` on a 1-D start and 2-D parts joins along another
+      dimension) makes the concatenation after the loop raise (or, for
+      `hstack`, join otherwise), after the loop's later iterations ran.
+      Proven harmless when the loop changes nothing outside its function's
+      locals: its header walks a `range(...)` (or tests locals), every call
+      in it is one of those torch factories, `torch.cat/stack` or `range`,
+      `len`, `min`, `max`, `abs`, `int`, `float`; nothing is stored into an
+      attribute or subscript, nothing deleted, yielded or awaited. Then only
+      the error's message (its list index) and when it comes differ.
+    - NumPy and CuPy concatenations are never proven (their promotion and
+      `append`'s flattening are the same, but their parts' provenance is not
+      tracked): unsafe at best.
+    - A `with` around the loop other than `torch.no_grad()`,
+      `inference_mode()`, `enable_grad()`, `set_grad_enabled()`, `autocast`,
+      a device context or a profiling range might swallow an exception
+      raised in the loop: that too is an assumption of the fix.
+
+    In practice the safe form is rare: a loop whose parts come from a model,
+    a kernel or any other call cannot be proven, and gets the unsafe fix.
+
+    Memory: the original holds the accumulator (the result so far) and, at
+    each concatenation, the new result beside it: about twice the final size
+    at the last iteration, and a new allocation of the whole result on every
+    iteration (n allocations, about n²/2 parts copied for n equal parts). The
+    fixed loop allocates nothing to grow; it holds every part in the list
+    (together the size of the result so far), then at the end the parts and
+    the result, also about twice the final size, with one allocation and n
+    parts copied. A part that is a view of a larger tensor keeps that tensor
+    alive in the list, where the original freed it once copied: parts from
+    `logits[:, -1]` of a `[batch, seq, vocab]` output hold every step's whole
+    output (an assumption of the unsafe fix, above).
 
     ## Options
     None: the concatenations are fixed (torch, NumPy, CuPy), resolved through
@@ -114,7 +215,7 @@ class ConcatGrowsInLoop(Rule):
     code = "ALC002"
     name = "concat-grows-in-loop"
     summary = "Accumulator grown by concatenating onto it on every loop iteration (quadratic copying)"
-    fix_availability = "never"
+    fix_availability = "sometimes"
     options = ()
 
     def might_match(self, text: str, config=None) -> bool:
@@ -127,12 +228,16 @@ class ConcatGrowsInLoop(Rule):
         by_loop: dict[int, list[Growth]] = {}
         for growth in found:
             by_loop.setdefault(id(growth.loop), []).append(growth)
-        diagnostics = []
+        reported = []
         for growth in found:
             growth.others = [g for g in by_loop[id(growth.loop)] if g.acc == growth.acc and g is not growth]
             if _grows_every_iteration(growth, ctx):
-                diagnostics.append(_diagnostic(growth, ctx))
-        return diagnostics
+                reported.append(growth)
+        groups: dict[tuple, list[Growth]] = {}  # one fix per accumulator and loop
+        for growth in reported:
+            groups.setdefault((id(growth.loop), growth.acc), []).append(growth)
+        plans = {key: alc002_fix.plan(group, ctx) for key, group in groups.items()}
+        return [_diagnostic(g, plans[(id(g.loop), g.acc)], ctx) for g in reported]
 
 
 # --- finding the statements -----------------------------------------------------------
@@ -528,16 +633,17 @@ def _loop_bound_names(loop: Loop) -> set[str]:
 # --- diagnostics ----------------------------------------------------------------------
 
 
-def _diagnostic(growth: Growth, ctx: FileContext) -> Diagnostic:
+def _diagnostic(growth: Growth, plan, ctx: FileContext) -> Diagnostic:
     call = growth.call
     func = ast.unparse(call.func)
-    reason = "not implemented yet"
     message = (f"`{func}` copies all of `{growth.acc}` on every loop iteration to grow it "
                f"(quadratic in the number of parts); collect the parts in a list and "
-               f"concatenate once after the loop (no automatic fix: {reason})")
+               f"concatenate once after the loop")
+    if plan.reason:
+        message += f" (no automatic fix: {plan.reason})"
     return Diagnostic(
         code=ConcatGrowsInLoop.code, name=ConcatGrowsInLoop.name, filename=ctx.filename,
         line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
         end_line=call.end_lineno, end_column=ctx.char_column(call.end_lineno, call.end_col_offset) + 1,
-        message=message, fixes=[], no_fix_reason=reason,
+        message=message, fixes=list(plan.fixes), no_fix_reason=plan.reason,
     )
