@@ -331,8 +331,8 @@ def _factory_dtype(node: ast.expr, loop, ctx) -> str | None:
     if not isinstance(node, ast.Call):
         return None
     func = _qualified(node.func, loop, ctx)
-    if func not in FACTORIES:
-        return None
+    if func not in FACTORIES or any(k.arg in ("out", None) for k in node.keywords):
+        return None  # `out=buf` returns buf itself
     dtype = next((k.value for k in node.keywords if k.arg == "dtype"), None)
     if dtype is None:
         return "floating" if func in DEFAULT_FLOATING else None
@@ -375,8 +375,8 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
         if isinstance(sub, ast.Call):
             if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx):
                 continue
-            if _qualified(sub.func, loop, ctx) not in PURE_TORCH:
-                return False
+            if _qualified(sub.func, loop, ctx) not in PURE_TORCH or any(k.arg in ("out", None) for k in sub.keywords):
+                return False  # `out=` writes into a tensor that may be the caller's
     return True
 
 
