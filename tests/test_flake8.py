@@ -134,10 +134,10 @@ def test_configuration_error_reaches_the_flake8_user(tmp_path):
 
 def test_unknown_alc_selector_on_flake8_command_line(tmp_path):
     (tmp_path / "merge.py").write_text(FINDING)
-    proc = subprocess.run([sys.executable, "-m", "flake8", "--select", "ALC999", "merge.py"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "flake8", "--select", "ALC0001", "merge.py"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert "Unknown rule selector `ALC999` in --select; did you mean `ALC001`?" in proc.stdout + proc.stderr
+    assert "Unknown rule selector `ALC0001` in --select; did you mean `ALC001`?" in proc.stdout + proc.stderr
 
 
 def test_configuration_per_file_and_suppressions_as_alloc_lint_check(tmp_path):
