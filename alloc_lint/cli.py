@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("--format", choices=["text", "json"], default="text")
     explain = commands.add_parser("explain", help="print a rule's documentation")
     explain.add_argument("rule", metavar="CODE")
+    commands.add_parser("server", help="run the language server (LSP over stdio; needs the `server` extra)")
     return parser
 
 
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_rules(args)
         if args.command == "explain":
             return run_explain(args)
+        if args.command == "server":
+            from .lsp import main as run_server  # pygls is only imported here
+            return run_server()
         config = _config(args)
         return run_check(args, config) if args.command == "check" else run_fix(args, config)
     except ConfigError as exc:

@@ -1,0 +1,494 @@
+"""The language server: diagnostics from the editor's buffers, quick fixes,
+`source.fixAll.alloc-lint`, and `# noqa` suppressions. Built on pygls.
+
+Every check runs on one worker thread, so the event loop keeps reading the
+editor's messages meanwhile. Changes are debounced; opening and saving check
+at once. A check is the engine's `check_text` (the text prefilter first, then
+`ast`); LibCST is only imported when a code action needs the edits of a fix.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.uris import from_fs_path, to_fs_path
+
+from .. import __version__, engine
+from ..config import Config, ConfigError, discover
+from ..diagnostics import Diagnostic, Edit
+from .text import UTF16, Buffer, apply_change
+
+log = logging.getLogger(__name__)
+
+SOURCE = "alloc-lint"
+FIX_ALL = "source.fixAll.alloc-lint"
+DEFAULT_DEBOUNCE_MS = 100
+
+
+@dataclass
+class Checked:
+    """What one check of one version of a buffer found."""
+
+    version: int | None
+    text: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    config: Config | None = None
+    config_error: str | None = None
+    syntax_error: str | None = None
+
+
+@dataclass
+class Document:
+    uri: str
+    text: str
+    version: int | None
+    checked: Checked | None = None
+    pending: asyncio.Task | None = None
+
+    @property
+    def path(self) -> str | None:
+        return to_fs_path(self.uri) if self.uri.startswith("file:") else None
+
+
+class Protocol(LanguageServerProtocol):
+    """pygls keeps its own copy of each buffer, split by str.splitlines (which
+    also breaks at form feeds and U+2028, so its incremental edits would land on
+    the wrong line of such files). The server keeps the buffers instead."""
+
+    @lsp_method(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params):
+        yield self.fm.features[lsp.TEXT_DOCUMENT_DID_OPEN], (params,), None
+
+    @lsp_method(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params):
+        yield self.fm.features[lsp.TEXT_DOCUMENT_DID_CHANGE], (params,), None
+
+    @lsp_method(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params):
+        yield self.fm.features[lsp.TEXT_DOCUMENT_DID_CLOSE], (params,), None
+
+
+class AllocLintServer(LanguageServer):
+    def __init__(self):
+        super().__init__("alloc-lint", __version__, protocol_cls=Protocol,
+                         text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.documents: dict[str, Document] = {}
+        self.debounce = DEFAULT_DEBOUNCE_MS / 1000
+        self.root: str | None = None
+        self.resolve_edits = False  # the client resolves code actions' edits lazily
+        self.versioned_edits = False  # the client takes documentChanges
+        self.shown_config_errors: set[str] = set()
+        # One worker: checks of one buffer never race, and a check never runs
+        # beside another one on the 2 cores that editors and linters share.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alloc-lint-check")
+
+    @property
+    def encoding(self) -> str:
+        try:
+            return str(self.workspace.position_encoding or UTF16)
+        except RuntimeError:  # not initialized
+            return UTF16
+
+    async def in_worker(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.worker, function, *args)
+
+    def log(self, message: str, kind: lsp.MessageType = lsp.MessageType.Log) -> None:
+        self.window_log_message(lsp.LogMessageParams(type=kind, message=message))
+
+    # --- checking ----------------------------------------------------------------------
+
+    def config_for(self, path: str | None) -> Config:
+        """The configuration for one file, found from its folder as the CLI
+        finds it from the working folder; buffers without a file use the root."""
+        folder = Path(path).parent if path else Path(self.root or os.getcwd())
+        return discover(folder)
+
+    def check(self, path: str | None, text: str, version: int | None) -> Checked:
+        """Runs on the worker thread. Never raises for bad input."""
+        try:
+            config = self.config_for(path)
+        except ConfigError as exc:
+            return Checked(version, text, config_error=str(exc))
+        try:
+            found = engine.check_text(text, path or "<buffer>", config)
+        except engine.SourceError as exc:
+            return Checked(version, text, config=config, syntax_error=str(exc))
+        return Checked(version, text, found, config=config)
+
+    async def checked(self, doc: Document) -> Checked:
+        """The check of the buffer as it is now, reusing the last one if current."""
+        if doc.checked is not None and doc.checked.version == doc.version and doc.checked.text == doc.text:
+            return doc.checked
+        version, text = doc.version, doc.text
+        try:
+            result = await self.in_worker(self.check, doc.path, text, version)
+        except Exception as exc:  # a bug in a rule: say so, keep serving
+            log.exception("check failed")
+            self.log(f"alloc-lint: internal error while checking {doc.uri}: {exc!r}", lsp.MessageType.Error)
+            result = Checked(version, text)
+        if self.documents.get(doc.uri) is doc and doc.version == version and doc.text == text:
+            doc.checked = result
+        return result
+
+    def schedule(self, doc: Document, delay: float) -> None:
+        if doc.pending is not None:
+            doc.pending.cancel()
+        doc.pending = asyncio.ensure_future(self._check_and_publish(doc, delay))
+
+    async def _check_and_publish(self, doc: Document, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        version, text = doc.version, doc.text
+        result = await self.checked(doc)
+        if self.documents.get(doc.uri) is not doc or doc.version != version or doc.text != text:
+            return  # a newer change has its own check coming
+        self.publish(doc, result)
+
+    def publish(self, doc: Document, result: Checked) -> None:
+        if result.config_error:
+            if result.config_error not in self.shown_config_errors:
+                self.shown_config_errors.add(result.config_error)
+                self.window_show_message(lsp.ShowMessageParams(
+                    type=lsp.MessageType.Error,
+                    message=f"alloc-lint: {result.config_error} (no findings are shown until it is fixed)"))
+        elif result.config and result.config.source:
+            # Fixed now: show it again if it breaks again.
+            self.shown_config_errors = {e for e in self.shown_config_errors
+                                        if not e.startswith(result.config.source + ":")}
+        if result.syntax_error:
+            self.log(f"alloc-lint: {doc.uri}: {result.syntax_error}; findings cleared until it parses")
+        buffer = Buffer(result.text, self.encoding)
+        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+            uri=doc.uri, version=doc.version,
+            diagnostics=[self.to_lsp(d, buffer) for d in result.diagnostics]))
+
+    def to_lsp(self, d: Diagnostic, buffer: Buffer) -> lsp.Diagnostic:
+        start = buffer.column_position(d.line, d.column - 1)
+        end = buffer.column_position(d.end_line, d.end_column - 1)
+        href = rule_page(d.code)
+        return lsp.Diagnostic(
+            range=lsp.Range(lsp.Position(*start), lsp.Position(*end)),
+            message=d.message,
+            severity=lsp.DiagnosticSeverity.Warning,
+            code=d.code,
+            code_description=lsp.CodeDescription(href=href) if href else None,
+            source=SOURCE,
+        )
+
+    # --- code actions ------------------------------------------------------------------
+
+    async def code_actions(self, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        doc = self.documents.get(params.text_document.uri)
+        if doc is None:
+            return []
+        result = await self.checked(doc)
+        if result.version != doc.version or result.text != doc.text:
+            return []  # the buffer changed while it was checked: the editor asks again
+        only = params.context.only
+        buffer = Buffer(result.text, self.encoding)
+        actions: list[lsp.CodeAction] = []
+        if wanted(lsp.CodeActionKind.QuickFix, only):
+            # The findings under the cursor, and those the editor sent along (it
+            # may ask for a whole line while the finding covers only the call).
+            sent = {(c.code, key(c.range.start), key(c.range.end)) for c in params.context.diagnostics
+                    if c.source == SOURCE}
+            for d in result.diagnostics:
+                lsp_diag = self.to_lsp(d, buffer)
+                if not (overlaps(lsp_diag.range, params.range)
+                        or (d.code, key(lsp_diag.range.start), key(lsp_diag.range.end)) in sent):
+                    continue
+                first_safe = d.fix_for(False)
+                for index, fix in enumerate(d.fixes):
+                    label = "" if fix.applicability == "safe" else " (unsafe)"
+                    actions.append(lsp.CodeAction(
+                        title=f"Fix {d.code}{label}: {fix.message}",
+                        kind=lsp.CodeActionKind.QuickFix, diagnostics=[lsp_diag],
+                        is_preferred=fix is first_safe,
+                        data={"uri": doc.uri, "version": doc.version, "action": "fix",
+                              "code": d.code, "line": d.line, "column": d.column, "fix": index}))
+                if suppressible(buffer.line(d.line - 1)):
+                    actions.append(lsp.CodeAction(
+                        title=f"Suppress with `# noqa: {d.code}`",
+                        kind=lsp.CodeActionKind.QuickFix, diagnostics=[lsp_diag],
+                        data={"uri": doc.uri, "version": doc.version, "action": "noqa",
+                              "code": d.code, "line": d.line, "column": d.column}))
+        # A fix-all is only worked out when asked for by kind (on save, or from
+        # the source action menu), never for the light bulb.
+        if only and wanted(FIX_ALL, only) and any(d.fix_for(False) for d in result.diagnostics):
+            actions.append(lsp.CodeAction(
+                title="alloc-lint: apply every safe fix", kind=FIX_ALL,
+                data={"uri": doc.uri, "version": doc.version, "action": "fixAll"}))
+        if not self.resolve_edits:
+            resolved = []
+            for action in actions:
+                action = await self.resolve(action)
+                if action.edit is not None:  # an action that cannot be carried out is not offered
+                    resolved.append(action)
+            actions = resolved
+        return actions
+
+    async def resolve(self, action: lsp.CodeAction) -> lsp.CodeAction:
+        """Fill in a code action's edit; none when its buffer has changed since."""
+        data = action.data or {}
+        doc = self.documents.get(data.get("uri", ""))
+        if doc is None or doc.version != data.get("version"):
+            return action
+        result = await self.checked(doc)
+        edits = await self.in_worker(self.edits_for, result, data)
+        if edits is not None and result.text == doc.text:
+            action.edit = self.workspace_edit(doc, result.text, edits)
+        return action
+
+    def edits_for(self, result: Checked, data: dict) -> list[Edit] | None:
+        """Runs on the worker thread: the line edits of one action."""
+        kind = data.get("action")
+        if kind == "fixAll":
+            return fix_all_edits(result)
+        d = next((d for d in result.diagnostics if (d.code, d.line, d.column)
+                  == (data.get("code"), data.get("line"), data.get("column"))), None)
+        if d is None:
+            return None
+        if kind == "noqa":
+            return noqa_edits(result, d)
+        index = data.get("fix")
+        if not isinstance(index, int) or not 0 <= index < len(d.fixes):
+            return None
+        return fix_edits(result.text, d, index)
+
+    def workspace_edit(self, doc: Document, text: str, edits: list[Edit]) -> lsp.WorkspaceEdit:
+        buffer = Buffer(text, self.encoding)
+        text_edits = []
+        for e in edits:
+            start = buffer.position(buffer.line_start(e.start_line))
+            end = buffer.position(buffer.line_start(e.end_line))
+            text_edits.append(lsp.TextEdit(range=lsp.Range(lsp.Position(*start), lsp.Position(*end)),
+                                           new_text=e.content))
+        if self.versioned_edits:
+            return lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
+                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+                edits=text_edits)])
+        return lsp.WorkspaceEdit(changes={doc.uri: text_edits})
+
+
+# --- what the code actions change ------------------------------------------------------
+
+
+def fix_edits(text: str, d: Diagnostic, index: int) -> list[Edit] | None:
+    """The edits of one fix: the same as `alloc-lint check --format json` carries."""
+    from ..api import attach_edits
+
+    fix = d.fixes[index]
+    if fix.edits is None:
+        attach_edits(text, [replace(d, fixes=[fix])])
+    return fix.edits or None
+
+
+def fix_all_edits(result: Checked) -> list[Edit] | None:
+    """The edits of `alloc-lint fix` (safe fixes only) on this buffer."""
+    from ..api import fix_source
+    from ..fixer import line_edits
+
+    fixed = fix_source(result.text, "<buffer>", result.config, unsafe_fixes=False)
+    return line_edits(result.text, fixed.text) if fixed.changed else None
+
+
+_NOQA_CODES = re.compile(r"#\s*noqa:\s?[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*", re.IGNORECASE)
+
+
+def suppressible(line: str) -> bool:
+    """A comment cannot follow a backslash continuation."""
+    return not line.rstrip().endswith("\\")
+
+
+def noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
+    """Add the code to the line's `# noqa: ...` list, or append `  # noqa: CODE`.
+    Offered only when the result parses and the finding is gone (a line that
+    ends inside a string cannot take a comment)."""
+    buffer = Buffer(result.text)
+    raw = buffer.lines[d.line - 1]
+    body = raw.rstrip("\r\n")
+    ending = raw[len(body):]
+    existing = list(_NOQA_CODES.finditer(body))
+    if existing:
+        end = existing[-1].end()
+        new_line = body[:end] + f", {d.code}" + body[end:]
+    else:
+        stripped = body.rstrip()
+        new_line = f"{stripped}  # noqa: {d.code}"
+    edit = Edit(d.line, d.line + 1, new_line + ending)
+    new_text = result.text[:buffer.line_start(d.line)] + edit.content + result.text[buffer.line_start(d.line + 1):]
+    try:
+        after = engine.check_text(new_text, "<buffer>", result.config or Config())
+    except engine.SourceError:
+        return None
+    if any(a.code == d.code and a.line == d.line for a in after):
+        return None
+    return [edit]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def wanted(kind: str, only: list[str] | None) -> bool:
+    """Whether a requested `only` list takes actions of `kind` (kinds nest by dots)."""
+    if not only:
+        return True
+    return any(kind == k or kind.startswith(f"{k}.") for k in only)
+
+
+def key(position: lsp.Position) -> tuple[int, int]:
+    return position.line, position.character
+
+
+def overlaps(a: lsp.Range, b: lsp.Range) -> bool:
+    return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
+
+
+_RULE_PAGES: dict[str, str | None] = {}
+
+
+def rule_page(code: str) -> str | None:
+    """A file URI of the rule's page: the repository's `rules/CODE.md` when
+    running from a checkout, else a copy written once to the user's cache."""
+    if code in _RULE_PAGES:
+        return _RULE_PAGES[code]
+    from ..docs import page
+    from ..rules import rule_by_code
+
+    rule = rule_by_code(code)
+    uri = None
+    if rule is not None:
+        text = page(rule)
+        checkout = Path(__file__).resolve().parents[2] / "rules" / f"{code}.md"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alloc-lint" / "rules" / __version__
+        try:
+            if checkout.is_file() and checkout.read_text(encoding="utf-8") == text:
+                uri = from_fs_path(str(checkout))
+            else:
+                path = cache / f"{code}.md"
+                if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text, encoding="utf-8")
+                uri = from_fs_path(str(path))
+        except OSError:
+            uri = None
+    _RULE_PAGES[code] = uri
+    return uri
+
+
+# --- the server's handlers ------------------------------------------------------------
+
+
+def make_server() -> AllocLintServer:
+    server = AllocLintServer()
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: AllocLintServer, params: lsp.InitializeParams):
+        options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
+        debounce = options.get("debounce")
+        if isinstance(debounce, (int, float)) and not isinstance(debounce, bool) and debounce >= 0:
+            ls.debounce = debounce / 1000
+        if params.workspace_folders:
+            ls.root = to_fs_path(params.workspace_folders[0].uri)
+        elif params.root_uri:
+            ls.root = to_fs_path(params.root_uri)
+        elif params.root_path:
+            ls.root = params.root_path
+        caps = params.capabilities
+        code_action = caps.text_document.code_action if caps.text_document else None
+        resolve = code_action.resolve_support if code_action else None
+        ls.resolve_edits = bool(resolve and "edit" in resolve.properties)
+        edit_caps = caps.workspace.workspace_edit if caps.workspace else None
+        ls.versioned_edits = bool(edit_caps and edit_caps.document_changes)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: AllocLintServer, params: lsp.DidOpenTextDocumentParams):
+        item = params.text_document
+        doc = Document(item.uri, item.text, item.version)
+        old = ls.documents.get(item.uri)
+        if old is not None and old.pending is not None:
+            old.pending.cancel()
+        ls.documents[item.uri] = doc
+        ls.schedule(doc, 0)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: AllocLintServer, params: lsp.DidChangeTextDocumentParams):
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            return
+        for change in params.content_changes:
+            if isinstance(change, lsp.TextDocumentContentChangePartial):
+                r = change.range
+                doc.text = apply_change(doc.text, (r.start.line, r.start.character),
+                                        (r.end.line, r.end.character), change.text, ls.encoding)
+            else:
+                doc.text = change.text
+        doc.version = params.text_document.version
+        ls.schedule(doc, ls.debounce)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: AllocLintServer, params: lsp.DidSaveTextDocumentParams):
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is not None:
+            doc.checked = None  # the configuration may have changed on disk too
+            ls.schedule(doc, 0)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: AllocLintServer, params: lsp.DidCloseTextDocumentParams):
+        doc = ls.documents.pop(params.text_document.uri, None)
+        if doc is not None and doc.pending is not None:
+            doc.pending.cancel()
+        ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=params.text_document.uri,
+                                                                          diagnostics=[]))
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: AllocLintServer, params: lsp.DidChangeWatchedFilesParams):
+        if any(c.uri.endswith("pyproject.toml") for c in params.changes):
+            for doc in ls.documents.values():
+                doc.checked = None
+                ls.schedule(doc, 0)
+
+    @server.feature(lsp.INITIALIZED)
+    async def initialized(ls: AllocLintServer, params: lsp.InitializedParams):
+        caps = ls.client_capabilities.workspace
+        watch = caps.did_change_watched_files if caps else None
+        if watch and watch.dynamic_registration:
+            try:
+                await ls.client_register_capability_async(lsp.RegistrationParams(registrations=[
+                    lsp.Registration(id="alloc-lint-config", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                                     register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
+                                         watchers=[lsp.FileSystemWatcher(glob_pattern="**/pyproject.toml")]))]))
+            except Exception as exc:  # the client said no: configuration is still read on every check
+                ls.log(f"alloc-lint: could not watch pyproject.toml files: {exc}")
+
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(
+        code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL], resolve_provider=True))
+    async def code_action(ls: AllocLintServer, params: lsp.CodeActionParams):
+        return await ls.code_actions(params)
+
+    @server.feature(lsp.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: AllocLintServer, action: lsp.CodeAction):
+        return await ls.resolve(action)
+
+    @server.feature(lsp.SHUTDOWN)
+    def shutdown(ls: AllocLintServer, params: Any):
+        for doc in ls.documents.values():
+            if doc.pending is not None:
+                doc.pending.cancel()
+        ls.worker.shutdown(wait=False, cancel_futures=True)
+
+    return server
+
+
+def serve() -> None:
+    logging.basicConfig(level=logging.WARNING, format="alloc-lint server: %(message)s")
+    make_server().start_io()
