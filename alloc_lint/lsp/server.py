@@ -44,6 +44,7 @@ class Checked:
     config: Config | None = None
     config_error: str | None = None
     syntax_error: str | None = None
+    internal_error: str | None = None
 
 
 @dataclass
@@ -51,8 +52,15 @@ class Document:
     uri: str
     text: str
     version: int | None
-    checked: Checked | None = None
-    pending: asyncio.Task | None = None
+    epoch: int = 0  # counts configuration changes
+    checked: tuple | None = None  # (state, Checked): the last check
+    job: tuple | None = None  # (state, future): the check under way
+    pending: asyncio.Task | None = None  # the debounced check-and-publish
+
+    @property
+    def state(self) -> tuple:
+        """What a check depends on; the text by identity (every change makes a new one)."""
+        return self.version, id(self.text), self.epoch
 
     @property
     def path(self) -> str | None:
@@ -112,31 +120,39 @@ class AllocLintServer(LanguageServer):
         folder = Path(path).parent if path else Path(self.root or os.getcwd())
         return discover(folder)
 
-    def check(self, path: str | None, text: str, version: int | None) -> Checked:
-        """Runs on the worker thread. Never raises for bad input."""
+    def check(self, doc: Document, version: int | None, text: str) -> Checked | None:
+        """Runs on the worker thread. None when the buffer changed before the
+        check could start (a newer check is queued); never raises."""
+        if doc.version != version or doc.text is not text:
+            return None
         try:
-            config = self.config_for(path)
-        except ConfigError as exc:
-            return Checked(version, text, config_error=str(exc))
-        try:
-            found = engine.check_text(text, path or "<buffer>", config)
-        except engine.SourceError as exc:
-            return Checked(version, text, config=config, syntax_error=str(exc))
-        return Checked(version, text, found, config=config)
-
-    async def checked(self, doc: Document) -> Checked:
-        """The check of the buffer as it is now, reusing the last one if current."""
-        if doc.checked is not None and doc.checked.version == doc.version and doc.checked.text == doc.text:
-            return doc.checked
-        version, text = doc.version, doc.text
-        try:
-            result = await self.in_worker(self.check, doc.path, text, version)
-        except Exception as exc:  # a bug in a rule: say so, keep serving
+            try:
+                config = self.config_for(doc.path)
+            except ConfigError as exc:
+                return Checked(version, text, config_error=str(exc))
+            try:
+                found = engine.check_text(text, doc.path or "<buffer>", config)
+            except engine.SourceError as exc:
+                return Checked(version, text, config=config, syntax_error=str(exc))
+            return Checked(version, text, found, config=config)
+        except Exception as exc:  # a bug in a rule: say so, show nothing, keep serving
             log.exception("check failed")
-            self.log(f"alloc-lint: internal error while checking {doc.uri}: {exc!r}", lsp.MessageType.Error)
-            result = Checked(version, text)
-        if self.documents.get(doc.uri) is doc and doc.version == version and doc.text == text:
-            doc.checked = result
+            return Checked(version, text, internal_error=f"{type(exc).__name__}: {exc}")
+
+    async def checked(self, doc: Document) -> Checked | None:
+        """The check of the buffer as it is now (None if it changes meanwhile).
+        A check already done or under way for this state is shared."""
+        state = doc.state
+        if doc.checked is not None and doc.checked[0] == state:
+            return doc.checked[1]
+        if doc.job is None or doc.job[0] != state:
+            future = asyncio.get_running_loop().run_in_executor(self.worker, self.check, doc, doc.version, doc.text)
+            doc.job = (state, future)
+        # Shielded: a cancelled waiter (a newer keystroke) leaves the check to other waiters.
+        result = await asyncio.shield(doc.job[1])
+        if result is None or doc.state != state:
+            return None
+        doc.checked = (state, result)
         return result
 
     def schedule(self, doc: Document, delay: float) -> None:
@@ -147,11 +163,9 @@ class AllocLintServer(LanguageServer):
     async def _check_and_publish(self, doc: Document, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
-        version, text = doc.version, doc.text
         result = await self.checked(doc)
-        if self.documents.get(doc.uri) is not doc or doc.version != version or doc.text != text:
-            return  # a newer change has its own check coming
-        self.publish(doc, result)
+        if result is not None and self.documents.get(doc.uri) is doc:
+            self.publish(doc, result)
 
     def publish(self, doc: Document, result: Checked) -> None:
         if result.config_error:
@@ -164,6 +178,9 @@ class AllocLintServer(LanguageServer):
             # Fixed now: show it again if it breaks again.
             self.shown_config_errors = {e for e in self.shown_config_errors
                                         if not e.startswith(result.config.source + ":")}
+        if result.internal_error:
+            self.log(f"alloc-lint: internal error while checking {doc.uri}: {result.internal_error}",
+                     lsp.MessageType.Error)
         if result.syntax_error:
             self.log(f"alloc-lint: {doc.uri}: {result.syntax_error}; findings cleared until it parses")
         buffer = Buffer(result.text, self.encoding)
@@ -191,7 +208,7 @@ class AllocLintServer(LanguageServer):
         if doc is None:
             return []
         result = await self.checked(doc)
-        if result.version != doc.version or result.text != doc.text:
+        if result is None:
             return []  # the buffer changed while it was checked: the editor asks again
         only = params.context.only
         buffer = Buffer(result.text, self.encoding)
@@ -243,8 +260,15 @@ class AllocLintServer(LanguageServer):
         if doc is None or doc.version != data.get("version"):
             return action
         result = await self.checked(doc)
-        edits = await self.in_worker(self.edits_for, result, data)
-        if edits is not None and result.text == doc.text:
+        if result is None:
+            return action
+        try:
+            edits = await self.in_worker(self.edits_for, result, data)
+        except Exception as exc:  # a bug in the fixer: no edit, and say so
+            log.exception("code action failed")
+            self.log(f"alloc-lint: could not work out {action.title!r}: {exc!r}", lsp.MessageType.Error)
+            return action
+        if edits is not None and result.text is doc.text:
             action.edit = self.workspace_edit(doc, result.text, edits)
         return action
 
@@ -439,7 +463,7 @@ def make_server() -> AllocLintServer:
     def did_save(ls: AllocLintServer, params: lsp.DidSaveTextDocumentParams):
         doc = ls.documents.get(params.text_document.uri)
         if doc is not None:
-            doc.checked = None  # the configuration may have changed on disk too
+            doc.epoch += 1  # the configuration may have changed on disk too
             ls.schedule(doc, 0)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
@@ -454,7 +478,7 @@ def make_server() -> AllocLintServer:
     def did_change_watched_files(ls: AllocLintServer, params: lsp.DidChangeWatchedFilesParams):
         if any(c.uri.endswith("pyproject.toml") for c in params.changes):
             for doc in ls.documents.values():
-                doc.checked = None
+                doc.epoch += 1
                 ls.schedule(doc, 0)
 
     @server.feature(lsp.INITIALIZED)
