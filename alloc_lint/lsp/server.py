@@ -8,6 +8,7 @@ at once. A check is the engine's `check_text` (the text prefilter first, then
 """
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import os
@@ -45,6 +46,7 @@ class Checked:
     config_error: str | None = None
     syntax_error: str | None = None
     internal_error: str | None = None
+    noqa: dict = field(default_factory=dict)  # (code, line, column) -> the edits of its noqa action
 
 
 @dataclass
@@ -232,12 +234,14 @@ class AllocLintServer(LanguageServer):
                         is_preferred=fix is first_safe,
                         data={"uri": doc.uri, "version": doc.version, "action": "fix",
                               "code": d.code, "line": d.line, "column": d.column, "fix": index}))
-                if suppressible(buffer.line(d.line - 1)):
+                # Worked out now (one check of the edited text, no LibCST), so that
+                # a line that cannot take a comment offers no action at all.
+                noqa = await self.in_worker(noqa_edits, result, d)
+                if noqa:
                     actions.append(lsp.CodeAction(
                         title=f"Suppress with `# noqa: {d.code}`",
                         kind=lsp.CodeActionKind.QuickFix, diagnostics=[lsp_diag],
-                        data={"uri": doc.uri, "version": doc.version, "action": "noqa",
-                              "code": d.code, "line": d.line, "column": d.column}))
+                        edit=self.workspace_edit(doc, result.text, noqa)))
         # A fix-all is only worked out when asked for by kind (on save, or from
         # the source action menu), never for the light bulb.
         if only and wanted(FIX_ALL, only) and any(d.fix_for(False) for d in result.diagnostics):
@@ -247,7 +251,8 @@ class AllocLintServer(LanguageServer):
         if not self.resolve_edits:
             resolved = []
             for action in actions:
-                action = await self.resolve(action)
+                if action.edit is None:
+                    action = await self.resolve(action)
                 if action.edit is not None:  # an action that cannot be carried out is not offered
                     resolved.append(action)
             actions = resolved
@@ -281,8 +286,6 @@ class AllocLintServer(LanguageServer):
                   == (data.get("code"), data.get("line"), data.get("column"))), None)
         if d is None:
             return None
-        if kind == "noqa":
-            return noqa_edits(result, d)
         index = data.get("fix")
         if not isinstance(index, int) or not 0 <= index < len(d.fixes):
             return None
@@ -328,33 +331,35 @@ def fix_all_edits(result: Checked) -> list[Edit] | None:
 _NOQA_CODES = re.compile(r"#\s*noqa:\s?[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*", re.IGNORECASE)
 
 
-def suppressible(line: str) -> bool:
-    """A comment cannot follow a backslash continuation."""
-    return not line.rstrip().endswith("\\")
-
-
 def noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
     """Add the code to the line's `# noqa: ...` list, or append `  # noqa: CODE`.
-    Offered only when the result parses and the finding is gone (a line that
-    ends inside a string cannot take a comment)."""
-    buffer = Buffer(result.text)
+    None unless what is added is a comment: a line that ends in a backslash, or
+    inside a string, cannot take one. Kept per finding."""
+    key = (d.code, d.line, d.column)
+    if key not in result.noqa:
+        result.noqa[key] = _noqa_edits(result.text, d)
+    return result.noqa[key]
+
+
+def _noqa_edits(text: str, d: Diagnostic) -> list[Edit] | None:
+    buffer = Buffer(text)
     raw = buffer.lines[d.line - 1]
     body = raw.rstrip("\r\n")
-    ending = raw[len(body):]
     existing = list(_NOQA_CODES.finditer(body))
     if existing:
         end = existing[-1].end()
         new_line = body[:end] + f", {d.code}" + body[end:]
     else:
-        stripped = body.rstrip()
-        new_line = f"{stripped}  # noqa: {d.code}"
-    edit = Edit(d.line, d.line + 1, new_line + ending)
-    new_text = result.text[:buffer.line_start(d.line)] + edit.content + result.text[buffer.line_start(d.line + 1):]
-    try:
-        after = engine.check_text(new_text, "<buffer>", result.config or Config())
-    except engine.SourceError:
+        new_line = f"{body.rstrip()}  # noqa: {d.code}"
+    if not engine.is_suppressed(new_line, d.code):
         return None
-    if any(a.code == d.code and a.line == d.line for a in after):
+    edit = Edit(d.line, d.line + 1, new_line + raw[len(body):])
+    new_text = text[:buffer.line_start(d.line)] + edit.content + text[buffer.line_start(d.line + 1):]
+    # The same program, comments aside: nothing was written into a string.
+    try:
+        if ast.dump(ast.parse(new_text)) != ast.dump(ast.parse(text)):
+            return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     return [edit]
 
