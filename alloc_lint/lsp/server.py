@@ -234,17 +234,19 @@ class AllocLintServer(LanguageServer):
                         is_preferred=fix is first_safe,
                         data={"uri": doc.uri, "version": doc.version, "action": "fix",
                               "code": d.code, "line": d.line, "column": d.column, "fix": index}))
-                # Worked out now (one check of the edited text, no LibCST), so that
-                # a line that cannot take a comment offers no action at all.
+                # Worked out now (two `ast` parses, no LibCST), so that a line that
+                # cannot take a comment offers no action at all.
                 noqa = await self.in_worker(noqa_edits, result, d)
                 if noqa:
                     actions.append(lsp.CodeAction(
                         title=f"Suppress with `# noqa: {d.code}`",
                         kind=lsp.CodeActionKind.QuickFix, diagnostics=[lsp_diag],
                         edit=self.workspace_edit(doc, result.text, noqa)))
-        # A fix-all is only worked out when asked for by kind (on save, or from
-        # the source action menu), never for the light bulb.
-        if only and wanted(FIX_ALL, only) and any(d.fix_for(False) for d in result.diagnostics):
+        # The fix-all is offered when asked for by kind (on save, the source action
+        # menu), or in every list where the client works out edits on demand: for
+        # a client that cannot, it would cost a LibCST pass at every cursor move.
+        asked = wanted(FIX_ALL, only) if only else self.resolve_edits
+        if asked and any(d.fix_for(False) for d in result.diagnostics):
             actions.append(lsp.CodeAction(
                 title="alloc-lint: apply every safe fix", kind=FIX_ALL,
                 data={"uri": doc.uri, "version": doc.version, "action": "fixAll"}))
