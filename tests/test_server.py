@@ -270,6 +270,15 @@ async def test_changes_update_findings_and_a_syntax_error_clears_them(vscode: La
     assert await published(vscode, uri, None) == []
 
 
+async def test_other_languages_are_left_alone(vscode: LanguageClient, tmp_path):
+    uri = (tmp_path / "notes.md").as_uri()
+    vscode.text_document_did_open(lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "markdown", 1, SOURCE)))
+    script = open_doc(vscode, tmp_path / "script", SOURCE)  # a Python buffer without the suffix
+    assert len(await published(vscode, script, 1)) == 2
+    assert not [p for p in vscode.published if p.uri == uri]
+    assert await actions(vscode, uri, line=9) == []
+
+
 async def test_a_whole_document_change_and_a_file_without_findings(vscode: LanguageClient, tmp_path):
     uri = open_doc(vscode, tmp_path / "w.py", "x = 1\n")
     assert await published(vscode, uri, 1) == []

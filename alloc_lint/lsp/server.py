@@ -104,9 +104,10 @@ class AllocLintServer(LanguageServer):
     @property
     def encoding(self) -> str:
         try:
-            return str(self.workspace.position_encoding or UTF16)
+            encoding = self.workspace.position_encoding or UTF16
         except RuntimeError:  # not initialized
             return UTF16
+        return str(getattr(encoding, "value", encoding))  # an enum member or its string
 
     async def in_worker(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.worker, function, *args)
@@ -444,10 +445,13 @@ def make_server() -> AllocLintServer:
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: AllocLintServer, params: lsp.DidOpenTextDocumentParams):
         item = params.text_document
-        doc = Document(item.uri, item.text, item.version)
-        old = ls.documents.get(item.uri)
+        old = ls.documents.pop(item.uri, None)
         if old is not None and old.pending is not None:
             old.pending.cancel()
+        # Clients set up for every file type send them all: check Python only.
+        if item.language_id != "python" and not item.uri.endswith((".py", ".pyi")):
+            return
+        doc = Document(item.uri, item.text, item.version)
         ls.documents[item.uri] = doc
         ls.schedule(doc, 0)
 
