@@ -318,6 +318,24 @@ async def test_incremental_changes_after_form_feeds_and_line_separators(vscode: 
     assert len(after) == 1 and ranges(after) == expected_ranges(text)
 
 
+async def test_bad_input_never_stops_the_server(vscode: LanguageClient, tmp_path):
+    uri = open_doc(vscode, tmp_path / "bad.py", SOURCE)
+    assert len(await published(vscode, uri, 1)) == 2
+    nested = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    for version, text in enumerate([SOURCE + nested, SOURCE + "\x00\n", SOURCE + "# \ud83d lone\n"], 2):
+        change(vscode, uri, version, whole(text))
+        assert await published(vscode, uri, version) == []  # cannot be parsed: nothing stale
+    # A range past the end of the buffer means its end; changes to buffers never opened are ignored.
+    far = lsp.Range(lsp.Position(10_000, 5), lsp.Position(10_000, 9))
+    change(vscode, uri, 5, whole(SOURCE), lsp.TextDocumentContentChangePartial(range=far, text="# end\n"))
+    change(vscode, (tmp_path / "unknown.py").as_uri(), 1, lsp.TextDocumentContentChangePartial(range=far, text="x"))
+    unopened = lsp.TextDocumentIdentifier((tmp_path / "u2.py").as_uri())
+    vscode.text_document_did_save(lsp.DidSaveTextDocumentParams(unopened))
+    assert ranges(await published(vscode, uri, 5)) == expected_ranges(SOURCE + "# end\n")
+    assert (await vscode.code_action_resolve_async(lsp.CodeAction(title="x", data="junk"))).edit is None
+    assert [a.kind for a in await actions(vscode, uri, line=10_000)] == ["source.fixAll.alloc-lint"]
+
+
 # --- code actions -----------------------------------------------------------------------
 
 

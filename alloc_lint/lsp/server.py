@@ -167,8 +167,15 @@ class AllocLintServer(LanguageServer):
         if delay > 0:
             await asyncio.sleep(delay)
         result = await self.checked(doc)
-        if result is not None and self.documents.get(doc.uri) is doc:
+        if result is None or self.documents.get(doc.uri) is not doc:
+            return
+        try:
             self.publish(doc, result)
+        except Exception as exc:  # never leave stale findings on screen
+            log.exception("publishing failed")
+            self.log(f"alloc-lint: internal error while publishing {doc.uri}: {exc!r}", lsp.MessageType.Error)
+            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+                uri=doc.uri, version=doc.version, diagnostics=[]))
 
     def publish(self, doc: Document, result: Checked) -> None:
         if result.config_error:
@@ -263,7 +270,7 @@ class AllocLintServer(LanguageServer):
 
     async def resolve(self, action: lsp.CodeAction) -> lsp.CodeAction:
         """Fill in a code action's edit; none when its buffer has changed since."""
-        data = action.data or {}
+        data = action.data if isinstance(action.data, dict) else {}
         doc = self.documents.get(data.get("uri", ""))
         if doc is None or doc.version != data.get("version"):
             return action

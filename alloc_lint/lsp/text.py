@@ -19,8 +19,9 @@ def units(text: str, encoding: str = UTF16) -> int:
     """The length of `text` in the encoding's code units."""
     if text.isascii() or encoding == UTF32:
         return len(text)
+    # surrogatepass: a buffer may hold a lone surrogate (JSON allows one).
     if encoding == UTF8:
-        return len(text.encode("utf-8"))
+        return len(text.encode("utf-8", "surrogatepass"))
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
