@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class Checked:
     config_error: str | None = None
     syntax_error: str | None = None
     internal_error: str | None = None
+    filename: str = "<buffer>"
     noqa: dict = field(default_factory=dict)  # (code, line, column) -> the edits of its noqa action
 
 
@@ -133,11 +134,12 @@ class AllocLintServer(LanguageServer):
                 config = self.config_for(doc.path)
             except ConfigError as exc:
                 return Checked(version, text, config_error=str(exc))
+            filename = doc.path or "<buffer>"
             try:
-                found = engine.check_text(text, doc.path or "<buffer>", config)
+                found = engine.check_text(text, filename, config)
             except engine.SourceError as exc:
                 return Checked(version, text, config=config, syntax_error=str(exc))
-            return Checked(version, text, found, config=config)
+            return Checked(version, text, found, config=config, filename=filename)
         except Exception as exc:  # a bug in a rule: say so, show nothing, keep serving
             log.exception("check failed")
             return Checked(version, text, internal_error=f"{type(exc).__name__}: {exc}")
@@ -320,21 +322,27 @@ class AllocLintServer(LanguageServer):
 
 
 def fix_edits(text: str, d: Diagnostic, index: int) -> list[Edit] | None:
-    """The edits of one fix: the same as `alloc-lint check --format json` carries."""
-    from ..api import attach_edits
+    """The edits of one fix: the same as `alloc-lint check --format json` carries.
+    Kept on the fix: the finding belongs to this version of the buffer."""
+    from ..edits import FixError
+    from ..edits import fix_edits as edits_of
 
     fix = d.fixes[index]
     if fix.edits is None:
-        attach_edits(text, [replace(d, fixes=[fix])])
+        try:
+            fix.edits = edits_of(text, fix.operations)
+        except FixError as exc:
+            log.warning("fix not offered: %s", exc)
+            return None
     return fix.edits or None
 
 
 def fix_all_edits(result: Checked) -> list[Edit] | None:
     """The edits of `alloc-lint fix` (safe fixes only) on this buffer."""
     from ..api import fix_source
-    from ..fixer import line_edits
+    from ..edits import line_edits
 
-    fixed = fix_source(result.text, "<buffer>", result.config, unsafe_fixes=False)
+    fixed = fix_source(result.text, result.filename, result.config, unsafe_fixes=False)
     return line_edits(result.text, fixed.text) if fixed.changed else None
 
 
