@@ -47,7 +47,8 @@ class Checked:
     syntax_error: str | None = None
     internal_error: str | None = None
     filename: str = "<buffer>"
-    noqa: dict = field(default_factory=dict)  # (code, line, column) -> the edits of its noqa action
+    # (code, line, column) -> the edits of its noqa action; "tree" -> the text's ast.dump
+    noqa: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -355,11 +356,12 @@ def noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
     inside a string, cannot take one. Kept per finding."""
     key = (d.code, d.line, d.column)
     if key not in result.noqa:
-        result.noqa[key] = _noqa_edits(result.text, d)
+        result.noqa[key] = _noqa_edits(result, d)
     return result.noqa[key]
 
 
-def _noqa_edits(text: str, d: Diagnostic) -> list[Edit] | None:
+def _noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
+    text = result.text
     buffer = Buffer(text)
     raw = buffer.lines[d.line - 1]
     body = raw.rstrip("\r\n")
@@ -375,7 +377,9 @@ def _noqa_edits(text: str, d: Diagnostic) -> list[Edit] | None:
     new_text = text[:buffer.line_start(d.line)] + edit.content + text[buffer.line_start(d.line + 1):]
     # The same program, comments aside: nothing was written into a string.
     try:
-        if ast.dump(ast.parse(new_text)) != ast.dump(ast.parse(text)):
+        if "tree" not in result.noqa:
+            result.noqa["tree"] = ast.dump(ast.parse(text))
+        if ast.dump(ast.parse(new_text)) != result.noqa["tree"]:
             return None
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
