@@ -390,12 +390,15 @@ async def test_fix_all_applies_every_safe_fix(vscode: LanguageClient, tmp_path):
 
 
 async def test_noqa_action(vscode: LanguageClient, tmp_path):
-    text = SOURCE.replace("output_lse_tmp = torch.empty_like(output_lse)",
-                          "output_lse_tmp = torch.empty_like(output_lse)  # noqa: E501")
+    # A comment with quotes in it (the action must prove the line does not end in a string),
+    # and a noqa list for another tool.
+    text = SOURCE.replace("output_tmp = torch.empty_like(output)", "output_tmp = torch.empty_like(output)  # 'tmp'")
+    text = text.replace("output_lse_tmp = torch.empty_like(output_lse)",
+                        "output_lse_tmp = torch.empty_like(output_lse)  # noqa: E501")
     uri = open_doc(vscode, tmp_path / "n.py", text)
     found = await published(vscode, uri, 1)
     version = 1
-    for diagnostic, line_after in zip(found, ["output_tmp = torch.empty_like(output)  # noqa: ALC001",
+    for diagnostic, line_after in zip(found, ["output_tmp = torch.empty_like(output)  # 'tmp'  # noqa: ALC001",
                                               "torch.empty_like(output_lse)  # noqa: E501, ALC001"]):
         (noqa,) = [a for a in await actions(vscode, uri, diagnostic) if a.title.startswith("Suppress")]
         edits = text_edits((await vscode.code_action_resolve_async(noqa)).edit, uri)
@@ -406,6 +409,17 @@ async def test_noqa_action(vscode: LanguageClient, tmp_path):
         remaining = await published(vscode, uri, version)
         assert diagnostic.range.start.line not in [d.range.start.line for d in remaining]
     assert remaining == [] and alloc_lint.check_source(text) == []
+
+
+async def test_noqa_action_leaves_strings_alone(vscode: LanguageClient, tmp_path):
+    text = SOURCE.replace("output_tmp = torch.empty_like(output)",
+                          'note = "# noqa: E501"; output_tmp = torch.empty_like(output)')
+    uri = open_doc(vscode, tmp_path / "ns.py", text)
+    first = (await published(vscode, uri, 1))[0]
+    (noqa,) = [a for a in await actions(vscode, uri, first) if a.title.startswith("Suppress")]
+    fixed = apply(text, text_edits(noqa.edit, uri))
+    assert 'note = "# noqa: E501"; output_tmp = torch.empty_like(output)  # noqa: ALC001\n' in fixed
+    assert [d.line for d in alloc_lint.check_source(fixed)] == [first.range.start.line + 2]
 
 
 async def test_no_noqa_action_where_a_comment_cannot_go(vscode: LanguageClient, tmp_path):

@@ -365,25 +365,30 @@ def _noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
     buffer = Buffer(text)
     raw = buffer.lines[d.line - 1]
     body = raw.rstrip("\r\n")
-    existing = list(_NOQA_CODES.finditer(body))
-    if existing:
-        end = existing[-1].end()
-        new_line = body[:end] + f", {d.code}" + body[end:]
-    else:
-        new_line = f"{body.rstrip()}  # noqa: {d.code}"
-    if not engine.is_suppressed(new_line, d.code):
-        return None
-    edit = Edit(d.line, d.line + 1, new_line + raw[len(body):])
-    new_text = text[:buffer.line_start(d.line)] + edit.content + text[buffer.line_start(d.line + 1):]
-    # The same program, comments aside: nothing was written into a string.
-    try:
-        if "tree" not in result.noqa:
-            result.noqa["tree"] = ast.dump(ast.parse(text))
-        if ast.dump(ast.parse(new_text)) != result.noqa["tree"]:
-            return None
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    return [edit]
+    column = d.column - 1
+    candidates = []  # (new line, where the added text goes)
+    for match in reversed(list(_NOQA_CODES.finditer(body))):
+        candidates.append((body[:match.end()] + f", {d.code}" + body[match.end():], match.start()))
+    candidates.append((f"{body.rstrip()}  # noqa: {d.code}", len(body)))
+    for new_line, where in candidates:
+        if not engine.is_suppressed(new_line, d.code):
+            continue
+        edit = Edit(d.line, d.line + 1, new_line + raw[len(body):])
+        # The finding's call is code, so from its column on the line is outside
+        # any string: with no quote and no backslash after it, so is the rest.
+        tail = body[column:]
+        if where >= column and not any(q in tail for q in "'\"") and not tail.rstrip().endswith("\\"):
+            return [edit]
+        # Otherwise the proof is the same program, comments aside: nothing went into a string.
+        new_text = text[:buffer.line_start(d.line)] + edit.content + text[buffer.line_start(d.line + 1):]
+        try:
+            if "tree" not in result.noqa:
+                result.noqa["tree"] = ast.dump(ast.parse(text))
+            if ast.dump(ast.parse(new_text)) == result.noqa["tree"]:
+                return [edit]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            pass
+    return None
 
 
 # --- helpers ----------------------------------------------------------------------------
