@@ -42,7 +42,8 @@ sys.path.insert(0, str(HERE))
 
 import fetch  # noqa: E402  bench/fetch.py
 
-from alloc_lint import __version__, check_source  # noqa: E402
+from alloc_lint import __version__, check_source, engine  # noqa: E402
+from alloc_lint.config import Config  # noqa: E402
 from alloc_lint.lsp.server import DEFAULT_DEBOUNCE_MS  # noqa: E402
 
 PATTERN = '''
@@ -184,6 +185,17 @@ async def session(text: str, uri: str, debounce: int | None, edits: int, pause: 
     return result
 
 
+def check_cpu(text: str) -> float:
+    """CPU seconds of the engine's check alone: what a busy machine's wall clock adds to is this."""
+    config = Config()
+    times = []
+    for _ in range(5):
+        start = time.process_time()
+        engine.check_text(text, "bench.py", config)
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
@@ -211,7 +223,8 @@ async def main_async(args) -> str:
         "alloc-lint server latency (bench/server_latency.py)",
         f"date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
         f"alloc-lint {__version__}; Python {platform.python_version()}; {os.cpu_count()} cores; "
-        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(other jobs on the machine stretch every wall-clock figure below; the CPU times less so)",
         f"command: python bench/server_latency.py --edits {args.edits} --pause {args.pause}",
         "",
         "didChange -> publishDiagnostics, one-character edits in a comment "
@@ -219,12 +232,15 @@ async def main_async(args) -> str:
     ]
     for label, text, uri in docs:
         out.append(f"- {label} ({len(check_source(text))} findings):")
+        out.append(f"    CPU time of one check in this process (engine.check_text, median of 5): "
+                   f"{ms(check_cpu(text))} ms")
         for debounce in (None, 0):
             name = f"default debounce {DEFAULT_DEBOUNCE_MS} ms" if debounce is None else "no debounce (check alone)"
             result = await session(text, uri, debounce, args.edits, args.pause, actions=debounce == 0)
             out.append(f"    {name}: {summary(result['edits'])}; didOpen -> publish {ms(result['open'])} ms")
             for action, seconds in result.get("actions", {}).items():
                 out.append(f"    code action, {action}: {ms(seconds)} ms")
+    out.append(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return "\n".join(out) + "\n"
 
 
