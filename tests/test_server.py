@@ -467,6 +467,22 @@ async def test_changes_wait_for_the_debounce_and_save_checks_at_once(emacs: Lang
     assert ranges(await published(emacs, uri, 2)) == expected_ranges(SOURCE, "utf-32")
 
 
+def libcst_loaded(client: LanguageClient) -> bool:
+    with open(f"/proc/{client._server.pid}/maps", encoding="utf-8") as maps:
+        return "libcst/native" in maps.read()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+async def test_no_libcst_until_a_fix_is_asked_for(neovim: LanguageClient, tmp_path):
+    # Keep this the only test of the `neovim` server that resolves a fix.
+    uri = open_doc(neovim, tmp_path / "lazy.py", SOURCE)
+    first = (await published(neovim, uri, 1))[0]
+    offered = await actions(neovim, uri, first)
+    assert not libcst_loaded(neovim)  # checking and listing actions parse with `ast` only
+    resolved = await neovim.code_action_resolve_async(next(a for a in offered if a.is_preferred))
+    assert resolved.edit.changes[uri] and libcst_loaded(neovim)
+
+
 async def test_configuration_per_file_and_errors_shown(neovim: LanguageClient, tmp_path):
     quiet = tmp_path / "quiet"
     quiet.mkdir()
