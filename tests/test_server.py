@@ -3,12 +3,11 @@ as an editor would (`python -m alloc_lint.cli server` over stdio) and speaks
 LSP to it with the capabilities that VS Code, Neovim and Emacs announce.
 
 Expectations come from the engine's public API (the same findings as `alloc-lint
-check`, the same rewrites as `alloc-lint fix`); positions are recomputed here
-from the text, independently of the server's own conversion."""
+check`, the same rewrites as `alloc-lint fix`); positions are recomputed
+from the text by tests/lsp_reference.py, independently of the server's own conversion."""
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features  # 
 from pygls.uris import to_fs_path  # noqa: E402
 
 import alloc_lint  # noqa: E402
+from lsp_reference import apply, position  # noqa: E402  tests/lsp_reference.py
 from alloc_lint import docs  # noqa: E402
 from alloc_lint.rules import rule_by_code  # noqa: E402
 from alloc_lint.api import attach_edits  # noqa: E402
@@ -144,51 +144,12 @@ def open_doc(client: LanguageClient, path, text: str, version: int = 1) -> str:
     return uri
 
 
-# --- positions, computed here without the server's code -----------------------------------
-
-LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
-
-
-def code_units(text: str, encoding: str) -> int:
-    if encoding == "utf-8":
-        return len(text.encode("utf-8"))
-    if encoding == "utf-32":
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
-
-
-def position(text: str, line: int, column: int, encoding: str = "utf-16") -> tuple[int, int]:
-    """LSP position of a 1-based line and 1-based character column."""
-    body = LINES.findall(text)[line - 1].rstrip("\r\n")
-    return line - 1, code_units(body[:column - 1], encoding)
-
-
-def offset(text: str, pos: lsp.Position, encoding: str) -> int:
-    lines = LINES.findall(text)
-    if pos.line >= len(lines):
-        return len(text)
-    start = sum(len(x) for x in lines[:pos.line])
-    body = lines[pos.line].rstrip("\r\n")
-    seen = 0
-    for index, char in enumerate(body):
-        if seen >= pos.character:
-            return start + index
-        seen += code_units(char, encoding)
-    return start + len(body)
-
-
 def text_edits(edit: lsp.WorkspaceEdit, uri: str) -> list[lsp.TextEdit]:
     if edit.document_changes:
         (change,) = edit.document_changes
         assert change.text_document.uri == uri
         return list(change.edits)
     return list(edit.changes[uri])
-
-
-def apply(text: str, edits: list[lsp.TextEdit], encoding: str = "utf-16") -> str:
-    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
-        text = text[:offset(text, e.range.start, encoding)] + e.new_text + text[offset(text, e.range.end, encoding):]
-    return text
 
 
 def send_edits(client: LanguageClient, uri: str, version: int, edits: list[lsp.TextEdit]) -> None:
