@@ -29,6 +29,7 @@ from lsp_reference import apply, position  # noqa: E402  tests/lsp_reference.py
 from alloc_lint import docs  # noqa: E402
 from alloc_lint.rules import rule_by_code  # noqa: E402
 from alloc_lint.api import attach_edits  # noqa: E402
+from alloc_lint.config import ConfigError, for_file  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -450,6 +451,14 @@ async def test_configuration_per_file_and_errors_shown(neovim: LanguageClient, t
     (quiet / "pyproject.toml").write_text('[tool.alloc-lint]\nignore = ["ALC001"]\n')
     uri = open_doc(neovim, quiet / "sub" / "m.py", SOURCE)
     assert await published(neovim, uri, 1) == []
+    # Excludes apply to open files as `--force-exclude` applies them; so do per-file-ignores.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[tool.alloc-lint]\nextend-exclude = ["vendored"]\n'
+                                            '[tool.alloc-lint.per-file-ignores]\n"legacy_*.py" = ["ALC001"]\n')
+    for name, count in [("vendored/m.py", 0), ("legacy_m.py", 0), ("src/m.py", 2)]:
+        uri = open_doc(neovim, project / name, SOURCE)
+        assert len(await published(neovim, uri, 1)) == count, name
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -459,7 +468,9 @@ async def test_configuration_per_file_and_errors_shown(neovim: LanguageClient, t
     assert await published(neovim, uri, 1) == []
     shown = [m for m in neovim.messages if str(config) in m.message]
     assert len(shown) == 1 and shown[0].type == lsp.MessageType.Error
-    assert "unknown key(s) in [tool.alloc-lint]: extra-allocaters" in shown[0].message
+    with pytest.raises(ConfigError) as raised:  # the error `alloc-lint check` prints, word for word
+        for_file(broken / "m.py")
+    assert "extra-allocaters" in str(raised.value) and str(raised.value) in shown[0].message
     change(neovim, uri, 2, whole(SOURCE + "\n"))
     assert await published(neovim, uri, 2) == []
     assert len([m for m in neovim.messages if str(config) in m.message]) == 1  # shown once, not per keystroke

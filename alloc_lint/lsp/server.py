@@ -24,7 +24,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__, engine
-from ..config import Config, ConfigError, discover
+from ..config import Config, ConfigError, for_file
 from ..diagnostics import Diagnostic, Edit
 from .text import UTF16, Buffer, apply_change
 
@@ -120,10 +120,10 @@ class AllocLintServer(LanguageServer):
     # --- checking ----------------------------------------------------------------------
 
     def config_for(self, path: str | None) -> Config:
-        """The configuration for one file, found from its folder as the CLI
-        finds it from the working folder; buffers without a file use the root."""
-        folder = Path(path).parent if path else Path(self.root or os.getcwd())
-        return discover(folder)
+        """The configuration that governs one file, as the CLI resolves it, read
+        afresh (pyproject.toml may have changed); a buffer without a file is
+        governed as a file in the workspace root would be."""
+        return for_file(path or os.path.join(self.root or os.getcwd(), "untitled.py"))
 
     def check(self, doc: Document, version: int | None, text: str) -> Checked | None:
         """Runs on the worker thread. None when the buffer changed before the
@@ -136,6 +136,8 @@ class AllocLintServer(LanguageServer):
             except ConfigError as exc:
                 return Checked(version, text, config_error=str(exc))
             filename = doc.path or "<buffer>"
+            if doc.path and config.is_excluded(doc.path, whole_path=True):
+                return Checked(version, text, config=config, filename=filename)  # as --force-exclude
             try:
                 found = engine.check_text(text, filename, config)
             except engine.SourceError as exc:
