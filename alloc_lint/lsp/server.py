@@ -8,11 +8,9 @@ at once. A check is the engine's `check_text` (the text prefilter first, then
 """
 from __future__ import annotations
 
-import ast
 import asyncio
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from .. import __version__, engine
 from ..config import Config, ConfigError, for_file
 from ..diagnostics import Diagnostic, Edit
+from ..lines import split_lines
 from .text import UTF16, Buffer, apply_change
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,7 @@ class Checked:
     syntax_error: str | None = None
     internal_error: str | None = None
     filename: str = "<buffer>"
-    # (code, line, column) -> the edits of its noqa action; "tree" -> the text's ast.dump
-    noqa: dict = field(default_factory=dict)
+    noqa: dict = field(default_factory=dict)  # (code, line, column) -> the edits of its noqa action
 
 
 @dataclass
@@ -247,7 +245,7 @@ class AllocLintServer(LanguageServer):
                         is_preferred=fix is first_safe,
                         data={"uri": doc.uri, "version": doc.version, "action": "fix",
                               "code": d.code, "line": d.line, "column": d.column, "fix": index}))
-                # Worked out now (two `ast` parses, no LibCST), so that a line that
+                # Worked out now (a tokenize pass, no LibCST), so that a line that
                 # cannot take a comment offers no action at all.
                 noqa = await self.in_worker(noqa_edits, result, d)
                 if noqa:
@@ -349,48 +347,19 @@ def fix_all_edits(result: Checked) -> list[Edit] | None:
     return line_edits(result.text, fixed.text) if fixed.changed else None
 
 
-_NOQA_CODES = re.compile(r"#\s*noqa:\s?[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*", re.IGNORECASE)
-
-
 def noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
-    """Add the code to the line's `# noqa: ...` list, or append `  # noqa: CODE`.
-    None unless what is added is a comment: a line that ends in a backslash, or
-    inside a string, cannot take one. Kept per finding."""
+    """The line edit that `alloc-lint check --add-noqa` makes for this finding:
+    `  # noqa: CODE` appended, or the code added to the line's `# noqa:` list.
+    None where a comment cannot go (the line ends inside a string, or with a
+    backslash). Kept per finding: the light bulb asks again and again."""
+    from ..noqa import add_noqa
+
     key = (d.code, d.line, d.column)
     if key not in result.noqa:
-        result.noqa[key] = _noqa_edits(result, d)
+        new, added, _ = add_noqa(result.text, [d])
+        line = split_lines(new, keepends=True)[d.line - 1] if added else None
+        result.noqa[key] = [Edit(d.line, d.line + 1, line)] if line is not None else None
     return result.noqa[key]
-
-
-def _noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
-    text = result.text
-    buffer = Buffer(text)
-    raw = buffer.lines[d.line - 1]
-    body = raw.rstrip("\r\n")
-    column = d.column - 1
-    candidates = []  # (new line, where the added text goes)
-    for match in reversed(list(_NOQA_CODES.finditer(body))):
-        candidates.append((body[:match.end()] + f", {d.code}" + body[match.end():], match.start()))
-    candidates.append((f"{body.rstrip()}  # noqa: {d.code}", len(body)))
-    for new_line, where in candidates:
-        if not engine.is_suppressed(new_line, d.code):
-            continue
-        edit = Edit(d.line, d.line + 1, new_line + raw[len(body):])
-        # The finding's call is code, so from its column on the line is outside
-        # any string: with no quote and no backslash after it, so is the rest.
-        tail = body[column:]
-        if where >= column and not any(q in tail for q in "'\"") and not tail.rstrip().endswith("\\"):
-            return [edit]
-        # Otherwise the proof is the same program, comments aside: nothing went into a string.
-        new_text = text[:buffer.line_start(d.line)] + edit.content + text[buffer.line_start(d.line + 1):]
-        try:
-            if "tree" not in result.noqa:
-                result.noqa["tree"] = ast.dump(ast.parse(text))
-            if ast.dump(ast.parse(new_text)) == result.noqa["tree"]:
-                return [edit]
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            pass
-    return None
 
 
 # --- helpers ----------------------------------------------------------------------------
