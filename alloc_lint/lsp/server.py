@@ -356,7 +356,11 @@ def noqa_edits(result: Checked, d: Diagnostic) -> list[Edit] | None:
 
     key = (d.code, d.line, d.column)
     if key not in result.noqa:
-        new, added, _ = add_noqa(result.text, [d])
+        try:
+            new, added, _ = add_noqa(result.text, [d])
+        except Exception:  # a bug there costs the action, not the light bulb
+            log.exception("noqa action failed")
+            new, added = result.text, 0
         line = split_lines(new, keepends=True)[d.line - 1] if added else None
         result.noqa[key] = [Edit(d.line, d.line + 1, line)] if line is not None else None
     return result.noqa[key]
