@@ -637,10 +637,14 @@ def _diagnostic(growth: Growth, plan, ctx: FileContext) -> Diagnostic:
     call = growth.call
     func = ast.unparse(call.func)
     message = (f"`{func}` copies all of `{growth.acc}` on every loop iteration to grow it "
-               f"(quadratic in the number of parts); collect the parts in a list and "
-               f"concatenate once after the loop")
-    if plan.reason:
-        message += f" (no automatic fix: {plan.reason})"
+               f"(quadratic in the number of parts); ")
+    if plan.reason and "read in the loop" in plan.reason:
+        message += ("preallocate the whole result once and write each part into a slice of it "
+                    f"(no automatic fix: {plan.reason})")
+    else:
+        message += "collect the parts in a list and concatenate once after the loop"
+        if plan.reason:
+            message += f" (no automatic fix: {plan.reason})"
     return Diagnostic(
         code=ConcatGrowsInLoop.code, name=ConcatGrowsInLoop.name, filename=ctx.filename,
         line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
