@@ -276,8 +276,8 @@ def _match(stmt: ast.stmt, ctx: FileContext, loop: Loop) -> Growth | None:
         else:
             return None
         value = call
-    if not isinstance(value, ast.Call):
-        return None
+    if not isinstance(value, ast.Call) or not _holds_bare(value, acc):
+        return None  # (checked before the costlier name resolution)
     func = ctx.resolver.qualified_name(value.func, loop.scope)
     kind = CONCATENATIONS.get(func or "")
     if kind is None or any(k.arg == "out" for k in value.keywords):
@@ -290,6 +290,15 @@ def _match(stmt: ast.stmt, ctx: FileContext, loop: Loop) -> Growth | None:
         return None  # not its own previous value, or `[acc, acc]` (doubling)
     parts = [v for v in values if v is not mine[0]]
     return Growth(acc, stmt, value, func, mine[0], parts, seed)
+
+
+def _holds_bare(call: ast.Call, acc: str) -> bool:
+    """Is `acc` a bare argument, or a bare element of a list or tuple argument?"""
+    for arg in [*call.args, *(k.value for k in call.keywords)]:
+        for value in (arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [arg]):
+            if isinstance(value, ast.Name) and value.id == acc:
+                return True
+    return False
 
 
 def _concatenated(call: ast.Call, kind: str, func: str) -> list | None:
@@ -316,13 +325,13 @@ def _concatenated(call: ast.Call, kind: str, func: str) -> list | None:
 
 def _grows_every_iteration(growth: Growth, ctx: FileContext) -> bool:
     loop = growth.loop
-    if _part_sized_by_accumulator(growth, ctx):
-        return False
     if _literal_iterable(loop):
         return False
     if _declared_shared(growth.acc, loop, ctx):
         return False
     if not _only_growth_and_seeds_bind(growth, ctx):
+        return False
+    if _part_sized_by_accumulator(growth, ctx):
         return False
     if _leaves_loop_after(growth.stmt, loop, ctx):
         return False
@@ -345,7 +354,7 @@ def _part_sized_by_accumulator(growth: Growth, ctx: FileContext) -> bool:
     quadratic pattern. Its dtype and device, `acc.new_ones(n, 1)`, sizes read
     from it into other names, and opaque calls that read it (a model reading
     the tokens generated so far) are not taken to size a part."""
-    parents = ctx.index.parents
+    parents = _parents(growth.loop)
     qualify = lambda expr: ctx.resolver.qualified_name(expr, growth.loop.scope) or ""  # noqa: E731
     bindings: dict[str, list] = {}  # name -> statements of the loop binding it
     for node in _loop_nodes(growth.loop):
@@ -432,6 +441,16 @@ def _carried(node: ast.AST, root: ast.expr, parents: dict, qualify, through_meta
     return True
 
 
+def _parents(loop: Loop) -> dict:
+    """Parent links inside one loop (the module's whole map costs more than
+    the rule: most files kept by the text test have no finding)."""
+    parents = getattr(loop, "_alc002_parents", None)
+    if parents is None:
+        parents = {child: node for node in ast.walk(loop.node) for child in ast.iter_child_nodes(node)}
+        loop._alc002_parents = parents
+    return parents
+
+
 def _literal_iterable(loop: Loop) -> bool:
     node = loop.node
     return isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(
@@ -468,7 +487,7 @@ def _only_growth_and_seeds_bind(growth: Growth, ctx: FileContext) -> bool:
     """The accumulator carries over from one iteration to the next: inside the
     loop it is bound only by its growth statements and by first-iteration seeds."""
     acc, loop = growth.acc, growth.loop
-    parents = ctx.index.parents
+    parents = _parents(growth.loop)
     allowed = {id(g.stmt) for g in (growth, *growth.others)}
     for node in _loop_nodes(loop):
         if isinstance(node, ast.Name) and node.id == acc and not isinstance(node.ctx, ast.Load):
@@ -498,7 +517,7 @@ def _only_growth_and_seeds_bind(growth: Growth, ctx: FileContext) -> bool:
 def _is_seed(name: ast.Name, loop: Loop, ctx: FileContext) -> bool:
     """A plain assignment to the accumulator that only runs before the loop's
     first growth: in the branch of `if acc is None:` / `if i == 0:` taken then."""
-    parents = ctx.index.parents
+    parents = _parents(loop)
     stmt = parents.get(name)
     if not (isinstance(stmt, (ast.Assign, ast.AnnAssign)) and
             (name in getattr(stmt, "targets", ()) or getattr(stmt, "target", None) is name)):
@@ -585,7 +604,7 @@ def _block_leaves(block: list) -> bool:
 def _leaves_loop_after(stmt: ast.stmt, loop: Loop, ctx: FileContext) -> bool:
     """Does every path from this statement leave the loop before the next
     iteration? Then the concatenation runs once per entry into the loop."""
-    parents = ctx.index.parents
+    parents = _parents(loop)
     current = stmt
     while current is not loop.node:
         holder = parents.get(current)
@@ -609,7 +628,7 @@ def _runs_on_one_iteration(stmt: ast.stmt, loop: Loop, ctx: FileContext) -> bool
     """Is the statement under a branch taken when a value that changes with the
     iteration equals something (`if i == n - 1:`, `if step == 0:`)? Then it
     may run on one iteration only: report nothing."""
-    parents = ctx.index.parents
+    parents = _parents(loop)
     varying = _loop_bound_names(loop)
     child, current = stmt, parents.get(stmt)
     while current is not None and current is not loop.node:

@@ -72,7 +72,7 @@ def _plan(group: list, ctx) -> Plan:
     first = group[0]
     acc, loop = first.acc, first.loop
     scope = loop.scope.node
-    parents = ctx.index.parents
+    parents = _parents(group[0].loop.scope)
     if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise _NoFix(f"`{acc}` is a global here: code called in the loop could read it")
     shape = _shape(group, ctx)
@@ -119,7 +119,7 @@ class _Shape:
 
 def _shape(group: list, ctx) -> _Shape:
     acc, loop = group[0].acc, group[0].loop
-    parents = ctx.index.parents
+    parents = _parents(group[0].loop.scope)
     allowed, replaced = set(), []
     positions = set()
     for g in group:
@@ -250,7 +250,7 @@ def _check_uses(group: list, shape: _Shape, ctx) -> None:
     value from before the loop until the loop ends."""
     acc, loop = group[0].acc, group[0].loop
     scope = loop.scope.node
-    parents = ctx.index.parents
+    parents = _parents(group[0].loop.scope)
     for node in ast.walk(scope):
         if isinstance(node, ast.Name) and node.id == acc and _in_nested_function(node, scope, parents):
             raise _NoFix(f"`{acc}` is used by a nested function at line {node.lineno}: "
@@ -270,7 +270,7 @@ def _check_exits(group: list, ctx) -> None:
     error it raises is not caught in the loop, and it runs under no context
     the single concatenation after the loop would leave."""
     loop = group[0].loop
-    parents = ctx.index.parents
+    parents = _parents(group[0].loop.scope)
     for g in group:
         for holder in _ancestors(g.stmt, loop.node, parents):
             if isinstance(holder, ast.Try) or type(holder).__name__ == "TryStar":
@@ -288,7 +288,7 @@ def _bound_before(acc: str, loop, ctx) -> bool:
     args = scope.args
     if acc in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}:
         return True
-    parents = ctx.index.parents
+    parents = _parents(loop.scope)
     node = loop.node
     while node is not scope:
         holder = parents.get(node)
@@ -419,6 +419,15 @@ def _starts_as_none(acc: str, loop) -> bool:
 
 
 # --- small helpers ----------------------------------------------------------------------
+
+
+def _parents(scope) -> dict:
+    """Parent links inside the loop's function (not the whole module's)."""
+    parents = getattr(scope, "_alc002_parents", None)
+    if parents is None:
+        parents = {child: node for node in ast.walk(scope.node) for child in ast.iter_child_nodes(node)}
+        scope._alc002_parents = parents
+    return parents
 
 
 def _targets(stmt: ast.stmt) -> list:

@@ -40,14 +40,15 @@ written as a bare name. Each stage below follows from that:
    a quote or `#` (brackets in strings or comments would throw the count) or
    run past WINDOW characters, the file is kept.
 
-The parser reads identifiers NFKC-normalised, so a text that is not ASCII is
-normalised first; `\\r\\n` and `\\r` line ends become `\\n`.
+The parser reads identifiers NFKC-normalised, so a text holding a character
+that NFKC turns into ASCII letters, digits or `_` is normalised first; `\\r\\n` and `\\r` line ends become `\\n`.
 """
 from __future__ import annotations
 
 import keyword
 import re
 import unicodedata
+from functools import lru_cache
 
 WINDOW = 4000  # characters of a call's arguments read before giving up (keep)
 LINES_BACK = 40  # physical lines crossed backwards from a callee before giving up (keep)
@@ -69,10 +70,32 @@ _SCOPE_KEYWORD = re.compile(r"(?:def|class|async[ \t\f]+def)\b")
 _ANNOTATED = re.compile(r"[ \t\f]*(\w+)[ \t\f]*:(?!=)")
 _ANNOTATED_ATTRIBUTE = re.compile(r"[ \t\f]*\w+(?:[ \t\f]*\.[ \t\f]*\w+)+[ \t\f]*:(?!=)")
 _KEYWORDS = frozenset(keyword.kwlist) | {"match", "case", "type"}
+_CONDITIONAL_TARGET = re.compile(r"[ \t\f]*\(*[ \t\f]*(\w+)[ \t\f]*\)*[ \t\f]*(?::[^=]*)?=(?!=)")
+_NOT_A_VALUE = re.compile(r"[ \t\f]*(?:return|yield|raise|assert|del|await)\b")
+_FOR_TARGETS = re.compile(r"(?:async[ \t\f]+)?for\b([\w \t\f,()\[\]*]*?)\bin\b")
+# A whole statement `N = value` on one line (no annotation: `N: T = v` is matched too).
+_ASSIGNS = re.compile(r"[ \t\f]*(\w+)[ \t\f]*(?::[^=]*)?=(?!=)")
 _TARGET_LINE = re.compile(r"[ \t\f]*\(*[ \t\f]*(\w+)[ \t\f]*\)*[ \t\f]*\Z")
 _GAPS = r"(?:\s|\\\n|#[^\n]*)+"
 _AS_NAME = re.compile(rf"{_GAPS}as{_GAPS}(\w+)")
 _AUGMENTED = set("=!<>:+-*/%&|^@")
+
+
+_ASCII_BYTES = bytes(range(128))
+
+
+def _non_ascii(text: str) -> set:
+    """The distinct characters of `text` outside ASCII (UTF-8 keeps them whole)."""
+    return set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=4096)
+def _becomes_ascii_word(char: str) -> bool:
+    """Does NFKC (which the parser applies to identifiers) turn this character
+    into ASCII letters, digits or `_` (`ｃ`, `ﬁ`)? Only then can normalising
+    the text change what the scan reads: other characters stay non-ASCII, or
+    are not identifier characters and can stand only in strings and comments."""
+    return any(c.isascii() and (c.isalnum() or c == "_") for c in unicodedata.normalize("NFKC", char))
 
 
 class _Keep(Exception):
@@ -80,7 +103,7 @@ class _Keep(Exception):
 
 
 def might_match(text: str) -> bool:
-    if not text.isascii():
+    if not text.isascii() and any(_becomes_ascii_word(c) for c in _non_ascii(text)):
         text = unicodedata.normalize("NFKC", text)
     if not any(m in text for m in ("torch", "numpy", "cupy")):
         return False
@@ -120,8 +143,12 @@ class _Scan:
             todo = found - seen
         for word, start, paren in calls:
             target = self._target(start)
-            if target and self._bare_in_arguments(target[0], paren, word == "append" or word in aliases) \
-                    and self._in_loop_body(target):
+            if not target:
+                continue
+            end = self._bare_in_arguments(target[0], paren, word == "append" or word in aliases)
+            if end is None or not self._ends_value(end, target[2]):
+                continue
+            if self._in_loop_body(target, aliases):
                 return True
         return False
 
@@ -200,17 +227,21 @@ class _Scan:
         single name N; None if it is not; _Keep where the text does not say."""
         text = self.text
         pos, crossed = self._skip_back(start, 0)
+        groups = 0  # opening parentheses around the callee (grouping, if this is a finding)
         # The callee's dotted prefix and opening parentheses.
         while pos > 0 and text[pos - 1] in ".(":
             if text[pos - 1] == "(":
+                groups += 1
                 pos, crossed = self._skip_back(pos - 1, crossed)
                 continue
             pos, crossed = self._skip_back(pos - 1, crossed)
             if pos > 0 and text[pos - 1] in ")]":
                 # `f(x).cat`, `xs[0].cat` resolve to nothing; `(torch).cat` does.
-                opening = _group_start(text, pos - 1)
+                line_start = text.rfind("\n", 0, pos - 1) + 1
+                opening = _group_start(text[line_start:pos])
                 if opening is None:
                     raise _Keep
+                opening += line_start
                 before = opening
                 while before > 0 and text[before - 1] in " \t\f":
                     before -= 1
@@ -238,10 +269,10 @@ class _Scan:
                 raise _Keep  # the `=` closes brackets opened on an earlier line
             match = _TARGET_LINE.match(before)
             if match:
-                return match.group(1), line_start
+                return match.group(1), line_start, groups
             annotated = _ANNOTATED.match(before)
             if annotated and annotated.group(1) not in _KEYWORDS and ";" not in before:
-                return annotated.group(1), line_start
+                return annotated.group(1), line_start, groups
             if _ANNOTATED_ATTRIBUTE.match(before):
                 return None
             if ":" in before or ";" in before or not before.strip(" \t\f("):
@@ -251,8 +282,29 @@ class _Scan:
         while word_start > 0 and _is_word_char(text[word_start - 1]):
             word_start -= 1
         if text[word_start:pos] == "else":
-            raise _Keep
+            return self._conditional_target(word_start, groups)
         return None
+
+    def _conditional_target(self, else_at: int, groups: int):
+        """The target of `N = X if T else CALL` written on one line (lines
+        continued by `\\` joined); elsewhere (inside brackets opened on an
+        earlier line) the file is kept."""
+        text = self.text
+        line_start = text.rfind("\n", 0, else_at) + 1
+        while line_start >= 2 and text[line_start - 2] == "\\":
+            line_start = text.rfind("\n", 0, line_start - 1) + 1
+        before = text[line_start:else_at].replace("\\\n", " ")
+        lexed = _lex_line(before)
+        if lexed is None or lexed[0] < 0:
+            raise _Keep
+        match = _CONDITIONAL_TARGET.match(before)
+        if match and match.group(1) not in _KEYWORDS:
+            # The arms and test may hold parentheses: the groups around the
+            # call are counted from the `=`.
+            return match.group(1), line_start, groups + max(lexed[0], 0)
+        if _NOT_A_VALUE.match(before):
+            return None  # `return x if c else torch.cat(...)`: no assignment
+        raise _Keep
 
     def _skip_back(self, pos: int, crossed: int):
         """Move pos back over blanks, `\\`, line breaks and comments; returns
@@ -275,8 +327,9 @@ class _Scan:
 
     # --- stage 4: in a loop body --------------------------------------------------------
 
-    def _in_loop_body(self, target) -> bool:
-        """Is N's line inside a loop of its own scope?
+    def _in_loop_body(self, target, aliases: set) -> bool:
+        """Is N's statement inside a loop of its own scope, and could N carry
+        over from one iteration to the next?
 
         Walks back over the lines above N's, keeping the bracket depth at the
         start of each line (depth at N's line is 0: a statement starts there)
@@ -287,59 +340,111 @@ class _Scan:
         header no. Brackets and `#` are read per line with its strings lexed;
         past a line whose strings do not open and close on it (a triple
         quote, a string continued by `\\`), the walk only looks for a line
-        starting with `for`/`while` indented less than the statements passed."""
-        _, line_start = target
+        starting with `for`/`while` indented less than the statements passed.
+
+        Where N's statement sits directly in the body of a `for` loop whose
+        targets include N, or next to a statement of the same body (lines all
+        read as code) that assigns N something with no concatenation's name,
+        `if` or `else` in it (`x = x.view(...)`), N restarts on every
+        iteration: the rule reports nothing there."""
+        name, line_start, _ = target
         text = self.text
         if line_start >= 2 and text[line_start - 2] == "\\":
             raise _Keep  # a continuation line: its indentation is not its statement's
         if self.lines is None:
             self.lines = text.split("\n")
             self.lexed = {}
-        lines, lexed = self.lines, self.lexed
+        lines = self.lines
         index = text.count("\n", 0, line_start)
-        limit = _indent(lines[index])
+        own = limit = _indent(lines[index])
         depth, trusted = 0, True
+        siblings = []  # statements of N's own block above it
         for k in range(index - 1, -1, -1):
             line = lines[k]
             if trusted:
-                if k not in lexed:
-                    lexed[k] = _lex_line(line)
-                if lexed[k] is None:
+                lexed = self._lexed(k)
+                if lexed is None:
                     trusted = False
                 else:
-                    depth -= lexed[k][0]
+                    depth -= lexed[0]
             code = line.lstrip(" \t\f")
             if not code or code[0] == "#":
                 continue
             level = len(line) - len(code)
-            if level >= limit:
-                continue
             if "\f" in line[:level]:
                 level = _indent(line)
+            statement = trusted and depth == 0 and not (k > 0 and lines[k - 1].endswith("\\"))
             if level >= limit:
+                if statement and level == own and limit == own:
+                    siblings.append(k)
                 continue
             if _LOOP_KEYWORD.match(code):
+                if statement and limit == own and trusted and self._restarts(name, k, siblings, index, aliases):
+                    return False
                 return True  # a loop header (or a comprehension's line: kept too)
-            if not trusted or depth != 0 or (k > 0 and lines[k - 1].endswith("\\")):
+            if not statement:
                 continue  # not certainly a statement
             if _SCOPE_KEYWORD.match(code):
                 return False
             limit = level
         return False
 
+    def _lexed(self, k: int):
+        if k not in self.lexed:
+            self.lexed[k] = _lex_line(self.lines[k])
+        return self.lexed[k]
+
+    def _restarts(self, name: str, header: int, siblings: list, index: int, aliases: set) -> bool:
+        """Is N, growing in the body of the loop whose header is line `header`,
+        rebound on every iteration: a `for` target, or assigned by a
+        statement of the same body that cannot be another growth?"""
+        lines = self.lines
+        code = lines[header].lstrip(" \t\f")
+        targets = _FOR_TARGETS.match(code)
+        if targets and name in _WORD.findall(targets.group(1)):
+            return True
+        own = _indent(lines[index])
+        candidates = list(siblings)
+        # Statements after N's, in the same body, while the lines read as code.
+        depth, k = 0, index
+        while k < len(lines):
+            lexed = self._lexed(k)
+            if lexed is None:
+                break
+            if k > index:
+                code = lines[k].lstrip(" \t\f")
+                if code and code[0] != "#" and depth == 0 and not lines[k - 1].endswith("\\"):
+                    level = _indent(lines[k])
+                    if level < own:
+                        break
+                    if level == own:
+                        candidates.append(k)
+            depth += lexed[0]
+            k += 1
+        words = set(_BASE) | {"append", "if", "else"} | aliases
+        for k in candidates:
+            line = lines[k]
+            if _ASSIGNS.match(line) and _ASSIGNS.match(line).group(1) == name \
+                    and not words & set(_WORD.findall(line)) and self._lexed(k) == (0, len(line)) \
+                    and not line.endswith("\\"):  # the whole statement is on this line
+                return True
+        return False
+
     # --- stage 5: N among the joined values ---------------------------------------------
 
-    def _bare_in_arguments(self, name: str, paren: int, direct: bool) -> bool:
+    def _bare_in_arguments(self, name: str, paren: int, direct: bool) -> int | None:
         """Is `name` a bare value in the call's arguments: an element of the
         list or tuple display passed to it (through grouping parentheses
         only), or, for `append` and for aliases (whose kind is unknown here),
         also an argument itself? Read forward from the call's `(` with
-        strings and comments skipped; the arguments must close within WINDOW."""
+        strings and comments skipped; the arguments must close within WINDOW.
+        Returns where the call ends (just after its `)`), or None."""
         text = self.text
         limit = min(len(text), paren + WINDOW)
         n = len(name)
         stack = []  # per open bracket: C call, P grouping, L display, S subscript, D braces
         prev = ""  # the last character of code before pos
+        found = False
         pos = paren
         while pos < limit:
             c = text[pos]
@@ -367,8 +472,6 @@ class _Scan:
                 stack.append(kind)
             elif c in ")]}":
                 stack.pop()
-                if not stack:
-                    return False
             elif c == name[0] and text.startswith(name, pos) and not _is_word_char(prev[-1:] or " ") \
                     and not _is_word_char(text[pos - 1]) \
                     and not (pos + n < len(text) and _is_word_char(text[pos + n])):
@@ -376,13 +479,46 @@ class _Scan:
                 joined = path[:1] in ("L", "P") and path[1:].strip("P") == ""
                 if prev in "[(,=" and (joined or (direct and path.strip("P") == "")) \
                         and self._next_code(pos + n, limit) in (",", "]", ")"):
-                    return True
+                    found = True
                 prev = name[-1]
                 pos += n
                 continue
             prev = c
             pos += 1
+            if not stack:
+                return pos if found else None
         raise _Keep
+
+    def _ends_value(self, pos: int, groups: int) -> bool:
+        """Is the call ending at pos the whole value (or a conditional arm)?
+        After it, and the `groups` parentheses closing around it, comes the
+        end of the statement (a line break outside brackets, `;`, a comment,
+        the end) or `if`/`else`; `.reshape(...)`, `[0]`, `+ x`, `, y` mean
+        the value is something else. Line breaks count as blanks only inside
+        those parentheses."""
+        text, n = self.text, len(self.text)
+        while pos < n:
+            c = text[pos]
+            if c in " \t\f" or text.startswith("\\\n", pos):
+                pos += 2 if c == "\\" else 1
+            elif c == "#":
+                if groups <= 0:
+                    return True
+                newline = text.find("\n", pos)
+                pos = n if newline < 0 else newline
+            elif c == "\n":
+                if groups <= 0:
+                    return True
+                pos += 1
+            elif c == ")":
+                groups -= 1
+                pos += 1
+            elif c == ";":
+                return True
+            else:
+                word = _WORD.match(text, pos)
+                return bool(word) and word.group() in ("if", "else")
+        return True
 
     def _next_code(self, pos: int, limit: int) -> str:
         text = self.text
@@ -459,21 +595,35 @@ def _string_end(text: str, pos: int, limit: int) -> int:
     raise _Keep
 
 
-def _group_start(text: str, closing: int) -> int | None:
-    """The bracket opening the one at `closing`, on the same line and with no
-    quote or `#` between (else None: unsure)."""
-    depth, pos = 0, closing
-    while pos >= 0:
-        c = text[pos]
-        if c in ")]}":
-            depth += 1
-        elif c in "([{":
-            depth -= 1
-            if depth == 0:
-                return pos
-        elif c in "\n'\"#":
+def _group_start(line: str) -> int | None:
+    """Where the bracket closing `line` (its last character) opens, when it
+    opens on the same line and the line reads as code up to it; else None."""
+    stack, pos, n = [], 0, len(line)
+    while (m := _QUOTE_OR_BRACKET.search(line, pos)) is not None:
+        c, pos = m.group(), m.end()
+        if c == "#":
             return None
-        pos -= 1
+        if c in "([{":
+            stack.append(pos - 1)
+        elif c in ")]}":
+            if not stack:
+                return None
+            opening = stack.pop()
+            if pos == n:
+                return opening
+        else:
+            quote = c * 3 if line.startswith(c * 3, pos - 1) else c
+            pos += len(quote) - 1
+            while True:
+                if pos >= n:
+                    return None
+                if line[pos] == "\\":
+                    pos += 2
+                elif line.startswith(quote, pos):
+                    pos += len(quote)
+                    break
+                else:
+                    pos += 1
     return None
 
 
