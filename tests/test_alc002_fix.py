@@ -519,6 +519,13 @@ def run(xs, acc, log):
         report()
     return acc
 ''', "nested function"),
+    "locals_in_loop": ('''import torch
+def run(xs, acc, log):
+    for x in xs:
+        acc = torch.cat([acc, x])
+        log.append(len(locals()["acc"]))
+    return acc
+''', "can read `acc` by name"),
     "dim_varies": ('''import torch
 def run(xs, acc, d):
     for x in xs:

@@ -140,7 +140,8 @@ class ConcatGrowsInLoop(Rule):
     **No fix** is offered (the message says why) when the rewrite would be
     visible: the accumulator is used in the loop other than by the pattern
     (its shape, a slice, `acc *= w`, a call reading it: the loop would see
-    its value from before the loop), by a function defined in the function
+    its value from before the loop), by name in the loop (`locals()`,
+    `vars()`, `eval`, `exec`, `dir()`), by a function defined in the function
     (it could be called during the loop), or in the loop's `else:`; the loop
     is at module or class level (a global: code called in the loop could
     read it), or inside a `try` of the function (an exception caught there

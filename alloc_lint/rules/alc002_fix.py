@@ -31,6 +31,8 @@ PURE_TORCH = frozenset({
     "torch.concat", "torch.concatenate", "torch.stack",
 })
 PURE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float"})
+# Builtins that read local variables by name.
+_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "dir"})
 # Factories whose result is a fresh dense tensor of the given `dtype=`, or of
 # the default dtype (always a floating type) without one.
 FACTORIES = frozenset({"torch.zeros", "torch.ones", "torch.empty", "torch.zeros_like",
@@ -255,6 +257,10 @@ def _check_uses(group: list, shape: _Shape, ctx) -> None:
         if isinstance(node, ast.Name) and node.id == acc and _in_nested_function(node, scope, parents):
             raise _NoFix(f"`{acc}` is used by a nested function at line {node.lineno}: "
                          "called during the loop, it would see the value from before the loop")
+    for node in _loop_nodes_all(loop):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC \
+                and _builtin(node.func.id, loop, ctx):
+            raise _NoFix(f"`{node.func.id}()` at line {node.lineno} can read `{acc}` by name")
     for node in _loop_names(loop):
         if node.id == acc and id(node) not in shape.allowed:
             raise _NoFix(f"`{acc}` is read in the loop at line {node.lineno} (`{_line(node, ctx)}`): "
