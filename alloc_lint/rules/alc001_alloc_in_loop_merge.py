@@ -140,8 +140,15 @@ class AllocInLoopMerge(Rule):
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
 
+    # Spellings the rule is being extended to (issue 10): `torch.empty(acc.shape,
+    # ...)` and `acc.new_empty(...)` on any receiver. The text predicate accepts
+    # them already; keep these lists in step with what `check` resolves.
+    shape_allocators = ("torch.empty",)
+    method_allocators = ("new_empty",)
+
     def might_match(self, text: str, config) -> bool:
-        return might_have_finding(text, last_names(config.allocators))
+        return might_have_finding(text, last_names(tuple(config.allocators) + self.shape_allocators),
+                                  frozenset(self.method_allocators))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
