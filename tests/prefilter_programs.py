@@ -265,12 +265,14 @@ def respell(text: str, rnd: random.Random, rate: float = 0.3) -> str:
     for before, tok in zip(significant, significant[1:]):  # at line ends: comments, comment lines, `;`
         if tok.type == tokenize.NEWLINE and tok.string and rnd.random() < rate / 3:
             at = offset(tok.start)
-            kind = rnd.choice(["comment", "comment line", "semicolon"])
+            kind = rnd.choice(["comment", "comment line", "blank line", "semicolon"])
             if kind == "comment":
                 edits.append((at, at, "  " + rnd.choice(COMMENTS)))
             elif kind == "comment line":
                 edits.append((at + len(tok.string), at + len(tok.string),
                                rnd.choice(["", " ", "\t"]) * rnd.randint(0, 9) + rnd.choice(COMMENTS) + "\n"))
+            elif kind == "blank line":
+                edits.append((at + len(tok.string), at + len(tok.string), rnd.choice(["\n", " \n", "\t\f\n"])))
             elif before.string != ":" and before.type != tokenize.NEWLINE:
                 edits.append((at, at, rnd.choice([";", " ;"])))
     for tok in tokens:  # fullwidth letters in some identifiers (Python compares them after NFKC)

@@ -67,6 +67,7 @@ above and checks that the predicate keeps each one that
 """
 from __future__ import annotations
 
+import keyword
 import re
 import string
 import unicodedata
@@ -91,6 +92,7 @@ _NAME_RE = re.compile(NAME)
 # A gap between two tokens: blanks, line ends, backslash continuations and
 # comments (a comment is taken to its line end, so the gap has one reading).
 G = r"(?:[ \t\f\n]|\\\n|#[^\n]*(?![^\n]))*"
+G_RE = re.compile(G)
 # The end of a statement after its last token.
 _TAIL = r"(?:[ \t\f]|\\\n)*(?:#[^\n]*)?(?:\n|;|\Z)"
 # A list of names, each in brackets or not, separated by commas.
@@ -114,8 +116,17 @@ _NOT_ASSIGN = frozenset("=!<>:+-*/%&|^@")
 CHAIN_NEXT = rf"(?:[.()][ \t\f]*(?:{_WC}+[ \t\f]*)?)*"
 CHAIN = (re.compile(rf"[ \t\f]*{CHAIN_NEXT}"), re.compile(rf"[ \t\f]*(?:{_WC}+[ \t\f]*)?{CHAIN_NEXT}"))
 DOTTED_NAME = (re.compile(_chars(". \t\f") + "*"),) * 2
-NAME_LIST = (re.compile(_chars("()[], \t\f") + "*"),) * 2
+# A list of names: no two names side by side, and an opening bracket only
+# where a list may open one (after `=`, `,`, another bracket, `;`, `:` or at
+# the start of a line), never after a name or a closing bracket (a call).
+_LIST_NEXT = rf"(?:(?:[,)\]]|[(\[](?=[ \t\f]*(?:[=,(\[;:]|$)))[ \t\f]*(?:{_WC}+[ \t\f]*)?)*"
+_LIST_AFTER_NAME = re.compile(rf"[ \t\f]*(?:{_WC}+[ \t\f]*)?{_LIST_NEXT}")
+VALUES_BEFORE_NAME = (re.compile(rf"[ \t\f]*{_LIST_NEXT}"), _LIST_AFTER_NAME)
+TARGETS_BEFORE_EQ = (_LIST_AFTER_NAME, _LIST_AFTER_NAME)
 CLOSERS = (re.compile(r"[ \t\f)]*"),) * 2
+GAPS = (re.compile(r"[ \t\f]*"),) * 2
+ARGUMENT_END = re.compile(rf"{G}[,)]")
+TARGET_END = re.compile(rf"{G}(?:=(?!=)|:(?!=)|\))")
 NAME_END = re.compile(rf"{_WC}+")
 # Backwards from `=` on its line: blanks, a name (reversed), blanks.
 TARGET_NAME = re.compile(rf"[ \t\f]*({_WC}+)[ \t\f]*")
@@ -138,20 +149,24 @@ IMPORT_AS = re.compile(rf"{G}as(?!{_WC}){G}({NAME})")
 _WC_FAST = r"(?:\w|[^\x00-\x7f])"
 
 
+_ASCII_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+_ASCII_NAME_CHARS_DOT = _ASCII_NAME_CHARS | {"."}
+
+
 def _is_name_char(c: str) -> bool:
-    return c == "_" or c.isalnum() or not c.isascii()
+    return c in _ASCII_NAME_CHARS or c >= "\x80"
 
 
 def _names_at(text: str, name: str, start: int = 0, end: int | None = None):
     """Positions of `name` as a Name (not inside a longer identifier, not an
     attribute) within text[start:end]. str.find, not a regular expression:
     compiling one per name would cost more than the search."""
-    size = len(name)
+    size, length = len(name), len(text)
     i = text.find(name, start, end)
     while i >= 0:
         j = i + size
-        if (i == 0 or not (_is_name_char(text[i - 1]) or text[i - 1] == ".")) and \
-                (j == len(text) or not _is_name_char(text[j])):
+        if (i == 0 or not (text[i - 1] in _ASCII_NAME_CHARS_DOT or text[i - 1] >= "\x80")) and \
+                (j == length or not (text[j] in _ASCII_NAME_CHARS or text[j] >= "\x80")):
             yield i
         i = text.find(name, j, end)
 
@@ -341,8 +356,8 @@ def _site(text: str, i: int, method: bool):
             kind, name = (OPEN if method else DROPPED), None  # the `=` is inside brackets
         elif c == "=":
             kind, name = _target_at(text, stop)
-        elif method and c in "]}\"'":
-            kind, name = OPEN, None  # the receiver may begin before the reading stops
+        elif method and c in "]}\"'+-":
+            kind, name = OPEN, None  # the receiver may begin before: `x[0]`, `"s"`, `1e-3`
         else:
             kind, name = DROPPED, None
         kinds.add(kind)
@@ -434,9 +449,9 @@ def _statement_at(text: str, eq: int):
     values = _code(v.group("values"))
     if not _balanced(values):
         return None  # the value list of a statement is balanced: `f(\n out=tmp)` is no statement
-    value_names = _NAME_RE.findall(values)
+    value_names = _names(values)
     crossings: list[int] = []
-    starts = crossings + [s + 1 for s, _ in _stops(text, eq, NAME_LIST, crossings)
+    starts = crossings + [s + 1 for s, _ in _stops(text, eq, TARGETS_BEFORE_EQ, crossings)
                           if s < 0 or text[s] in ";:"]
     found = None  # (pairs, farthest start), and the indentations of the starts that read
     indents = set()
@@ -444,14 +459,15 @@ def _statement_at(text: str, eq: int):
         if not TARGETS.fullmatch(text, start, eq):
             continue
         targets = _code(text[start:eq])
-        target_names = _NAME_RE.findall(targets)
+        target_names = _names(targets)
         if len(target_names) != len(value_names) or not _balanced(targets):
             continue
         if "," not in targets and "[" not in targets and values.rstrip().endswith(","):
             continue  # `A = T,` binds a tuple: `f(\n out=tmp,\n ...)` is no rebinding
         if found is None:
             found = list(zip(target_names, value_names)), start
-        indents.add(_indent(text, start) if start in crossings else None)
+        first = G_RE.match(text, start).end()  # the statement's first token
+        indents.add(_line_indent(text, first) if _starts_statement(text, first) else None)
     if found is None:
         return None
     indent = indents.pop() if len(indents) == 1 else None
@@ -462,6 +478,11 @@ def _balanced(span: str) -> bool:
     return span.count("(") + span.count("[") == span.count(")") + span.count("]")
 
 
+def _names(span: str) -> list[str]:
+    """The names in a span (`None`, `True` ... are constants, not names)."""
+    return [n for n in _NAME_RE.findall(span) if not keyword.iskeyword(n)]
+
+
 def _code(span: str) -> str:
     """A span of names, commas, brackets and gaps, without comments (in such
     a span a `#` can only start a comment)."""
@@ -470,15 +491,25 @@ def _code(span: str) -> str:
 
 def _pair_found(text: str, temp: str, stmt, sites: list) -> bool:
     """Is some (A, T) pair of the rebinding `stmt` preceded by a site of T in
-    the same block, with T and A occurring in between (the merge call)?"""
+    the same block, with T and A passed to a call in between (the merge)?"""
     pairs, start, indent = stmt[:3]
     for acc, value in pairs:
         if value != temp or acc == temp:
             continue
         for site, site_indent in sites:
             if site < start and (indent is None or site_indent is None or indent == site_indent) \
-                    and _occurs(text, temp, site, start) and _occurs(text, acc, site, start):
+                    and _passed(text, temp, site, start) and _passed(text, acc, site, start):
                 return True
+    return False
+
+
+def _passed(text: str, name: str, start: int, end: int) -> bool:
+    """Does `name` occur in text[start:end] as an argument of a call: a whole
+    argument, after `(`, `,` or a keyword's `=`, before `,` or `)`?"""
+    for i in _names_at(text, name, start, end):
+        if ARGUMENT_END.match(text, i + len(name)) and \
+                any(s >= 0 and text[s] in "(,=" for s, _ in _stops(text, i, GAPS)):
+            return True
     return False
 
 
@@ -492,7 +523,7 @@ def _rebound(text: str, temp: str, sites: list) -> bool:
         after = VALUE_END.match(text, i + len(temp))
         if not after or not VALUE_START.match(text[max(0, i - 80):i][::-1]):
             continue
-        for eq, _ in _stops(text, i, NAME_LIST):
+        for eq, _ in _stops(text, i, VALUES_BEFORE_NAME):
             if eq < 0 or text[eq] != "=":
                 continue
             stmt = _statement_at(text, eq)
@@ -501,9 +532,10 @@ def _rebound(text: str, temp: str, sites: list) -> bool:
     return False
 
 
-def _rebound_after_open_site(text: str, open_sites: list) -> bool:
-    """For sites whose temporary was not read: any rebinding after one, whose
-    value name T occurs before it."""
+def _rebound_after_open_site(text: str, open_sites: list, first_loop: int) -> bool:
+    """For sites whose temporary was not read: a rebinding after one whose
+    value T may be that site's target (T occurs before the site, after the
+    first loop keyword, followed by `=`, `:` or `)`)."""
     pos = min(open_sites)
     while (m := REBINDING_EQ.search(text, pos)) is not None:
         pos = m.start() + 1  # every `=`: a match inside a string must not hide a real one
@@ -511,8 +543,12 @@ def _rebound_after_open_site(text: str, open_sites: list) -> bool:
         if stmt is None:
             continue
         for temp in {t for _, t in stmt[0]}:
-            sites = [(s, None) for s in open_sites if _occurs(text, temp, 0, s)]
-            if sites and _pair_found(text, temp, stmt, sites):
+            sites = set()
+            for i in _names_at(text, temp, first_loop + 1, max(open_sites)):
+                if TARGET_END.match(text, i + len(temp)):
+                    indent = _line_indent(text, i) if _starts_statement(text, i) else None
+                    sites.update((s, indent) for s in open_sites if s > i)
+            if sites and _pair_found(text, temp, stmt, sorted(sites, key=lambda x: x[0])):
                 return True
     return False
 
@@ -526,23 +562,41 @@ def _shortest(names: frozenset) -> tuple:
     return tuple(n for n in names if not any(o != n and o in n for o in names))
 
 
+STAGES = ("no allocator name", "no loop keyword", "no allocation site", "no rebinding", "kept")
+
+
+def stage_reached(text: str, allocator_names: frozenset[str], method_names: frozenset[str] = frozenset(),
+                  last: int = 4) -> int:
+    """How far the text gets (an index into STAGES); stops after stage `last`
+    (bench/prefilter.py times the stages that way)."""
+    names = allocator_names | method_names
+    if not any(name in text for name in _shortest(names)):
+        if text.isascii():
+            return 0
+        text = normalize(text)  # `ｅｍｐｔｙ_like` is `empty_like`
+        if not any(name in text for name in names):
+            return 0
+    else:
+        text = normalize(text)
+    if last < 1:
+        return 1
+    first_loop = _first_loop(text)
+    if first_loop < 0:
+        return 1
+    if last < 2:
+        return 2
+    temps, open_sites = _sites(text, first_loop, allocator_names, method_names)
+    if not temps and not open_sites:
+        return 2
+    if last < 3:
+        return 3
+    if any(_rebound(text, temp, sites) for temp, sites in temps.items()):
+        return 4
+    return 4 if open_sites and _rebound_after_open_site(text, open_sites, first_loop) else 3
+
+
 def might_have_finding(text: str, allocator_names: frozenset[str],
                        method_names: frozenset[str] = frozenset()) -> bool:
     """`allocator_names`: last names of allocator functions (`empty_like`);
     `method_names`: method allocators (`new_empty`), on any receiver."""
-    names = allocator_names | method_names
-    if not any(name in text for name in _shortest(names)):
-        if text.isascii():
-            return False
-        text = normalize(text)  # `ｅｍｐｔｙ_like` is `empty_like`
-        if not any(name in text for name in names):
-            return False
-    else:
-        text = normalize(text)
-    first_loop = _first_loop(text)
-    if first_loop < 0:
-        return False
-    temps, open_sites = _sites(text, first_loop, allocator_names, method_names)
-    if any(_rebound(text, temp, sites) for temp, sites in temps.items()):
-        return True
-    return bool(open_sites) and _rebound_after_open_site(text, open_sites)
+    return stage_reached(text, allocator_names, method_names) == 4

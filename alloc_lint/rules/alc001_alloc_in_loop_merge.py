@@ -147,8 +147,12 @@ class AllocInLoopMerge(Rule):
     method_allocators = ("new_empty",)
 
     def might_match(self, text: str, config) -> bool:
-        return might_have_finding(text, last_names(tuple(config.allocators) + self.shape_allocators),
-                                  frozenset(self.method_allocators))
+        return might_have_finding(text, *self.callee_names(config))
+
+    def callee_names(self, config) -> tuple[frozenset, frozenset]:
+        """Last names of the allocator functions, and method allocators."""
+        return (last_names(tuple(config.allocators) + self.shape_allocators),
+                frozenset(self.method_allocators))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
