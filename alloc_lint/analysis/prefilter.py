@@ -1,69 +1,85 @@
-"""ALC001's text predicate: False only when the file provably has no ALC001
-finding, decided without parsing.
+r"""ALC001's text predicate: False only when the file provably has no ALC001
+finding. Decided on the text, without parsing; `tests/test_prefilter.py`
+checks it differentially on generated programs, `bench/prefilter.py` on
+whole releases.
 
-What a finding needs (DESIGN 2, plus the spellings of issue 10): inside the
-body of a loop, in one block of statements,
+What a finding needs (DESIGN 2, and the spellings issue 10 adds), in one
+block of statements inside a loop's body:
 
-  (a) an allocation `T = CALLEE(...)` or `T: ANN = CALLEE(...)`, whose callee
-      is a Name/Attribute chain that the resolver (`names.py`) resolves to a
-      configured allocator, or a method allocator `EXPR.new_empty(...)`;
-  (b) after it, a merge call that receives T and the accumulator A as names;
-  (c) after that, the rebinding `A = T` or `A, B = T, U` (an `ast.Assign`
-      with one target; names, or tuples/lists of names, on both sides).
+  (a) an allocation: an `ast.Assign` with one Name target T, or an
+      `ast.AnnAssign` `T: ANN = ...`, whose value is a call of an allocator:
+      a Name/Attribute chain the resolver (`names.py`) resolves to a
+      configured allocator, or `RECEIVER.new_empty(...)` on any receiver;
+  (b) later, a merge call receiving T and the accumulator A as Name
+      arguments (positional or keyword);
+  (c) later, the rebinding: an `ast.Assign` with one target, `A = T` or
+      tuples/lists of Names, A paired with T by position, A != T.
 
-Each stage asks for something every finding has, so a file that fails a
-stage has no finding. The stages read text, not tokens: they accept every
-spelling the grammar allows between tokens (blanks, tabs, form feeds, line
-ends and comments inside brackets, backslash continuations, parentheses
-around names, `;`) and never decide what is inside a string literal: where a
-`#` could start a comment or sit in a string, every reading is tried, and
-text inside strings can only make a stage hold, never fail.
+How the text is read. Between two tokens Python allows blanks, tabs, form
+feeds, backslash continuations, parentheses around a name, and, inside
+brackets, line ends and comments; `;` separates statements, `\r\n` and `\r`
+end lines, and identifiers are compared after NFKC normalisation (`ｔｍｐ` is
+`tmp`). The text is normalised the same way (line ends, NFKC), and every
+regular expression accepts all of those gaps. No stage decides what lies in
+a string literal: text in a string can make a stage hold, never fail. Where
+the text is read backwards across a line end (`_stops`), the line above may
+end with a comment starting at ANY of its `#` or none (a `#` may sit in a
+string): every reading is followed, and a stage holds if it holds for one.
+Names are maximal runs of identifier characters; in text that parses, a
+non-ASCII character outside strings and comments belongs to an identifier.
 
-0. Normalise as Python does: `\\r\\n` and `\\r` end lines, and identifiers
-   are compared after NFKC normalisation (`ｔｍｐ` is `tmp`).
+Stage 1, callee names. The resolver follows only imports, `from M import n
+[as e]`, star imports and aliases `e = <Name or Attribute chain>`; so the
+callee of an allocation ends with the allocator's last name (`torch.
+empty_like`, `th . empty_like`, `(torch).empty_like`, `empty_like`) or is an
+alias, and each alias is bound by text holding a name already known
+(`e = <chain ending in a known name>` not called on its line, `... known as
+e`), followed to a fixed point. No known name in the text: no finding.
 
-1. Callee names. The resolver follows only imports, `from M import n [as e]`,
-   star imports and aliases `e = <name or attribute chain>`. So the callee
-   of every allocation ends with the allocator's last name (`torch.
-   empty_like`, `th . empty_like`, `(torch).empty_like`, `empty_like`) or is
-   an alias, and every alias is bound by text that holds a name already
-   known (`e = <...>.empty_like`, `import ... empty_like as e`), followed to
-   a fixed point. No known name in the text: no finding.
+Stage 2, loop keyword: a `for`/`while` precedes the allocation (its loop's
+header comes first in the text).
 
-2. Allocation sites: occurrences of a callee name followed (after gaps and
-   closing parentheses) by `(`, after the first `for`/`while` in the file
-   (a loop header precedes every allocation in a loop body). From a site the
-   text is read backwards over the callee expression to the assignment's
-   `=`: for a function, names, dots, parentheses and gaps (no other
-   character occurs in a Name/Attribute chain); for a method, a dotted name
-   (its receiver may be any expression). Then over the target:
-   - a name T after the start of a statement (start of file, a line end not
-     after `\\`, `;`): the site's temporary is T;
-   - a keyword argument or default (`f(out=torch.empty(n))`, `, x=...`), an
-     attribute target (`self.buf = ...`), a comparison or augmented
-     assignment, or, for a function, any other character where the callee
-     expression must begin (`x = [torch.empty(n)]`): no allocation
-     statement, the site is dropped;
-   - anything else (annotations, `else: T = ...`, continued lines,
-     parenthesised targets, a method's receiver that is not a dotted name):
-     the site is "open": its temporary may be any name.
+Stage 3, allocation sites: occurrences of a known name followed (across gaps
+and closing parentheses) by `(`, after that keyword. Read backwards from the
+name: for a function, the rest of the callee chain can only be names, dots,
+parentheses and gaps, with no name next to a name and no `(` left open
+towards the `=` (more `)` than `(` read means the `=` is inside brackets);
+so the reading of the real text stops at the assignment's `=`. Then the
+target, on the line of `=`:
+  - T right before `=`, starting a statement for sure (start of text, `;`,
+    or a line end after no `\`): T, with its line's indentation;
+  - T after `,` `(` `[` `{` (a keyword argument or default), after `#` (in
+    a comment), after another `=` (two targets), or a dotted name that
+    starts its statement (`self.buf = ...`): no allocation;
+  - a line that starts a statement with `T:` and an annotation holding no
+    `=`, `;` or unmatched closer: T (`T: Optional[Tensor] = ...`); with
+    `x[` or `a.b` (a subscript or attribute target; or, if the line is
+    inside brackets, no assignment at all): no allocation; `else: T =`: T;
+  - anything else: the site is open (its T may be any name, see stage 4).
+  A reading that stops elsewhere: for a function, no allocation there; for
+  a method, whose receiver may be any expression, open where the receiver
+  may extend past the stop (`]`, `}`, a quote, `+`/`-` of `1e-3`, or more
+  `)` than `(`), else no allocation (`return x.new_empty()`, `f(a,
+  x.new_empty())`).
 
-3. Rebindings. For a temporary T: an occurrence of T after its site that is
-   in the value list of a statement `TARGETS = VALUES` made of names,
-   commas, brackets and gaps only, starting where a statement may start
-   (start of file, after a line end, `;` or `:`) and ending at a line end,
-   `;` or a comment. A real value list has balanced brackets, and `A = T,`
-   with one bare target binds a tuple (no rebinding). For open sites the
-   rebinding statements after the site are searched directly, and each of
-   their value names counts as T if it occurs before the site. A pair
-   (A in TARGETS, T in VALUES, A != T) is kept when both T and A occur
-   between the site and the rebinding (the merge call holds them).
+Stage 4, rebindings. For T: an occurrence of T after its site that lies in
+the value list of a statement `TARGETS = VALUES`. Value lists and target
+lists are names, commas and brackets with gaps (no two names side by side,
+no bracket opened right after a name or a closing bracket), balanced; the
+statement starts where one may start (start of text, a line end, `;`, `:`)
+and ends at a line end, `;` or a comment; both sides hold as many names (the
+rule pairs them by position); `A = T,` with a bare target binds a tuple.
+Every place a statement may start before the `=` is tried: those that read
+as a list all give the same names. The pair (A, T), A != T, needs a site of
+T before the rebinding, with both T and A passed to a call in between
+(after `(`, `,` or `=`, before `,` or `)`), and, when both statements
+start lines, the same indentation (one block). For open sites the rebinding
+statements after the site are searched instead, and a value name T counts
+if it occurs after the loop keyword and before the site followed by `=`,
+`:` or `)` (how a target is followed).
 
-Every stage may keep files the rule rejects, never the reverse. The module
-docstring is half of the proof; the other half is differential:
-`tests/test_prefilter.py` generates programs with findings in every spelling
-above and checks that the predicate keeps each one that
-`engine.check_text(..., prefilter=False)` reports.
+Each stage keeps every text in which the rule can find something, so the
+predicate is False only when the file has no finding.
 """
 from __future__ import annotations
 
@@ -83,7 +99,17 @@ def _chars(ascii_extra: str = "") -> str:
     and `ascii_extra`. Written as a negated ASCII class: a class holding the
     range of non-ASCII characters takes milliseconds to compile."""
     allowed = set(string.ascii_letters + string.digits + "_" + ascii_extra)
-    return "[^" + "".join(f"\\x{i:02x}" for i in range(128) if chr(i) not in allowed) + "]"
+    ranges, i = [], 0
+    while i < 128:
+        if chr(i) in allowed:
+            i += 1
+            continue
+        j = i
+        while j + 1 < 128 and chr(j + 1) not in allowed:
+            j += 1
+        ranges.append(f"\\x{i:02x}" + (f"-\\x{j:02x}" if j > i else ""))
+        i = j + 1
+    return "[^" + "".join(ranges) + "]"
 
 
 _WC = _chars()  # an identifier character
@@ -145,10 +171,6 @@ DIRECT_CALL = re.compile(r"[ \t\f]*(?:\\\n[ \t\f]*)*\(")
 IMPORT_AS = re.compile(rf"{G}as(?!{_WC}){G}({NAME})")
 
 
-# Per-name patterns are compiled often: these spellings compile fast.
-_WC_FAST = r"(?:\w|[^\x00-\x7f])"
-
-
 _ASCII_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _ASCII_NAME_CHARS_DOT = _ASCII_NAME_CHARS | {"."}
 
@@ -176,17 +198,6 @@ def _first_loop(text: str) -> int:
     before every statement of its body."""
     first = next(_names_at(text, "for"), -1)
     return next(_names_at(text, "while", 0, first if first >= 0 else None), first)
-
-
-def _occurs(text: str, name: str, start: int, end: int) -> bool:
-    return next(_names_at(text, name, start, end), None) is not None
-
-
-@lru_cache(maxsize=256)
-def _word_pattern(name: str) -> re.Pattern:
-    """Occurrences of a callee name as a whole identifier, attributes included."""
-    n = re.escape(name)
-    return re.compile(rf"{n}(?!{_WC})(?<!{_WC}{n})")
 
 
 def normalize(text: str) -> str:
@@ -322,8 +333,8 @@ def _line_head(text: str, line_start: int, eq: int):
     target (and if the line is inside brackets, `=` is no assignment at
     all); `else: T = ...` is T's. Anything else is open."""
     m = LINE_HEAD.match(text, line_start, eq)
-    if not m or not _starts_statement(text, m.start("chain")):
-        return OPEN, None
+    if not m or not _starts_statement(text, m.start("chain")) or m.group("chain") in ("case", "match"):
+        return OPEN, None  # (`case [x]: T = ...` is a pattern, not a subscript)
     chain, rest = m.group("chain"), text[m.end():eq]
     if m.group("op") == "[" or "." in chain:
         return DROPPED, None
