@@ -231,3 +231,9 @@ NO_FINDING = [
 def test_files_that_cannot_match_are_skipped(text):
     assert not engine.check_text(text, "f.py", Config(), prefilter=False)
     assert not engine.might_match(text, Config())
+
+
+def test_configured_methods_are_read_on_any_receiver():
+    text = ONE_FINDING.replace("torch.empty_like(acc)", "acc[0].new_zeros(acc.shape)")
+    config = Config(allocators=("torch.empty_like", "torch.Tensor.new_zeros"))
+    assert engine.might_match(text, config)

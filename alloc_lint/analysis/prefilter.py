@@ -389,7 +389,7 @@ def _sites(text: str, first_loop: int, functions: frozenset, methods: frozenset)
         for i, name in _identifiers(text, batch):
             j = i + len(name)
             if i > first_loop and (text[j:j + 1] == "(" or CALL_AFTER.match(text, j)):
-                kinds, targets = _site(text, i, name in methods and name not in functions)
+                kinds, targets = _site(text, i, name in methods)  # (a method reads more openly)
                 for temp, indent in targets:
                     temps.setdefault(temp, []).append((i, indent))
                 if OPEN in kinds:

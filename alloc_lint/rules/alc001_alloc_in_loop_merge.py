@@ -150,9 +150,11 @@ class AllocInLoopMerge(Rule):
         return might_have_finding(text, *self.callee_names(config))
 
     def callee_names(self, config) -> tuple[frozenset, frozenset]:
-        """Last names of the allocator functions, and method allocators."""
-        return (last_names(tuple(config.allocators) + self.shape_allocators),
-                frozenset(self.method_allocators))
+        """Last names of the allocator functions, and of method allocators
+        (`new_empty`, and configured ones on a class: `torch.Tensor.new_zeros`)."""
+        allocators = tuple(config.allocators) + self.shape_allocators
+        methods = {q.rsplit(".", 1)[-1] for q in allocators if "." in q and q.split(".")[-2][:1].isupper()}
+        return last_names(allocators), frozenset(self.method_allocators) | frozenset(methods)
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
