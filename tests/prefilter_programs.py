@@ -113,7 +113,8 @@ def program(choose: Choices) -> Program:
     def allocation(t: str, a: str) -> str:
         template = pick([a, f"({a})"])
         if future == "annotated":
-            return f"{t}: {pick(['torch.Tensor', 'Tensor', 'Optional[torch.Tensor]', chr(34) + 'Tensor' + chr(34)])} = {callee}({template})"
+            annotation = pick(["torch.Tensor", "Tensor", "Optional[torch.Tensor]", '"Tensor"', "(\n  Tensor)"])
+            return f"{t}: {annotation} = {callee}({template})"
         if future == "empty_shape":
             return f"{t} = torch.empty({a}.shape, dtype={a}.dtype, device={a}.device)"
         if future == "empty_size":
@@ -126,7 +127,6 @@ def program(choose: Choices) -> Program:
         return f"{t} = {callee}({template})"
 
     extra_imports = ["import torch"] if future in ("empty_shape", "empty_size") else []
-    body: list[str] = []
     loop_kind = pick(["for", "while", "async for"])
     merge_kind = pick(["known", "positional", "out"])
     accs, tmps = ([acc, acc2], [tmp, tmp2]) if two else ([acc], [tmp])
@@ -269,8 +269,8 @@ def respell(text: str, rnd: random.Random, rate: float = 0.3) -> str:
             if kind == "comment":
                 edits.append((at, at, "  " + rnd.choice(COMMENTS)))
             elif kind == "comment line":
-                edits.append((at + len(tok.string), at + len(tok.string),
-                               rnd.choice(["", " ", "\t"]) * rnd.randint(0, 9) + rnd.choice(COMMENTS) + "\n"))
+                indent = rnd.choice(["", " ", "\t"]) * rnd.randint(0, 9)
+                edits.append((at + len(tok.string), at + len(tok.string), indent + rnd.choice(COMMENTS) + "\n"))
             elif kind == "blank line":
                 edits.append((at + len(tok.string), at + len(tok.string), rnd.choice(["\n", " \n", "\t\f\n"])))
             elif before.string != ":" and before.type != tokenize.NEWLINE:

@@ -2,15 +2,20 @@
 engine's use of them."""
 from __future__ import annotations
 
-import pytest
+import ast
+import os
+import random
+import warnings
 
-import sys
-from pathlib import Path
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alloc_lint import engine
 from alloc_lint.config import Config
 from alloc_lint.diagnostics import Diagnostic
 from alloc_lint.rules import ALL_RULES, Rule
+from prefilter_programs import Choices, program, respell  # tests/ is on sys.path under pytest
 
 ONE_FINDING = (
     "import torch\n"
@@ -84,17 +89,6 @@ def test_deselected_rules_predicates_are_not_asked(monkeypatch):
 
 
 # --- soundness, differentially ----------------------------------------------------------
-
-import ast  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import warnings  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from prefilter_programs import Choices, program, respell  # noqa: E402
 
 SCALE = float(os.environ.get("ALLOC_LINT_FUZZ_SCALE", "1"))
 PROGRAMS = settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
