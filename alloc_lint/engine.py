@@ -158,7 +158,7 @@ def _read(path: str, config: Config, prefilter: bool, hashing: bool):
 
     Returns (path, stat key, content hash, text to parse or None, result or
     None); a result is (diagnostics, error message, kept by the prefilter) and
-    is what the cache stores: no fix plans (they hold syntax trees)."""
+    is what the cache stores (fixes are data: edits.py operations)."""
     from .cache import Cache, content_hash
 
     try:
@@ -185,9 +185,6 @@ def _parse(item, config: Config):
         diagnostics, error = check_text(text, path, config, prefilter=False), None
     except SourceError as exc:
         diagnostics, error = [], str(exc)
-    for d in diagnostics:
-        for fix in d.fixes:
-            fix.plan = None
     return path, (diagnostics, error, True)
 
 
