@@ -139,8 +139,12 @@ _NOT_ASSIGN = frozenset("=!<>:+-*/%&|^@")
 # in parentheses (no two names side by side: `return x`, `await f` end it),
 # a dotted name, a list of names with commas and brackets.
 # (Right before a callee name only `.`, `(` or `)` may stand, blanks aside.)
-CHAIN_NEXT = rf"(?:[.()][ \t\f]*(?:{_WC}+[ \t\f]*)?)*"
-CHAIN = (re.compile(rf"[ \t\f]*{CHAIN_NEXT}"), re.compile(rf"[ \t\f]*(?:{_WC}+[ \t\f]*)?{CHAIN_NEXT}"))
+# A keyword (but the constants) ends a chain: `return (\n x.new_empty(n))`.
+_NOT_KEYWORD = "(?!(?:{})(?!{}))".format(
+    "|".join(k[::-1] for k in keyword.kwlist if k not in ("None", "True", "False")), _WC)
+CHAIN_NEXT = rf"(?:[.()][ \t\f]*(?:{_NOT_KEYWORD}{_WC}+[ \t\f]*)?)*"
+CHAIN = (re.compile(rf"[ \t\f]*{CHAIN_NEXT}"),
+         re.compile(rf"[ \t\f]*(?:{_NOT_KEYWORD}{_WC}+[ \t\f]*)?{CHAIN_NEXT}"))
 DOTTED_NAME = (re.compile(_chars(". \t\f") + "*"),) * 2
 # A list of names: no two names side by side, and an opening bracket only
 # where a list may open one (after `=`, `,`, another bracket, `;`, `:` or at
@@ -159,6 +163,7 @@ TARGET_NAME = re.compile(rf"[ \t\f]*({_WC}+)[ \t\f]*")
 # A statement's beginning, on its line: a dotted name, then `[` or `:`.
 LINE_HEAD = re.compile(rf"[ \t\f]*(?P<chain>{NAME}(?:[ \t\f]*\.[ \t\f]*{NAME})*)[ \t\f]*(?P<op>\[|:(?!=))")
 BLANKS = re.compile(r"[ \t\f]*")
+VALUE_ENDS = re.compile(r"[ \t\f]*(?:\\\n[ \t\f]*)*(?:[\n;#)]|\Z)")
 VALUE_END = re.compile(r"[ \t\f]*(?:[,)\]\n;#\\]|\Z)")
 VALUE_START = re.compile(r"[ \t\f]*(?:[=,(\[\n]|\Z)")
 _SUITE_HEADERS = frozenset({"else", "try", "finally"})  # `else: T = ...`
@@ -428,6 +433,9 @@ def _aliases(text: str, i: int, j: int):
     m = IMPORT_AS.match(text, j)
     if m:
         yield m.group(1)
+        return
+    if not VALUE_ENDS.match(text, j):
+        return  # the value of `e = <chain>` ends the statement (or a parenthesis)
     for stop, _ in _stops(text, i, CHAIN):
         if stop > 0 and text[stop] == "=" and text[stop - 1] not in _NOT_ASSIGN:
             # The alias, before `=` (gaps and closing parentheses between).
