@@ -576,6 +576,12 @@ def _rebound_after_open_site(text: str, open_sites: list, first_loop: int) -> bo
 
 
 @lru_cache(maxsize=64)
+def _callees(functions: frozenset, methods: frozenset) -> tuple[frozenset, tuple]:
+    names = functions | methods
+    return names, _shortest(names)
+
+
+@lru_cache(maxsize=64)
 def _shortest(names: frozenset) -> tuple:
     """The names that hold none of the others (`empty` for `empty_like`)."""
     return tuple(n for n in names if not any(o != n and o in n for o in names))
@@ -588,8 +594,8 @@ def stage_reached(text: str, allocator_names: frozenset[str], method_names: froz
                   last: int = 4) -> int:
     """How far the text gets (an index into STAGES); stops after stage `last`
     (bench/prefilter.py times the stages that way)."""
-    names = allocator_names | method_names
-    if not any(name in text for name in _shortest(names)):
+    names, shortest = _callees(allocator_names, method_names)
+    if not any(name in text for name in shortest):
         if text.isascii():
             return 0
         text = normalize(text)  # `ｅｍｐｔｙ_like` is `empty_like`
