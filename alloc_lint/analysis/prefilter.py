@@ -163,7 +163,9 @@ TARGET_NAME = re.compile(rf"[ \t\f]*({_WC}+)[ \t\f]*")
 # A statement's beginning, on its line: a dotted name, then `[` or `:`.
 LINE_HEAD = re.compile(rf"[ \t\f]*(?P<chain>{NAME}(?:[ \t\f]*\.[ \t\f]*{NAME})*)[ \t\f]*(?P<op>\[|:(?!=))")
 BLANKS = re.compile(r"[ \t\f]*")
-VALUE_ENDS = re.compile(r"[ \t\f]*(?:\\\n[ \t\f]*)*(?:[\n;#)]|\Z)")
+# After the last name of an alias's value: the end of the statement, or `)`.
+ALIAS_VALUE_END = re.compile(r"[ \t\f]*(?:\\\n[ \t\f]*)*(?:[\n;#)]|\Z)")
+# Around a name in a list of names (cheap tests before reading backwards).
 VALUE_END = re.compile(r"[ \t\f]*(?:[,)\]\n;#\\]|\Z)")
 VALUE_START = re.compile(r"[ \t\f]*(?:[=,(\[\n]|\Z)")
 _SUITE_HEADERS = frozenset({"else", "try", "finally"})  # `else: T = ...`
@@ -434,7 +436,7 @@ def _aliases(text: str, i: int, j: int):
     if m:
         yield m.group(1)
         return
-    if not VALUE_ENDS.match(text, j):
+    if not ALIAS_VALUE_END.match(text, j):
         return  # the value of `e = <chain>` ends the statement (or a parenthesis)
     for stop, _ in _stops(text, i, CHAIN):
         if stop > 0 and text[stop] == "=" and text[stop - 1] not in _NOT_ASSIGN:
