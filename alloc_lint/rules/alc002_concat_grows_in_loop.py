@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop
+from ..analysis.scopes import NESTED_SCOPES, Loop
 from ..diagnostics import Diagnostic
 from . import alc002_fix, alc002_text
 from .base import FileContext, Rule
@@ -467,21 +467,12 @@ def _declared_shared(acc: str, loop: Loop, ctx: FileContext) -> bool:
 
 
 def _loop_nodes(loop: Loop):
-    """Every node of the loop's body and target (not its `else`, which runs
-    once), without entering nested functions, lambdas or classes (a walrus in
-    a comprehension binds in this scope, so comprehensions are entered)."""
-    node = loop.node
-    todo = list(node.body)
-    if isinstance(node, (ast.For, ast.AsyncFor)):
-        todo.append(node.target)
-    else:
-        todo.append(node.test)  # evaluated on every iteration
-    while todo:
-        current = todo.pop()
-        yield current
-        for child in ast.iter_child_nodes(current):
-            if not isinstance(child, SCOPE_NODES):
-                todo.append(child)
+    """Every node of the loop's body and target, or its `while` test (not its
+    `else`, which runs once, nor a `for` iterable, evaluated once before), in
+    this scope: nested functions, lambdas and classes are yielded (their
+    names are bindings) but not entered; comprehensions are entered (a walrus
+    in one binds in this scope)."""
+    return alc002_fix.loop_nodes(loop)
 
 
 def _only_growth_and_seeds_bind(growth: Growth, ctx: FileContext) -> bool:
@@ -619,7 +610,8 @@ def _leaves_loop_after(stmt: ast.stmt, loop: Loop, ctx: FileContext) -> bool:
 
 
 def _blocks(node: ast.AST) -> list:
-    blocks = [getattr(node, name) for name in ("body", "orelse", "finalbody") if isinstance(getattr(node, name, None), list)]
+    blocks = [getattr(node, name) for name in ("body", "orelse", "finalbody")
+              if isinstance(getattr(node, name, None), list)]
     if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
         blocks += [h.body for h in node.handlers]
     return blocks

@@ -257,7 +257,7 @@ def _check_uses(group: list, shape: _Shape, ctx) -> None:
         if isinstance(node, ast.Name) and node.id == acc and _in_nested_function(node, scope, parents):
             raise _NoFix(f"`{acc}` is used by a nested function at line {node.lineno}: "
                          "called during the loop, it would see the value from before the loop")
-    for node in _loop_nodes_all(loop):
+    for node in loop_nodes(loop):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC \
                 and _builtin(node.func.id, loop, ctx):
             raise _NoFix(f"`{node.func.id}()` at line {node.lineno} can read `{acc}` by name")
@@ -373,7 +373,7 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
         if isinstance(node, ast.AsyncFor) or not (isinstance(node.iter, ast.Call) and isinstance(
                 node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
             return False
-    for sub in _loop_nodes_all(loop):
+    for sub in loop_nodes(loop):
         if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
             return False
         if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
@@ -454,10 +454,12 @@ def _in_nested_function(node: ast.AST, scope: ast.AST, parents: dict) -> bool:
 def _loop_names(loop) -> list:
     """Name nodes of the loop's body, target and `while` test (not its
     iterable, evaluated once before), nested scopes excluded."""
-    return [n for n in _loop_nodes_all(loop) if isinstance(n, ast.Name)]
+    return [n for n in loop_nodes(loop) if isinstance(n, ast.Name)]
 
 
-def _loop_nodes_all(loop) -> list:
+def loop_nodes(loop) -> list:
+    """Every node of the loop's body and target, or its `while` test, in the
+    loop's scope (nested functions and classes yielded, not entered)."""
     node = loop.node
     roots = list(node.body) + ([node.target] if isinstance(node, (ast.For, ast.AsyncFor)) else [node.test])
     found = []
