@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from .alc001_alloc_in_loop_merge import AllocInLoopMerge
+from .alc002_concat_grows_in_loop import ConcatGrowsInLoop
 from .base import FileContext, Rule
 
-ALL_RULES: tuple[Rule, ...] = (AllocInLoopMerge(),)
+ALL_RULES: tuple[Rule, ...] = (AllocInLoopMerge(), ConcatGrowsInLoop())
 
 
 def rule_by_code(code_or_name: str) -> Rule | None:

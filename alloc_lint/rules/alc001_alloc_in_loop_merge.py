@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..analysis import flow
 from ..analysis.names import last_names
@@ -149,14 +150,38 @@ class AllocInLoopMerge(Rule):
     `T = T_alt = None` after it releases the scratch buffers. Comments and
     formatting outside the changed lines are kept; the result does not trigger
     ALC001 again.
+
+    ## Options
+    In `[tool.alloc-lint]` of `pyproject.toml`:
+
+    - `extra-allocators`: more allocator functions, by qualified name
+      (`["mylib.ops.empty_like"]`); their first argument is the template.
+      `torch.empty_like` is always one.
+    - `extra-merge-functions`: more calls that merge into the temporary under any
+      keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
+      `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
+      reference to its arguments and writes its outputs in full.
     """
 
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+    fix_availability = "sometimes"
+    options = ("extra-allocators", "extra-merge-functions")
+
+    # Spellings the rule is being extended to (issue 10): `torch.empty(acc.shape,
+    # ...)` and `acc.new_empty(...)` on any receiver. The text predicate accepts
+    # them already; keep these lists in step with what `check` resolves.
+    shape_allocators = ("torch.empty",)
+    method_allocators = ("new_empty",)
 
     def might_match(self, text: str, config) -> bool:
-        return might_have_finding(text, last_names(config.allocators))
+        return might_have_finding(text, *self.callee_names(config))
+
+    def callee_names(self, config) -> tuple[frozenset, frozenset]:
+        """Last names of the allocator functions, and of method allocators
+        (`new_empty`, and configured ones on a class: `torch.Tensor.new_zeros`)."""
+        return _callee_names(tuple(config.allocators) + self.shape_allocators, self.method_allocators)
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
@@ -174,6 +199,12 @@ class AllocInLoopMerge(Rule):
                     diagnostics.extend(_diagnose(group, loop, ctx, claimed,
                                                  names_in_use[id(scope_node)]))
         return diagnostics
+
+
+@lru_cache(maxsize=16)
+def _callee_names(allocators: tuple, method_allocators: tuple) -> tuple[frozenset, frozenset]:
+    methods = {q.rsplit(".", 1)[-1] for q in allocators if "." in q and q.split(".")[-2][:1].isupper()}
+    return last_names(allocators), frozenset(method_allocators) | frozenset(methods)
 
 
 # --- finding the pattern -----------------------------------------------------------

@@ -1,0 +1,525 @@
+"""ALC002's fix: collect the parts in a list, concatenate once after the loop.
+
+`plan(group, ctx)` decides, for the growth statements of one accumulator in
+one loop, whether the fix is offered and how safe it is, and describes it as
+statement operations (alloc_lint.edits). The decision is the rule page's
+"Fix safety" section; each withheld fix says why, each unsafe one what it
+assumes.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from ..analysis.scopes import SCOPE_NODES, walk_scope
+from ..diagnostics import Fix
+from ..edits import InsertAfter, InsertBefore, Replace, position
+
+# Context managers that never swallow an exception (so an error in the loop
+# still leaves the function), whatever else they do.
+TRANSPARENT_CONTEXTS = frozenset({
+    "torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.set_grad_enabled",
+    "torch.autocast", "torch.cuda.amp.autocast", "torch.amp.autocast", "torch.cuda.device",
+    "torch.device", "torch.autograd.profiler.record_function", "torch.profiler.record_function",
+    "torch.cuda.nvtx.range", "nvtx.annotate",
+})
+# Calls a loop may make and still be free of effects outside its own locals
+# (the safe fix needs it: an error moved after the loop must change nothing).
+PURE_TORCH = frozenset({
+    "torch.zeros", "torch.ones", "torch.full", "torch.empty", "torch.zeros_like", "torch.ones_like",
+    "torch.full_like", "torch.empty_like", "torch.arange", "torch.tensor", "torch.cat",
+    "torch.concat", "torch.concatenate", "torch.stack",
+})
+PURE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float"})
+# Builtins that read local variables by name.
+_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "dir"})
+# Factories whose result is a fresh dense tensor of the given `dtype=`, or of
+# the default dtype (always a floating type) without one.
+FACTORIES = frozenset({"torch.zeros", "torch.ones", "torch.empty", "torch.zeros_like",
+                       "torch.ones_like", "torch.empty_like", "torch.full", "torch.full_like",
+                       "torch.arange", "torch.tensor"})
+DEFAULT_FLOATING = frozenset({"torch.zeros", "torch.ones", "torch.empty"})
+FLOATING = frozenset({f"torch.{n}" for n in (
+    "float16", "half", "bfloat16", "float32", "float", "float64", "double",
+    "complex64", "cfloat", "complex128", "cdouble")})
+
+ASSUME_FRESH = ("no part is written after it is appended, nor a view keeping a larger tensor "
+                "alive (the list holds references; the loop's concatenation copied at once)")
+ASSUME_DTYPE = ("every part has the accumulator's dtype (one final concatenation promotes once: "
+                "an int64 accumulator meeting float32, then float64 parts rounds differently)")
+ASSUME_FITS = ("every part fits the accumulator's shape and device (a part that does not makes "
+               "the concatenation after the loop raise, after the loop's later iterations ran)")
+ASSUME_CONTEXT = "the `with` statement around the loop does not swallow an exception raised in it"
+
+
+@dataclass
+class Plan:
+    fixes: list = field(default_factory=list)
+    reason: str | None = None  # why no fix is offered
+
+
+def plan(group: list, ctx) -> Plan:
+    """The fix for all growth statements of one accumulator in one loop."""
+    try:
+        return _plan(group, ctx)
+    except _NoFix as exc:
+        return Plan(reason=str(exc))
+
+
+class _NoFix(Exception):
+    pass
+
+
+def _plan(group: list, ctx) -> Plan:
+    first = group[0]
+    acc, loop = first.acc, first.loop
+    scope = loop.scope.node
+    parents = _parents(group[0].loop.scope)
+    if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise _NoFix(f"`{acc}` is a global here: code called in the loop could read it")
+    shape = _shape(group, ctx)
+    _check_uses(group, shape, ctx)
+    _check_exits(group, ctx)
+    assumptions = []
+    for holder in _ancestors(loop.node, scope, parents):
+        if isinstance(holder, (ast.Try,)) or type(holder).__name__ == "TryStar":
+            raise _NoFix(f"the loop is inside the `try` at line {holder.lineno}: an exception caught "
+                         f"there would leave `{acc}` as it was before the loop")
+        if isinstance(holder, (ast.With, ast.AsyncWith)) and not all(
+                _qualified(item.context_expr, loop, ctx) in TRANSPARENT_CONTEXTS for item in holder.items):
+            assumptions.append(ASSUME_CONTEXT)
+    if not _bound_before(acc, loop, ctx):
+        raise _NoFix(f"`{acc}` may be unbound before the loop")
+    if not all(_alone_on_line(s, ctx) for s in shape.replaced):
+        raise _NoFix("a statement of the pattern shares its line with another statement")
+    if first.func.split(".")[0] != "torch":
+        assumptions += [ASSUME_FRESH, ASSUME_DTYPE, ASSUME_FITS]
+    else:
+        if not _parts_fresh_and_typed(group, shape, ctx):
+            assumptions += [ASSUME_FRESH, ASSUME_DTYPE]
+        if not _pure_loop(group, shape, ctx):
+            assumptions.append(ASSUME_FITS)
+    parts = _fresh_name(f"{acc}_parts", _identifiers(scope))
+    operations = _operations(group, shape, parts, ctx)
+    message = f"Collect the parts of `{acc}` in a list and concatenate once after the loop"
+    if assumptions:
+        message += "; assumes " + "; ".join(dict.fromkeys(assumptions))
+    return Plan([Fix("unsafe" if assumptions else "safe", message, "collect", operations)])
+
+
+# --- what the statements look like -------------------------------------------------------
+
+
+@dataclass
+class _Shape:
+    seeded: bool  # `acc = x if acc is None else CAT(...)` / `if acc is None: ... else: ...`
+    prepend: bool  # the accumulator is last in the list
+    replaced: list  # the statements replaced by an append, one per growth
+    allowed: set  # ids of the accumulator's Name nodes that belong to the pattern
+    call_text: str  # the final concatenation with `{}` for the list
+
+
+def _shape(group: list, ctx) -> _Shape:
+    acc, loop = group[0].acc, group[0].loop
+    parents = _parents(group[0].loop.scope)
+    allowed, replaced = set(), []
+    positions = set()
+    for g in group:
+        allowed.add(id(g.acc_node))
+        allowed.update(id(t) for t in _targets(g.stmt) if isinstance(t, ast.Name))
+        values = [v for v in _joined(g)]
+        index = values.index(g.acc_node)
+        if index == 0:
+            positions.add("append")
+        elif index == len(values) - 1:
+            positions.add("prepend")
+        else:
+            raise _NoFix(f"`{acc}` is in the middle of the joined values: parts go on both sides")
+    if len(positions) > 1:
+        raise _NoFix(f"parts are added on both sides of `{acc}`")
+    texts = {_final_call(g, ctx) for g in group}
+    if len(texts) != 1:
+        raise _NoFix(f"the concatenations of `{acc}` differ (function or dimension)")
+    seeded = False
+    seeds = [n for n in _loop_names(loop) if n.id == acc and isinstance(n.ctx, ast.Store)
+             and id(n) not in allowed and isinstance(parents.get(n), (ast.Assign, ast.AnnAssign))]
+    for g in group:
+        if g.seed is not None:  # `x if acc is None else CAT([acc, x])`
+            test = g.stmt.value.test
+            _require_none_test(test, acc)
+            _require_same_part(g, g.seed)
+            allowed.update(id(n) for n in ast.walk(test) if isinstance(n, ast.Name) and n.id == acc)
+            seeded = True
+            replaced.append(g.stmt)
+            continue
+        holder = parents.get(g.stmt)
+        if seeds and isinstance(holder, ast.If) and len(holder.body) == 1 and len(holder.orelse) == 1 \
+                and g.stmt in (holder.body[0], holder.orelse[0]):
+            seed_stmt = holder.orelse[0] if holder.body[0] is g.stmt else holder.body[0]
+            first_branch = _require_none_test(holder.test, acc)
+            if (seed_stmt is holder.body[0]) != first_branch:
+                raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite")
+            if not (isinstance(seed_stmt, ast.Assign) and len(seed_stmt.targets) == 1
+                    and isinstance(seed_stmt.targets[0], ast.Name) and seed_stmt.targets[0].id == acc):
+                raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite")
+            _require_same_part(g, seed_stmt.value)
+            allowed.add(id(seed_stmt.targets[0]))
+            allowed.update(id(n) for n in ast.walk(holder.test) if isinstance(n, ast.Name) and n.id == acc)
+            seeded = True
+            replaced.append(holder)
+            continue
+        replaced.append(g.stmt)
+    if seeded and len(group) > 1:
+        raise _NoFix("the first iteration is special-cased and the accumulator grows in several places")
+    if any(id(n) not in allowed for n in seeds):
+        raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite "
+                     "(the fix handles `x if acc is None else ...` and `if acc is None: ... else: ...`)")
+    return _Shape(seeded, "prepend" in positions, replaced, allowed, texts.pop())
+
+
+def _require_none_test(test: ast.expr, acc: str) -> bool:
+    """`acc is None` (True: the body seeds) or `acc is not None` (False)."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.left, ast.Name) \
+            and test.left.id == acc and isinstance(test.comparators[0], ast.Constant) \
+            and test.comparators[0].value is None and isinstance(test.ops[0], (ast.Is, ast.IsNot)):
+        return isinstance(test.ops[0], ast.Is)
+    raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite "
+                 "(the fix handles `acc is None` tests)")
+
+
+def _require_same_part(growth, seed: ast.expr) -> None:
+    parts = [v for v in _joined(growth) if v is not growth.acc_node]
+    if len(parts) != 1 or isinstance(parts[0], ast.Starred) or ast.dump(parts[0]) != ast.dump(seed):
+        raise _NoFix("the first iteration starts from another value than the parts added later")
+
+
+def _joined(growth) -> list:
+    call = growth.call
+    if growth.func.endswith(".append"):
+        args = list(call.args[:2])
+        keywords = {k.arg: k.value for k in call.keywords}
+        args += [keywords[k] for k in ("arr", "values")[len(args):] if k in keywords]
+        return args
+    seq = call.args[0] if call.args else next(k.value for k in call.keywords if k.arg in ("tensors", "arrays", "tup"))
+    return list(seq.elts)
+
+
+def _final_call(growth, ctx) -> str:
+    """The concatenation after the loop, with `{}` where the list goes."""
+    call = growth.call
+    func = _source(call.func, ctx.lines)
+    rest = []
+    if growth.func.endswith(".append"):
+        if not isinstance(call.func, ast.Attribute):
+            raise _NoFix("the fix needs `concatenate` from the same module as `append`")
+        func = func[:func.rfind(".")] + ".concatenate"
+        extra = list(call.args[2:]) + [k.value for k in call.keywords if k.arg == "axis"]
+        if any(k.arg not in ("arr", "values", "axis") for k in call.keywords):
+            raise _NoFix("the concatenation has arguments the fix does not carry over")
+        axis = extra[0] if extra else None
+        if axis is not None:
+            _require_constant(axis)
+        rest.append(f"axis={_source(axis, ctx.lines) if axis is not None else 'None'}")
+        return f"{func}({{}}, {', '.join(rest)})"
+    first = "{}" if call.args else None
+    for arg in call.args[1:]:
+        _require_constant(arg)
+        rest.append(_source(arg, ctx.lines))
+    for k in call.keywords:
+        if k.arg in ("tensors", "arrays", "tup"):
+            first = f"{k.arg}={{}}"
+            continue
+        if k.arg is None:
+            raise _NoFix("the concatenation has arguments the fix does not carry over")
+        _require_constant(k.value)
+        rest.append(f"{k.arg}={_source(k.value, ctx.lines)}")
+    return f"{func}({', '.join([first, *rest])})"
+
+
+def _require_constant(node: ast.expr) -> None:
+    value = node.operand if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) else node
+    if not isinstance(value, ast.Constant):
+        raise _NoFix("the concatenation's dimension (or another argument) is not a constant: "
+                     "it would be evaluated once after the loop")
+
+
+# --- what must hold ------------------------------------------------------------------
+
+
+def _check_uses(group: list, shape: _Shape, ctx) -> None:
+    """The accumulator occurs in the loop only in the pattern, nowhere in a
+    nested function, and not in the loop's `else:`: after the fix it keeps its
+    value from before the loop until the loop ends."""
+    acc, loop = group[0].acc, group[0].loop
+    scope = loop.scope.node
+    parents = _parents(group[0].loop.scope)
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Name) and node.id == acc and _in_nested_function(node, scope, parents):
+            raise _NoFix(f"`{acc}` is used by a nested function at line {node.lineno}: "
+                         "called during the loop, it would see the value from before the loop")
+    for node in loop_nodes(loop):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC \
+                and _builtin(node.func.id, loop, ctx):
+            raise _NoFix(f"`{node.func.id}()` at line {node.lineno} can read `{acc}` by name")
+    for node in _loop_names(loop):
+        if node.id == acc and id(node) not in shape.allowed:
+            raise _NoFix(f"`{acc}` is read in the loop at line {node.lineno} (`{_line(node, ctx)}`): "
+                         f"after the fix it would still hold its value from before the loop")
+    for stmt in loop.node.orelse:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and node.id == acc:
+                raise _NoFix(f"the loop's `else:` uses `{acc}` (line {node.lineno}) before the parts are joined")
+
+
+def _check_exits(group: list, ctx) -> None:
+    """The concatenation is not inside a `try` or `with` of the loop body: an
+    error it raises is not caught in the loop, and it runs under no context
+    the single concatenation after the loop would leave."""
+    loop = group[0].loop
+    parents = _parents(group[0].loop.scope)
+    for g in group:
+        for holder in _ancestors(g.stmt, loop.node, parents):
+            if isinstance(holder, ast.Try) or type(holder).__name__ == "TryStar":
+                raise _NoFix(f"the concatenation is inside the `try` at line {holder.lineno}: "
+                             "its errors are caught in the loop")
+            if isinstance(holder, (ast.With, ast.AsyncWith)):
+                raise _NoFix(f"the concatenation runs under the `with` at line {holder.lineno}, "
+                             "which the single concatenation after the loop would not")
+
+
+def _bound_before(acc: str, loop, ctx) -> bool:
+    """Is `acc` certainly bound when the loop starts (a parameter, or assigned
+    by a statement of an enclosing block before the loop)?"""
+    scope = loop.scope.node
+    args = scope.args
+    if acc in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}:
+        return True
+    parents = _parents(loop.scope)
+    node = loop.node
+    while node is not scope:
+        holder = parents.get(node)
+        for block in (getattr(holder, "body", None), getattr(holder, "orelse", None),
+                      getattr(holder, "finalbody", None)):
+            if isinstance(block, list) and node in block:
+                for stmt in block[:block.index(node)]:
+                    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None and any(
+                            isinstance(t, ast.Name) and t.id == acc for t in _targets(stmt)):
+                        return True
+        node = holder
+    return False
+
+
+def _parts_fresh_and_typed(group: list, shape: _Shape, ctx) -> bool:
+    """Is every part a fresh tensor from a torch factory, written inline (so
+    nothing else holds it), and do the parts and the accumulator's start have
+    dtypes for which promoting step by step and once give the same values
+    (one dtype, or floating types only: widening a float is exact)?"""
+    loop = group[0].loop
+    dtypes = []
+    for g in group:
+        for part in _joined(g):
+            if part is g.acc_node:
+                continue
+            dtype = _factory_dtype(part, loop, ctx)
+            if dtype is None:
+                return False
+            dtypes.append(dtype)
+    if not shape.seeded:
+        start = _start_value(group[0].acc, loop)
+        dtype = _factory_dtype(start, loop, ctx) if start is not None else None
+        if dtype is None:
+            return False
+        dtypes.append(dtype)
+    return len(set(dtypes)) == 1 or all(d == "floating" or d in FLOATING for d in dtypes)
+
+
+def _factory_dtype(node: ast.expr, loop, ctx) -> str | None:
+    if not isinstance(node, ast.Call):
+        return None
+    func = _qualified(node.func, loop, ctx)
+    if func not in FACTORIES or any(k.arg in ("out", None) for k in node.keywords):
+        return None  # `out=buf` returns buf itself
+    dtype = next((k.value for k in node.keywords if k.arg == "dtype"), None)
+    if dtype is None:
+        return "floating" if func in DEFAULT_FLOATING else None
+    name = _qualified(dtype, loop, ctx)
+    return name if name and name.startswith("torch.") else None
+
+
+def _start_value(acc: str, loop) -> ast.expr | None:
+    """The value `acc` gets from the last statement before the loop, in the
+    loop's own block, if that statement is a plain assignment to it."""
+    container = loop.container
+    for stmt in reversed(container[:container.index(loop.node)]):
+        names = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id == acc]
+        if not names:
+            continue
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                and stmt.targets[0].id == acc and not any(n is not stmt.targets[0] for n in names):
+            return stmt.value
+        return None
+    return None
+
+
+def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
+    """Does the loop change nothing outside its function's locals, so that an
+    error moved to the concatenation after it is the only difference? Its
+    header walks a `range` (or tests locals), and every call in it is a torch
+    factory or a builtin from a short list; nothing is stored into an
+    attribute or a subscript, nothing yielded or awaited."""
+    loop = group[0].loop
+    node = loop.node
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        if isinstance(node, ast.AsyncFor) or not (isinstance(node.iter, ast.Call) and isinstance(
+                node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
+            return False
+    for sub in loop_nodes(loop):
+        if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
+            return False
+        if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
+            return False
+        if isinstance(sub, ast.Call):
+            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx):
+                continue
+            if _qualified(sub.func, loop, ctx) not in PURE_TORCH or any(k.arg in ("out", None) for k in sub.keywords):
+                return False  # `out=` writes into a tensor that may be the caller's
+    return True
+
+
+# --- the edit operations ---------------------------------------------------------------
+
+
+def _operations(group: list, shape: _Shape, parts: str, ctx) -> tuple:
+    acc, loop = group[0].acc, group[0].loop
+    at = lambda stmt: position(stmt, ctx.lines)  # noqa: E731
+    if not shape.seeded:
+        start = f"{parts} = [{acc}]"
+    elif _starts_as_none(acc, loop):
+        start = f"{parts} = []"
+    else:
+        start = f"{parts} = [] if {acc} is None else [{acc}]"
+    ops = [InsertBefore(at(loop.node), start)]
+    for g, stmt in zip(group, shape.replaced):
+        new = [v for v in _joined(g) if v is not g.acc_node]
+        texts = [_source(v, ctx.lines) for v in new]
+        if len(new) == 1 and not isinstance(new[0], ast.Starred):
+            code = f"{parts}.append({texts[0]})"
+        elif len(new) == 1:
+            code = f"{parts}.extend({_source(new[0].value, ctx.lines)})"
+        else:
+            joined = f"({', '.join(texts)})"
+            code = f"{parts}.extend(reversed({joined}))" if shape.prepend else f"{parts}.extend({joined})"
+        ops.append(Replace(at(stmt), code))
+    joined = f"{parts}[::-1]" if shape.prepend else parts
+    final = f"if len({parts}) > 1:\n    {acc} = {shape.call_text.format(joined)}\n"
+    if shape.seeded:
+        final += f"elif {parts}:\n    {acc} = {parts}[0]\n"
+    final += f"del {parts}"
+    ops.append(InsertAfter(at(loop.node), final))
+    return tuple(ops)
+
+
+def _starts_as_none(acc: str, loop) -> bool:
+    value = _start_value(acc, loop)
+    return isinstance(value, ast.Constant) and value.value is None
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _parents(scope) -> dict:
+    """Parent links inside the loop's function (not the whole module's)."""
+    parents = getattr(scope, "_alc002_parents", None)
+    if parents is None:
+        parents = {child: node for node in ast.walk(scope.node) for child in ast.iter_child_nodes(node)}
+        scope._alc002_parents = parents
+    return parents
+
+
+def _targets(stmt: ast.stmt) -> list:
+    return stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+
+
+def _ancestors(node: ast.AST, stop: ast.AST, parents: dict):
+    current = parents.get(node)
+    while current is not None and current is not stop:
+        yield current
+        current = parents.get(current)
+
+
+def _in_nested_function(node: ast.AST, scope: ast.AST, parents: dict) -> bool:
+    return any(isinstance(a, SCOPE_NODES) for a in _ancestors(node, scope, parents))
+
+
+def _loop_names(loop) -> list:
+    """Name nodes of the loop's body, target and `while` test (not its
+    iterable, evaluated once before), nested scopes excluded."""
+    return [n for n in loop_nodes(loop) if isinstance(n, ast.Name)]
+
+
+def loop_nodes(loop) -> list:
+    """Every node of the loop's body and target, or its `while` test, in the
+    loop's scope (nested functions and classes yielded, not entered)."""
+    node = loop.node
+    roots = list(node.body) + ([node.target] if isinstance(node, (ast.For, ast.AsyncFor)) else [node.test])
+    found = []
+    for root in roots:
+        found.extend(n for n in walk_scope(root))
+    return found
+
+
+def _qualified(expr: ast.expr, loop, ctx) -> str:
+    return ctx.resolver.qualified_name(expr, loop.scope) or ""
+
+
+def _builtin(name: str, loop, ctx) -> bool:
+    """Is `name` the builtin: bound in no enclosing scope?"""
+    scope = loop.scope
+    while scope is not None:
+        if name in ctx.resolver.bindings(scope):
+            return False
+        scope = scope.parent
+    return True
+
+
+def _source(node: ast.expr, lines: list) -> str:
+    """The expression as written, where it is on one line; else unparsed."""
+    if node.lineno == node.end_lineno:
+        line = lines[node.lineno - 1].encode("utf-8")
+        return line[node.col_offset:node.end_col_offset].decode("utf-8")
+    return ast.unparse(node)
+
+
+def _line(node: ast.AST, ctx) -> str:
+    text = ctx.lines[node.lineno - 1].strip()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _alone_on_line(stmt: ast.stmt, ctx) -> bool:
+    """Nothing but indentation before the statement and nothing but a comment after it."""
+    before = ctx.lines[stmt.lineno - 1].encode("utf-8")[:stmt.col_offset]
+    after = ctx.lines[stmt.end_lineno - 1].encode("utf-8")[stmt.end_col_offset:].strip()
+    if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With)):
+        after = b""  # a compound statement's end is its body's
+    return not before.strip() and (not after or after.startswith(b"#"))
+
+
+def _identifiers(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+    return names
+
+
+def _fresh_name(base: str, taken: set[str]) -> str:
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}{n}", n + 1
+    return candidate
