@@ -137,8 +137,10 @@ class AllocInLoopMerge(Rule):
       caller's tensor), the swap would overwrite the caller's data: only ping-pong
       is offered.
     - No fix is offered (the diagnostic says why) when the group's allocations are
-      not adjacent statements, or a statement of the pattern shares its line with
-      another statement.
+      not adjacent statements, a statement of the pattern shares its line with
+      another statement, or, where the swap is not safe, the group's rebindings are
+      not adjacent statements (ping-pong rotates every accumulator's buffers
+      together; a `continue` between the rebindings would skip some).
 
     In every form `T = None` is inserted just before the innermost loop (so every
     entry into the loop starts without a buffer), the allocations are wrapped in
@@ -493,6 +495,9 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
         reason = "a statement of the pattern shares its line with another statement"
     elif any(id(s) in claimed for s in statements):
         reason = "a statement of the pattern belongs to another group's fix"
+    elif origin not in ("owned", "none") and not _rebindings_adjacent(group, loop):
+        reason = ("the group's rebindings are not adjacent statements (a statement between them could "
+                  "skip some, and the two buffers of each accumulator rotate together)")
     fixes = [] if reason else _fixes(group, loop, origin, example, names_in_use, ctx.lines)
     if fixes:
         claimed.update(id(s) for s in statements)
@@ -512,6 +517,19 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
             message=message, fixes=fixes, no_fix_reason=reason,
         ))
     return diagnostics
+
+
+def _rebindings_adjacent(group: list, loop: Loop) -> bool:
+    """The group's rebindings run together: one statement, or adjacent ones.
+    Ping-pong needs it: its lazy allocation tests the first temporary only, so
+    a rotation skipped for one accumulator (`A = T; if c: continue; B = U`)
+    would leave another temporary None at the next merge."""
+    rebinds = list({id(p.rebind): p.rebind for p in group}.values())
+    if len(rebinds) == 1:
+        return True
+    block = next(b for b in loop.blocks if any(s is group[0].alloc for s in b))
+    where = sorted(next(i for i, s in enumerate(block) if s is r) for r in rebinds)
+    return where == list(range(where[0], where[0] + len(where)))
 
 
 def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
