@@ -21,6 +21,7 @@ CHUNK_PARAM = "max_new_tokens"
 SMALL = {"batch": 2, "prompt_len": 4, "hidden": 16, "vocab": 64, "max_new_tokens": 8}
 SWEEP = (16, 64, 256)
 EXPECT_SAFE_FIX = False  # the ids are read by the model on every step: no fix at all
+EXPECT_UNSAFE_FIX = False  # not even with --unsafe-fixes
 
 
 def next_token(input_ids, weights):

@@ -31,6 +31,11 @@ CHUNK_PARAM = "chunks"
 SMALL = {  # CI sizes
     "tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16, "dcp_world_size": 2
 }
+# The safe fix keeps one scratch buffer per accumulator (R) alive between merges, which
+# the original frees at its rebinding; this loop computes the next chunk while the
+# previous chunk's output is still bound, so it holds as much between merges as at them,
+# and the fixed call peaks one R higher (no reuse form avoids it; the merges do not).
+PEAK_EXTRA_BUFFERS = 1
 
 
 class SimulatedDCPGroup:

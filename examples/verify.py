@@ -1,12 +1,11 @@
 #!/usr/bin/env python
 """Rewrite the examples with alloc-lint's fixer, run original and rewritten code, compare.
 
-For every example and every form (original, safe fixes, unsafe fixes, and a lazy
-ping-pong derived from the safe fix while the fixer still emits the eager one) the
-harness calls the example on the same fresh inputs and reports: whether the results are
-bitwise equal to the original's, whether the caller's arguments are left as the
-original leaves them, allocator calls and bytes, bytes copied, peak memory over the
-whole call, and the median time of the call.
+For every example and every form (the original, `alloc-lint fix`'s safe fixes, and
+`--unsafe-fixes`) the harness calls the example on the same fresh inputs and reports:
+whether the results are bitwise equal to the original's, whether the caller's arguments
+are left as the original leaves them, allocator calls and bytes, bytes copied, live
+memory at every merge, peak memory over the whole call, and the median time of a call.
 
     python examples/verify.py                       # rewrite with alloc_lint, run on CPU
     python examples/verify.py --device cuda --sweep --json report.json
@@ -31,30 +30,38 @@ and imported by its plain name. An example module defines:
                                           defaults are the example's full size.
     run_loop(inputs)                      the call under test (the function with the
                                           pattern, or its caller); returns a tensor or a
-                                          tuple/list of tensors. Chunk/part results must
-                                          be computed inside this call, as real kernels
-                                          return them, never held by the caller.
+                                          tuple/list of tensors: the accumulators of the
+                                          fixed group (their storage bytes are R, below).
+                                          Chunk/part results must be computed inside this
+                                          call, as real kernels return them, never held
+                                          by the caller.
     CHUNK_PARAM = "chunks"                the size keyword that sets the number of
                                           merges or parts (--chunks and --sweep set it).
     SMALL = {...}                         CI sizes (--small): seconds on a CPU.
     SWEEP = (16, 64, 256)                 optional: CHUNK_PARAM values for --sweep.
-    EXPECT_SAFE_FIX = True                optional: False when the rule must report the
-                                          site without a safe fix (the safe rewrite must
-                                          then leave the file unchanged).
+    EXPECT_SAFE_FIX = True                optional: False when `alloc-lint fix` must leave
+                                          the file unchanged (reported without a safe fix).
+    EXPECT_UNSAFE_FIX = True              optional: False when `--unsafe-fixes` must leave
+                                          it unchanged too (reported with no fix at all).
     expect_unsafe_equal(**size) -> bool   optional (default: True): whether the
                                           --unsafe-fixes rewrite keeps the results and
                                           the caller's arguments at this size.
+    PEAK_EXTRA_BUFFERS = 0                optional: 1 where the safe fix may hold one
+                                          buffer per accumulator (R) more than the original
+                                          over the call, with a comment saying why (the
+                                          loop holds as much between merges as at them).
     TOLERANCE = {"atol": .., "rtol": .., "reason": ".."}
                                           optional: accept safe results within this
                                           tolerance (default: bitwise), with the reason.
-    TRACE_EVENT = "merge"                 optional: the kernels.launch() name that keys
-                                          the per-iteration memory trace (--trace).
+    TRACE_EVENT = "merge"                 optional: the kernels.launch() name of the merge,
+                                          which keys the per-merge memory check and trace.
 
 Kernels go through kernels.launch(name, fn, *args): while measuring, the harness sees
 each call as one launch. On CPU the torch stand-ins' internal temporaries are then not
 counted (a fused GPU kernel has none); only the tensors a kernel returns are.
 
-What is measured (one counted call per form, on inputs made with the same seed):
+What is measured (one counted call per distinct text, on inputs made with the same
+seed; a form whose text equals another's is reported with that one's numbers):
 
 * results: bitwise equal to the original's (NaNs compared as bits), or within the
   example's TOLERANCE; result strides are reported.
@@ -68,30 +75,47 @@ What is measured (one counted call per form, on inputs made with the same seed):
   storage an op (or a kernel launch) returns, and its bytes.
 * bytes copied: the output bytes of copy_/cat/stack/clone/_to_copy ops, counted by the
   same dispatch mode on both devices (NumPy copies are not seen).
-* peak: CUDA: max_memory_allocated() over the call (after reset_peak_memory_stats()),
-  minus what was allocated before it, and max_memory_reserved() likewise after
-  empty_cache(). CPU: the peak of live tracked bytes: each new storage is counted from
-  the op that returns it until the last tensor the dispatch mode saw on it is freed
-  (weakref finalizers). The results are still alive at the end of the call.
+* memory at each merge: live bytes as merge k (the k-th TRACE_EVENT launch) starts, its
+  out-buffers allocated, and the peak between merge k-1 and merge k. CUDA:
+  memory_allocated() and max_memory_allocated() (reset at every launch); CPU: live
+  tracked bytes: each new storage is counted from the op that returns it until the last
+  tensor the dispatch mode saw on it is freed (weakref finalizers).
+* peak: over the whole call, minus what was allocated before it (CUDA also: peak
+  reserved after empty_cache()). The results are still alive at the end of the call.
+  R is the original's results' storage bytes (CUDA: each rounded up to 512 bytes): one
+  buffer per accumulator of the fixed group. The peak's difference to the original's
+  is reported in MB and in units of R.
 * time: median of --repeat calls after --warmup (CUDA events on the GPU), forms taking
   turns.
-* --trace: live bytes at each kernel launch; per TRACE_EVENT call k (merge k) the live
-  bytes at it (its out-buffers already allocated) and the peak since the previous one
-  ("between"), in MB and in units of the result size (the accumulators' bytes).
+* --trace: the per-merge table (live bytes at and between merges, in MB and in R).
 
---check exits 1 when: a safe rewrite leaves an example unchanged (or rewrites one that
-expects no safe fix); changes its results or the caller's arguments; allocates more
-calls or bytes than the original (from 3 chunks on: with 2 chunks, one merge,
-ping-pong's second buffer costs more by design); raises the peak; copies more bytes;
-or, with several chunk counts, does not grow more slowly in allocator calls than the
-original does. An unsafe rewrite fails the check when it keeps or changes the results
-and caller's arguments contrary to expect_unsafe_equal. The derived lazy form is
-measured and reported, never checked: it is not what the tool emits.
+The promise of a safe fix, which --check enforces (exit 1 on any failure):
+
+* the safe rewrite changes the file, unless EXPECT_SAFE_FIX is False (then it must not);
+  likewise --unsafe-fixes and EXPECT_UNSAFE_FIX;
+* results within tolerance (default: bitwise) and the caller's arguments as the
+  original leaves them;
+* allocator calls, bytes allocated and bytes copied never higher than the original's
+  (at any chunk count);
+* live memory at each merge never higher than the original's at that merge, and the
+  same number of merges;
+* peak over the whole call at most the original's plus PEAK_EXTRA_BUFFERS * R
+  (PEAK_EXTRA_BUFFERS is 0 or 1: every reuse form keeps one scratch buffer per
+  accumulator alive between merges, which the original frees at its rebinding; where
+  the loop holds no more between merges than at them, the peak must not rise at all);
+* over several chunk counts, the fixed form (the safe one; the unsafe one where
+  EXPECT_SAFE_FIX is False) grows more slowly in allocator calls than the original.
+
+An unsafe rewrite must change the results or the caller's arguments exactly where
+expect_unsafe_equal says so; where it keeps them, its allocator calls, bytes and bytes
+copied are held to the same bounds (its peak is reported, not checked: the swap's
+scratch buffer is the first value's whole storage).
 """
 
 import argparse
-import ast
+import copy
 import datetime
+import fnmatch
 import hashlib
 import importlib.util
 import inspect
@@ -208,50 +232,6 @@ def load_prepared(prep_dir, names):
     return texts, fixes, manifest.get("alloc_lint_version")
 
 
-ALT_ALLOC = re.compile(r"^(\s*)(\w+_alt)\s*=\s*\S.*\(.*$")
-GUARD = re.compile(r"^\s*if (\w+) is None:\s*$")
-
-
-def derive_lazy(safe_text):
-    """The lazy ping-pong (DESIGN 3) from the fixer's eager one, or None.
-
-    The eager form allocates both buffers under `if T is None:` and rotates
-    `A, T, T_alt = T, T_alt, T`. Dropping the `T_alt = ALLOC(...)` lines and binding
-    `T_alt = None` next to the `T = None` before the loop makes the guard allocate
-    the second buffer at the second merge, after the first value is dropped. None when
-    the safe text has no eager ping-pong (the fixer already emits the lazy form, or the
-    swap).
-    """
-    lines = safe_text.splitlines(keepends=True)
-    guard, alts, drop = None, {}, set()
-    for i, line in enumerate(lines):
-        match = GUARD.match(line)
-        if match:
-            guard = match.group(1)
-            continue
-        match = ALT_ALLOC.match(line)
-        if match and guard is not None and "," not in line.split("=")[0]:
-            alts.setdefault(guard, []).append(match.group(2))
-            drop.add(i)
-    if not alts:
-        return None
-    out = []
-    for i, line in enumerate(lines):
-        if i in drop:
-            continue
-        out.append(line)
-        for guard_name, names in alts.items():
-            match = re.match(rf"^(\s*){guard_name} = None\s*$", line)
-            if match:
-                out += [f"{match.group(1)}{name} = None\n" for name in names]
-                alts[guard_name] = []
-    if any(alts.values()):
-        return None  # a guard without its `T = None`: not the shape this expects
-    text = "".join(out)
-    ast.parse(text)
-    return text
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -270,8 +250,9 @@ def storage_key(t):
     return (str(t.device), t.untyped_storage().data_ptr())
 
 
-def make_tracker(device, trace):
-    """A dispatch mode that counts allocations, copies and live bytes (see the docstring)."""
+def make_tracker(device):
+    """A dispatch mode that counts allocations, copies and live bytes, and records the
+    memory level at every kernel launch (see the docstring)."""
 
     class Tracker(TorchDispatchMode):
         def __init__(self):
@@ -281,9 +262,10 @@ def make_tracker(device, trace):
             self.storages = {}  # storage key -> [nbytes, tensors seen on it]
             self.seen = {}  # id(tensor) -> weakref, for tensors already counted
             self.paused = 0
-            self.events = [] if trace else None
+            self.events = []
             if device == "cuda":
                 self.cuda_base = torch.cuda.memory_allocated()
+                self.reserved_peak = torch.cuda.max_memory_reserved()
 
         # -- live bytes
 
@@ -341,15 +323,16 @@ def make_tracker(device, trace):
             if device == "cuda":
                 live = torch.cuda.memory_allocated() - self.cuda_base
                 peak = torch.cuda.max_memory_allocated() - self.cuda_base
+                # The reset below clears the reserved peak too: keep it.
+                self.reserved_peak = max(self.reserved_peak, torch.cuda.max_memory_reserved())
                 torch.cuda.reset_peak_memory_stats()
                 return live, peak
             peak, self.interval_peak = self.interval_peak, self.live
             return self.live, peak
 
         def mark(self, name, phase):
-            if self.events is not None:
-                live, peak = self.level()
-                self.events.append({"kernel": name, "phase": phase, "live": live, "peak": peak})
+            live, peak = self.level()
+            self.events.append({"kernel": name, "phase": phase, "live": live, "peak": peak})
 
         def launch(self, name, fn, args, kwargs):
             self.mark(name, "enter")
@@ -430,7 +413,13 @@ def as_tuple(result):
     return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
 
-def counted_run(mod, inputs, device, kernels, trace):
+def storage_bytes(t, device):
+    """A tensor's storage bytes as the allocator counts them (CUDA: 512-byte blocks)."""
+    n = t.untyped_storage().nbytes()
+    return max(512, -(-n // 512) * 512) if device == "cuda" and n else n
+
+
+def counted_run(mod, inputs, device, kernels, event, keep_events):
     """Call the example once; its results (copied to the CPU) and measurements."""
     before = caller_state(inputs)
     sync(device)
@@ -440,7 +429,7 @@ def counted_run(mod, inputs, device, kernels, trace):
         reserved_before = torch.cuda.memory_reserved()
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
-    tracker = make_tracker(device, trace)
+    tracker = make_tracker(device)
     kernels.LAUNCH_HOOK = tracker.launch
     try:
         with tracker:
@@ -449,18 +438,22 @@ def counted_run(mod, inputs, device, kernels, trace):
         tracker.mark("end", "end")
     finally:
         kernels.LAUNCH_HOOK = None
-    stats = {"bytes_copied": tracker.copied, "result_bytes": sum(
-        t.untyped_storage().nbytes() for t in result)}  # fmt: skip
+    stats = {
+        "bytes_copied": tracker.copied,
+        "result_bytes": sum(storage_bytes(t, device) for t in result),
+        "tracked_peak_bytes": tracker.peak,  # tensors' bytes alone, on either device
+    }
     if device == "cuda":
         after = torch.cuda.memory_stats()
         key_calls, key_bytes = "allocation.all.allocated", "allocated_bytes.all.allocated"
         stats["alloc_calls"] = after.get(key_calls, 0) - stats_before.get(key_calls, 0)
         stats["alloc_bytes"] = after.get(key_bytes, 0) - stats_before.get(key_bytes, 0)
-        peak = torch.cuda.max_memory_allocated() - baseline
-        if tracker.events:  # the trace resets the peak statistics at every launch
-            peak = max([peak] + [e["peak"] for e in tracker.events])
+        # Every launch resets the peak statistics (the per-merge levels): take the max.
+        peak = max([torch.cuda.max_memory_allocated() - baseline]
+                   + [e["peak"] for e in tracker.events])  # fmt: skip
         stats["peak_bytes"] = peak
-        stats["peak_reserved_bytes"] = torch.cuda.max_memory_reserved() - reserved_before
+        reserved = max(tracker.reserved_peak, torch.cuda.max_memory_reserved())
+        stats["peak_reserved_bytes"] = reserved - reserved_before
     else:
         stats["alloc_calls"] = tracker.calls
         stats["alloc_bytes"] = tracker.bytes
@@ -471,7 +464,8 @@ def counted_run(mod, inputs, device, kernels, trace):
     stats["inputs"] = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     stats["caller_after"] = after_state
     stats["caller_changed_by_call"] = sorted(p for p in before if before[p] != after_state.get(p))
-    if trace:
+    stats["merges"] = summarize_trace(tracker.events, event)
+    if keep_events:
         stats["trace"] = tracker.events
     return [t.detach().to("cpu", copy=True) for t in result], stats
 
@@ -527,15 +521,22 @@ def load_module(path, name):
     return module
 
 
-def measure(modules, size, device, seed, warmup, repeat, kernels, trace):
-    """Results, allocations, memory and times of every form of one example at one size."""
+def measure(modules, same_as, size, device, seed, warmup, repeat, kernels, keep_events):
+    """Results, allocations, memory and times of every form of one example at one size.
+
+    `modules` maps each form with a text of its own to its module; `same_as` maps a form
+    whose text equals another's to that form, whose measurements it shares.
+    """
     entry, results = {}, {}
-    tolerance = getattr(modules["original"], "TOLERANCE", None)
+    original = modules["original"]
+    tolerance = getattr(original, "TOLERANCE", None)
+    event = getattr(original, "TRACE_EVENT", "merge")
     for form, mod in modules.items():
         if warmup:  # compiles the Triton kernels, fills the caching allocator
             mod.run_loop(mod.make_inputs(device, seed + 1, **size))
         inputs = mod.make_inputs(device, seed, **size)
-        results[form], entry[form] = counted_run(mod, inputs, device, kernels, trace)
+        results[form], entry[form] = counted_run(mod, inputs, device, kernels, event,
+                                                 keep_events)  # fmt: skip
         del inputs
     # Time the forms in turns, so that drifting clocks hit them alike.
     inputs = {form: mod.make_inputs(device, seed + 2, **size) for form, mod in modules.items()}
@@ -546,29 +547,27 @@ def measure(modules, size, device, seed, warmup, repeat, kernels, trace):
             if turn >= warmup:
                 times[form].append(ms)
     del inputs
-    original = entry["original"]
-    for form in modules:
+    for form, twin in same_as.items():
+        entry[form] = {**copy.deepcopy(entry[twin]), "same_text_as": twin}
+        results[form], times[form] = results[twin], times[twin]
+    entry = {form: entry[form] for form in TOOL_FORMS if form in entry}
+    reference = entry["original"]
+    for form in entry:
         entry[form]["median_ms"] = statistics.median(times[form])
         entry[form]["times_ms"] = times[form]
         if form != "original":
             cmp = compare(results["original"], results[form], tolerance)
             # Informative only: the swap form's result layout can follow the chunk parity.
-            cmp["same_strides"] = entry[form]["strides"] == original["strides"]
-            after, ref = entry[form]["caller_after"], original["caller_after"]
+            cmp["same_strides"] = entry[form]["strides"] == reference["strides"]
+            after, ref = entry[form]["caller_after"], reference["caller_after"]
             cmp["caller_args_differ"] = sorted(p for p in ref if ref[p] != after.get(p))
             entry[form]["comparison"] = cmp
-    for form in modules:
-        if trace:
-            event = getattr(modules["original"], "TRACE_EVENT", "merge")
-            entry[form]["trace_summary"] = summarize_trace(
-                entry[form]["trace"], event, original["result_bytes"]
-            )
     return entry
 
 
-def summarize_trace(events, event, unit):
-    """Per call k of `event`: live bytes as it starts, and the peak between the end of
-    call k-1 (or the start) and the start of call k."""
+def summarize_trace(events, event):
+    """Per call k of `event` (merge k): live bytes as it starts, and the peak between the
+    end of call k-1 (or the start) and the start of call k; then "end" (after the call)."""
     rows, stretch_peak, k = [], 0, 0
     for e in events:
         stretch_peak = max(stretch_peak, e["peak"])
@@ -584,7 +583,7 @@ def summarize_trace(events, event, unit):
         for r in rows
         if peak in (r["at"], r["between"])
     )
-    return {"unit_bytes": unit, "rows": rows, "peak": peak, "where": where}
+    return {"rows": rows, "peak": peak, "where": where}
 
 
 # --------------------------------------------------------------------------- checking
@@ -602,50 +601,94 @@ def observably_equal(entry):
     return cmp["within_tolerance"] and not cmp["caller_args_differ"]
 
 
-def judge(name, mod, entry, texts, size):
-    """Fill each rewritten form's status; return the failures (lazy: notes only)."""
+def expectations(mod):
+    """The example's declared expectations (the protocol's optional names)."""
+    return {
+        "safe_fix": getattr(mod, "EXPECT_SAFE_FIX", True),
+        "unsafe_fix": getattr(mod, "EXPECT_UNSAFE_FIX", True),
+        "peak_extra_buffers": getattr(mod, "PEAK_EXTRA_BUFFERS", 0),
+    }
+
+
+def fixed_form(expect):
+    """The form that carries the example's fix: safe, else unsafe, else None."""
+    if expect["safe_fix"]:
+        return "safe"
+    return "unsafe" if expect["unsafe_fix"] else None
+
+
+def judge(name, mod, entry, texts, size, unit):
+    """Fill each rewritten form's status; return the failures (see the docstring).
+
+    `unit` is R, the original's results' storage bytes.
+    """
     failures = []
     chunks = size[mod.CHUNK_PARAM]
     original = entry["original"]
-    expect_fix = getattr(mod, "EXPECT_SAFE_FIX", True)
+    expect = expectations(mod)
+    extra = expect["peak_extra_buffers"]
+    if extra not in (0, 1):
+        failures.append(f"{name}: PEAK_EXTRA_BUFFERS = {extra!r}; a safe fix may hold at most "
+                        "one buffer per accumulator more than the original (0 or 1)")  # fmt: skip
+        extra = 0
     for form in entry:
         if form == "original":
             continue
-        cmp = entry[form]["comparison"]
+        m = entry[form]
         problems = []
-        if entry[form]["inputs"] != original["inputs"]:
+        changed = texts[form] != texts["original"]
+        should_change = expect[f"{form}_fix"]
+        if changed and not should_change:
+            problems.append(f"the {form} rewrite changed the file where the example expects none")
+        if not changed and should_change:
+            problems.append(f"the {form} rewrite left the file unchanged")
+        if m["inputs"] != original["inputs"]:
             problems.append("ran on other inputs than the original")
+        equal = True
         if form == "unsafe":
-            expect = getattr(mod, "expect_unsafe_equal", lambda **_: True)(**size)
-            entry[form]["expected"] = "equal" if expect else "differ"
-            if observably_equal(entry[form]) != expect:
-                problems.append(
-                    "results or caller's arguments changed"
-                    if expect
-                    else "results and caller's arguments did NOT change (hazard not shown)"
-                )
+            equal = getattr(mod, "expect_unsafe_equal", lambda **_: True)(**size)
+        m["expected"] = "no fix" if not should_change else "equal" if equal else "differ"
+        cmp = m["comparison"]
+        if not equal:
+            if observably_equal(m):
+                problems.append("results and caller's arguments did NOT change (hazard not shown)")
         else:
-            entry[form]["expected"] = "equal"
             if not cmp["within_tolerance"]:
                 problems.append("results changed")
             if cmp["caller_args_differ"]:
                 differ = ", ".join(cmp["caller_args_differ"])
                 problems.append(f"caller's arguments differ: {differ}")
-            if form == "safe" and expect_fix and texts["safe"] == texts["original"]:
-                problems.append("the fixer left it unchanged")
-            if form == "safe" and not expect_fix and texts["safe"] != texts["original"]:
-                problems.append("a safe fix was applied where the example expects none")
-            keys = ["peak_bytes", "bytes_copied"]
-            if chunks >= 3:
-                keys = ["alloc_calls", "alloc_bytes"] + keys
-            for key in keys:
-                if entry[form][key] > original[key]:
-                    problems.append(f"{key} {entry[form][key]} > original's {original[key]}")
-        label = "note" if form == "lazy" else "FAIL"
-        entry[form]["status"] = f"{label}: " + "; ".join(problems) if problems else "ok"
-        if form != "lazy":
-            failures += [f"{name} ({mod.CHUNK_PARAM}={chunks}) {form}: {p}" for p in problems]
+            for key in ("alloc_calls", "alloc_bytes", "bytes_copied"):
+                if m[key] > original[key]:
+                    problems.append(f"{key} {m[key]} > original's {original[key]}")
+        m["peak_delta_bytes"] = m["peak_bytes"] - original["peak_bytes"]
+        if form == "safe" and changed:
+            m["peak_allowed_bytes"] = extra * unit
+            problems += check_memory(m, original, extra, unit)
+        m["status"] = "FAIL: " + "; ".join(problems) if problems else "ok"
+        failures += [f"{name} ({mod.CHUNK_PARAM}={chunks}) {form}: {p}" for p in problems]
     return failures
+
+
+def check_memory(m, original, extra, unit):
+    """The safe fix's memory promise: at each merge never above the original's, over the
+    call at most `extra` buffers per accumulator (extra * R) above it."""
+    problems = []
+    mine, ref = m["merges"]["rows"][:-1], original["merges"]["rows"][:-1]  # not "end"
+    if len(mine) != len(ref):
+        problems.append(f"{len(mine)} merges, the original {len(ref)}")
+    higher = [(r["k"], r["at"], o["at"]) for r, o in zip(mine, ref) if r["at"] > o["at"]]
+    if higher:
+        k, at, at_orig = higher[0]
+        problems.append(f"live bytes at merge {k} {at} > original's {at_orig} "
+                        f"({len(higher)} merge(s) higher)")  # fmt: skip
+    delta = m["peak_delta_bytes"]
+    if delta > extra * unit:
+        problems.append(
+            f"peak over the call {m['peak_bytes']} = original's {signed_mb(delta)} "
+            f"({units(delta, unit)}), more than PEAK_EXTRA_BUFFERS = {extra} allows"
+        )
+    return problems
 
 
 def growth(runs, name, form, key):
@@ -657,21 +700,22 @@ def growth(runs, name, form, key):
     }
 
 
-def check_growth(runs, expect_fix):
-    """Over a sweep, the safe form must drop a per-iteration allocation."""
+def check_growth(runs, fixed_forms):
+    """Over a sweep, the fixed form must drop a per-iteration allocation."""
     failures = []
     for name in sorted({run["example"] for run in runs}):
-        if not expect_fix.get(name, True):
+        form = fixed_forms.get(name)
+        if form is None:
             continue
         orig = growth(runs, name, "original", "alloc_calls")
-        safe = growth(runs, name, "safe", "alloc_calls")
+        fixed = growth(runs, name, form, "alloc_calls")
         lo, hi = min(orig), max(orig)
         if hi == lo:
             continue
-        if safe[hi] - safe[lo] >= orig[hi] - orig[lo]:
+        if fixed[hi] - fixed[lo] >= orig[hi] - orig[lo]:
             failures.append(
-                f"{name} safe: allocator calls grow as fast as the original's "
-                f"({safe[lo]} -> {safe[hi]} against {orig[lo]} -> {orig[hi]})"
+                f"{name} {form}: allocator calls grow as fast as the original's "
+                f"({fixed[lo]} -> {fixed[hi]} against {orig[lo]} -> {orig[hi]})"
             )
     return failures
 
@@ -681,6 +725,14 @@ def check_growth(runs, expect_fix):
 
 def mb(n):
     return "-" if n is None else f"{n / 1e6:.1f}" if n >= 1e5 else f"{n / 1e6:.3f}"
+
+
+def signed_mb(n):
+    return ("+" if n > 0 else "-" if n < 0 else "") + mb(abs(n)) + " MB"
+
+
+def units(n, unit):
+    return f"{n / unit:+.2f}R" if unit else "-"
 
 
 def exponent(values):
@@ -694,25 +746,45 @@ def exponent(values):
 def verdict(m):
     if "comparison" not in m:
         return "(reference)"
-    c = m["comparison"]
-    if c["bitwise_equal"]:
-        text = "bitwise equal"
-    elif c["within_tolerance"]:
-        text = f"within tolerance: max abs diff {c['max_abs_diff']}"
+    if m.get("same_text_as") == "original":
+        text = "not rewritten"
+        if m["expected"] == "no fix":
+            return text + " (expected: no fix)" if m["status"] == "ok" else f"**{m['status']}**"
     else:
-        text = f"differ: {c['mismatches']} values, max abs diff {c['max_abs_diff']}"
-    text += "; caller's args " + ("DIFFER" if c["caller_args_differ"] else "same")
+        c = m["comparison"]
+        if c["bitwise_equal"]:
+            text = "bitwise equal"
+        elif c["within_tolerance"]:
+            text = f"within tolerance: max abs diff {c['max_abs_diff']}"
+        else:
+            text = f"differ: {c['mismatches']} values, max abs diff {c['max_abs_diff']}"
+        text += "; caller's args " + ("DIFFER" if c["caller_args_differ"] else "same")
+        if not c["same_strides"]:
+            text += ", result strides differ"
+        if m.get("same_text_as"):
+            text += f" (same text as {m['same_text_as']})"
     text += f" (expected {m['expected']})"
-    if not c["same_strides"]:
-        text += ", result strides differ"
     if m["status"] != "ok":
         text = f"**{m['status']}**: " + text
     return text
 
 
+def peak_cell(m, unit):
+    """The peak's difference to the original's, and what the check allowed."""
+    if "peak_delta_bytes" not in m:
+        return f"R = {mb(unit)} MB"
+    text = f"{signed_mb(m['peak_delta_bytes'])} ({units(m['peak_delta_bytes'], unit)})"
+    if "peak_allowed_bytes" in m:
+        text += f", allowed +{units(m['peak_allowed_bytes'], unit)[1:]}"
+    return text
+
+
 def markdown(report):
     env = report["environment"]
-    lines = [
+    lines = []
+    if not report.get("complete", True):
+        lines += [f"**Incomplete report** (stopped after {len(report['runs'])} runs).", ""]
+    lines += [
         (
             f"Device: {env['device_name']} ({env['device']}); torch {env['torch']}, "
             f"triton {env['triton']}, Python {env['python']}; attention: {env['attention']}; "
@@ -721,24 +793,22 @@ def markdown(report):
         "",
         (
             "| example | size | form | fixes (fixed/held back/left) | results, caller's args "
-            "| alloc calls | MB allocated | MB copied | peak MB | peak reserved MB | median ms |"
+            "| alloc calls | MB allocated | MB copied | peak MB | peak vs original "
+            "| peak reserved MB | median ms |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
         size = ", ".join(f"{k}={v}" for k, v in run["size"].items())
         for form, m in run["forms"].items():
             fix = report["fixes"][run["example"]].get(form)
-            fixes = "-"
-            if fix is not None:
-                fixes = f"{fix['fixed']}/{fix['held_back']}/{len(fix['remaining'])}"
-            elif form == "lazy":
-                fixes = "derived"
+            fixes = "-" if fix is None else (
+                f"{fix['fixed']}/{fix['held_back']}/{len(fix['remaining'])}")  # fmt: skip
             lines.append(
                 f"| {run['example']} | {size} | {form} | {fixes} | {verdict(m)} "
                 f"| {m['alloc_calls']} | {mb(m['alloc_bytes'])} | {mb(m['bytes_copied'])} "
-                f"| {mb(m['peak_bytes'])} | {mb(m['peak_reserved_bytes'])} "
-                f"| {m['median_ms']:.3f} |"
+                f"| {mb(m['peak_bytes'])} | {peak_cell(m, run['unit_bytes'])} "
+                f"| {mb(m['peak_reserved_bytes'])} | {m['median_ms']:.3f} |"
             )
     lines.append("")
     sweeps = sorted({run["example"] for run in report["runs"]},
@@ -753,7 +823,7 @@ def markdown(report):
             "|---|---|---|---|---|---|",
         ]
         for name in sweeps:
-            for form in ("original", "safe", "unsafe", "lazy"):
+            for form in TOOL_FORMS:
                 cells = []
                 for key in ("alloc_calls", "alloc_bytes", "bytes_copied", "peak_bytes"):
                     values = growth(report["runs"], name, form, key)
@@ -765,9 +835,9 @@ def markdown(report):
                 if cells:
                     lines.append(f"| {name} | {form} | " + " | ".join(cells) + " |")
         lines.append("")
-    traced = [run for run in report["runs"] if "trace_summary" in run["forms"]["original"]]
-    for run in traced:
-        lines += trace_table(run)
+    if report.get("trace"):
+        for run in report["runs"]:
+            lines += trace_table(run)
     if report["failures"]:
         lines.append("Failures:")
         lines += [f"- {f}" for f in report["failures"]]
@@ -777,8 +847,12 @@ def markdown(report):
 
 
 def trace_table(run):
-    forms = list(run["forms"])
-    unit = run["forms"]["original"]["trace_summary"]["unit_bytes"] or 1
+    """Live bytes at and between merges, per form; runs of equal rows are merged."""
+    forms = [f for f, m in run["forms"].items() if m.get("same_text_as") != "original"]
+    summaries = [run["forms"][f]["merges"] for f in forms]
+    if len(summaries[0]["rows"]) < 2:
+        return []  # no merges (TRACE_EVENT never launched)
+    unit = run["unit_bytes"] or 1
     size = ", ".join(f"{k}={v}" for k, v in run["size"].items())
 
     def cell(n):
@@ -792,13 +866,19 @@ def trace_table(run):
         "| merge k | " + " | ".join(f"{f}: at merge | {f}: between" for f in forms) + " |",
         "|---|" + "---|---|" * len(forms),
     ]
-    summaries = [run["forms"][f]["trace_summary"] for f in forms]
+    table = []  # [first k, last k, cells]
     for i, row in enumerate(summaries[0]["rows"]):
         cells = []
         for s in summaries:
             r = s["rows"][i] if i < len(s["rows"]) else None
             cells += [cell(r["at"]), cell(r["between"])] if r else ["-", "-"]
-        lines.append(f"| {row['k']} | " + " | ".join(cells) + " |")
+        if table and table[-1][2] == cells and row["k"] != "end":
+            table[-1][1] = row["k"]
+        else:
+            table.append([row["k"], row["k"], cells])
+    for first, last, cells in table:
+        ks = f"{first}" if first == last else f"{first}-{last}"
+        lines.append(f"| {ks} | " + " | ".join(cells) + " |")
     lines.append(
         "| peak | "
         + " | ".join(f"{cell(s['peak'])} | {s['where']}" for s in summaries)
@@ -845,15 +925,26 @@ def parse_size(text):
     return size
 
 
+def write_reports(args, report):
+    """The markdown and JSON files; rewritten after every run, so that a run cut short
+    (the GPU machine's time limit) still leaves what it measured."""
+    if args.markdown:
+        args.markdown.write_text(markdown(report) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--examples", help="comma-separated names (default: all)")
+    parser.add_argument("--exclude", help="comma-separated name patterns to leave out, "
+                        "e.g. 'alc002_*'")  # fmt: skip
     sweep = parser.add_mutually_exclusive_group()
     sweep.add_argument(
         "--chunks",
         help="sweep the chunk count, e.g. 4,16,64 (each example's CHUNK_PARAM: chunks, "
-        "num_splits, world_size, parts ...)",
+        "num_splits, world_size, num_frames ...)",
     )
     sweep.add_argument("--sweep", action="store_true",
                        help="sweep each example over its SWEEP (examples without one are skipped)")
@@ -866,9 +957,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, help="untimed runs (default: cuda 3, cpu 1)")
     parser.add_argument("--repeat", type=int, help="timed runs (default: cuda 20, cpu 3)")
     parser.add_argument("--trace", action="store_true",
-                        help="per-iteration memory trace (live bytes at and between merges)")
-    parser.add_argument("--no-lazy", action="store_true",
-                        help="do not measure the lazy ping-pong derived from the safe fix")
+                        help="print the per-merge memory tables (live bytes at and between "
+                        "merges; always measured and checked)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--markdown", type=Path, help="write the markdown report here too")
     parser.add_argument("--check", action="store_true", help="exit 1 on any failure")
@@ -884,6 +974,8 @@ def main(argv=None):
     unknown = set(names) - set(examples)
     if unknown:
         parser.error(f"unknown examples: {', '.join(sorted(unknown))}")
+    for pattern in filter(None, (args.exclude or "").split(",")):
+        names = [n for n in names if not fnmatch.fnmatch(n, pattern)]
     if args.prepare:
         prepare(args.prepare, names)
         return 0
@@ -894,10 +986,6 @@ def main(argv=None):
     else:
         texts, fixes = rewrite(names)
         rewrites = f"alloc_lint {fixer_version()}"
-    for name in names:
-        lazy = None if args.no_lazy else derive_lazy(texts[name]["safe"])
-        if lazy is not None:
-            texts[name]["lazy"] = lazy
 
     import_torch()
     device = args.device
@@ -907,7 +995,9 @@ def main(argv=None):
     repeat = args.repeat if args.repeat is not None else (20 if device == "cuda" else 3)
     overrides = parse_size(args.size)
 
-    runs, failures, expect_fix = [], [], {}
+    report = {"environment": None, "fixes": fixes, "runs": [], "failures": [],
+              "trace": args.trace, "complete": False}  # fmt: skip
+    fixed_forms = {}
     with tempfile.TemporaryDirectory(prefix="alloc-lint-verify-") as tmp:
         tmp = Path(tmp)
         # The variants import the helpers (kernels, ...); the copies beside them are used.
@@ -918,14 +1008,20 @@ def main(argv=None):
 
         if device == "cuda" and hasattr(kernels, "_fused_attention_ok"):
             kernels._fused_attention_ok()  # its own allocations stay out of the counts
+        report["environment"] = environment(device, rewrites, kernels)
         for name in names:
-            modules = {}
+            # One module per distinct text: a form the fixer left as another is not rerun.
+            modules, same_as = {}, {}
             for form, text in texts[name].items():
+                twin = next((f for f in modules if texts[name][f] == text), None)
+                if twin is not None:
+                    same_as[form] = twin
+                    continue
                 path = tmp / f"{name}__{form}.py"
                 path.write_text(text)
                 modules[form] = load_module(path, f"{name}__{form}")
             mod = modules["original"]
-            expect_fix[name] = getattr(mod, "EXPECT_SAFE_FIX", True)
+            fixed_forms[name] = fixed_form(expectations(mod))
             if args.chunks:
                 chunk_counts = [int(c) for c in args.chunks.split(",")]
             elif args.sweep:
@@ -939,27 +1035,19 @@ def main(argv=None):
                 if chunks is not None:
                     size[mod.CHUNK_PARAM] = chunks
                 size = full_size(mod, size)
-                entry = measure(modules, size, device, args.seed, warmup, repeat, kernels,
-                                args.trace)  # fmt: skip
-                failures += judge(name, mod, entry, texts[name], size)
-                runs.append({"example": name, "size": size, "chunk_param": mod.CHUNK_PARAM,
-                             "forms": entry})
+                entry = measure(modules, same_as, size, device, args.seed, warmup, repeat,
+                                kernels, args.trace)  # fmt: skip
+                unit = entry["original"]["result_bytes"]
+                report["failures"] += judge(name, mod, entry, texts[name], size, unit)
+                report["runs"].append({"example": name, "size": size, "unit_bytes": unit,
+                                       "chunk_param": mod.CHUNK_PARAM, "forms": entry})
+                write_reports(args, report)
                 print(f"done: {name} {mod.CHUNK_PARAM}={size[mod.CHUNK_PARAM]}", file=sys.stderr)
-    failures += check_growth(runs, expect_fix)
-
-    report = {
-        "environment": environment(device, rewrites, kernels),
-        "fixes": fixes,
-        "runs": runs,
-        "failures": failures,
-    }
-    text = markdown(report)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 1 if (args.check and failures) else 0
+    report["failures"] += check_growth(report["runs"], fixed_forms)
+    report["complete"] = True
+    write_reports(args, report)
+    print(markdown(report))
+    return 1 if (args.check and report["failures"]) else 0
 
 
 if __name__ == "__main__":
