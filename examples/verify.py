@@ -685,7 +685,7 @@ def check_memory(m, original, extra, unit):
     delta = m["peak_delta_bytes"]
     if delta > extra * unit:
         problems.append(
-            f"peak over the call {m['peak_bytes']} = original's {signed_mb(delta)} "
+            f"peak over the call {m['peak_bytes']} bytes: the original's {signed_mb(delta)} "
             f"({units(delta, unit)}), more than PEAK_EXTRA_BUFFERS = {extra} allows"
         )
     return problems
