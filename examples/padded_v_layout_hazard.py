@@ -44,8 +44,9 @@ SMALL = {"tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16}  # 
 SWEEP = (4, 16, 64)
 # The safe fix keeps one scratch buffer per accumulator (R) alive between merges, which
 # the original frees at its rebinding; this loop computes the next chunk while the
-# previous chunk's output is still bound, so it holds as much between merges as at them,
-# and the fixed call peaks one R higher (no reuse form avoids it; the merges do not).
+# previous chunk's output is still bound, so it holds at least as much between merges as
+# at them, and the fixed call peaks one R higher (every reuse form does; at the merges it
+# holds no more than the original).
 PEAK_EXTRA_BUFFERS = 1
 
 

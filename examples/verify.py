@@ -49,7 +49,8 @@ and imported by its plain name. An example module defines:
     PEAK_EXTRA_BUFFERS = 0                optional: 1 where the safe fix may hold one
                                           buffer per accumulator (R) more than the original
                                           over the call, with a comment saying why (the
-                                          loop holds as much between merges as at them).
+                                          loop holds at least as much between merges as
+                                          at them).
     TOLERANCE = {"atol": .., "rtol": .., "reason": ".."}
                                           optional: accept safe results within this
                                           tolerance (default: bitwise), with the reason.
@@ -82,6 +83,9 @@ seed; a form whose text equals another's is reported with that one's numbers):
   tensor the dispatch mode saw on it is freed (weakref finalizers).
 * peak: over the whole call, minus what was allocated before it (CUDA also: peak
   reserved after empty_cache()). The results are still alive at the end of the call.
+  On CUDA the tracked tensors' bytes are recorded too (tensor_peak_bytes,
+  tensor_merges): the same program without the caching allocator's rounding and
+  unsplit cached blocks.
   R is the original's results' storage bytes (CUDA: each rounded up to 512 bytes): one
   buffer per accumulator of the fixed group. The peak's difference to the original's
   is reported in MB and in units of R.
@@ -102,7 +106,11 @@ The promise of a safe fix, which --check enforces (exit 1 on any failure):
 * peak over the whole call at most the original's plus PEAK_EXTRA_BUFFERS * R
   (PEAK_EXTRA_BUFFERS is 0 or 1: every reuse form keeps one scratch buffer per
   accumulator alive between merges, which the original frees at its rebinding; where
-  the loop holds no more between merges than at them, the peak must not rise at all);
+  the loop holds at least R less between merges than at its peak, as split-KV does, the
+  peak must not rise at all);
+* these two memory bounds, on CUDA, both with the allocator's numbers and with the
+  tracked tensors' bytes (a failure of the first alone is the caching allocator's
+  doing, not the program's);
 * over several chunk counts, the fixed form (the safe one; the unsafe one where
   EXPECT_SAFE_FIX is False) grows more slowly in allocator calls than the original.
 
@@ -318,21 +326,21 @@ def make_tracker(device):
 
         # -- kernel launches and the trace
 
-        def level(self):
-            """(live bytes now, peak since the last call of level)."""
+        def mark(self, name, phase):
+            """Record the live bytes now and the peak since the last mark: the device's
+            (CUDA: the caching allocator's) and the tracked tensors' (the same on CPU)."""
+            tensor_live, tensor_peak = self.live, self.interval_peak
+            self.interval_peak = self.live
+            live, peak = tensor_live, tensor_peak
             if device == "cuda":
                 live = torch.cuda.memory_allocated() - self.cuda_base
                 peak = torch.cuda.max_memory_allocated() - self.cuda_base
                 # The reset below clears the reserved peak too: keep it.
                 self.reserved_peak = max(self.reserved_peak, torch.cuda.max_memory_reserved())
                 torch.cuda.reset_peak_memory_stats()
-                return live, peak
-            peak, self.interval_peak = self.interval_peak, self.live
-            return self.live, peak
-
-        def mark(self, name, phase):
-            live, peak = self.level()
-            self.events.append({"kernel": name, "phase": phase, "live": live, "peak": peak})
+            self.events.append({"kernel": name, "phase": phase, "live": live, "peak": peak,
+                                "tensor_live": tensor_live,
+                                "tensor_peak": tensor_peak})  # fmt: skip
 
         def launch(self, name, fn, args, kwargs):
             self.mark(name, "enter")
@@ -441,7 +449,9 @@ def counted_run(mod, inputs, device, kernels, event, keep_events):
     stats = {
         "bytes_copied": tracker.copied,
         "result_bytes": sum(storage_bytes(t, device) for t in result),
-        "tracked_peak_bytes": tracker.peak,  # tensors' bytes alone, on either device
+        # The tracked tensors' bytes alone (no allocator rounding or cached blocks).
+        "tensor_result_bytes": sum(storage_bytes(t, "cpu") for t in result),
+        "tensor_peak_bytes": tracker.peak,
     }
     if device == "cuda":
         after = torch.cuda.memory_stats()
@@ -465,6 +475,9 @@ def counted_run(mod, inputs, device, kernels, event, keep_events):
     stats["caller_after"] = after_state
     stats["caller_changed_by_call"] = sorted(p for p in before if before[p] != after_state.get(p))
     stats["merges"] = summarize_trace(tracker.events, event)
+    if device == "cuda":  # on CPU the same as "merges"
+        stats["tensor_merges"] = summarize_trace(tracker.events, event, "tensor_live",
+                                                 "tensor_peak")  # fmt: skip
     if keep_events:
         stats["trace"] = tracker.events
     return [t.detach().to("cpu", copy=True) for t in result], stats
@@ -565,18 +578,18 @@ def measure(modules, same_as, size, device, seed, warmup, repeat, kernels, keep_
     return entry
 
 
-def summarize_trace(events, event):
+def summarize_trace(events, event, live="live", peak="peak"):
     """Per call k of `event` (merge k): live bytes as it starts, and the peak between the
     end of call k-1 (or the start) and the start of call k; then "end" (after the call)."""
     rows, stretch_peak, k = [], 0, 0
     for e in events:
-        stretch_peak = max(stretch_peak, e["peak"])
+        stretch_peak = max(stretch_peak, e[peak])
         if e["kernel"] == event and e["phase"] == "enter":
             k += 1
-            rows.append({"k": k, "at": e["live"], "between": stretch_peak})
+            rows.append({"k": k, "at": e[live], "between": stretch_peak})
         if e["kernel"] == event and e["phase"] == "exit":
-            stretch_peak = e["live"]
-    rows.append({"k": "end", "at": events[-1]["live"] if events else 0, "between": stretch_peak})
+            stretch_peak = e[live]
+    rows.append({"k": "end", "at": events[-1][live] if events else 0, "between": stretch_peak})
     peak = max((max(r["at"], r["between"]) for r in rows), default=0)
     where = next(
         (f"at merge {r['k']}" if r["at"] == peak else f"before merge {r['k']}")
@@ -617,10 +630,11 @@ def fixed_form(expect):
     return "unsafe" if expect["unsafe_fix"] else None
 
 
-def judge(name, mod, entry, texts, size, unit):
+def judge(name, mod, entry, texts, size, unit, device="cpu"):
     """Fill each rewritten form's status; return the failures (see the docstring).
 
-    `unit` is R, the original's results' storage bytes.
+    `unit` is R, the original's results' storage bytes. On CUDA the memory promise is
+    checked twice: with the allocator's numbers and with the tracked tensors' bytes.
     """
     failures = []
     chunks = size[mod.CHUNK_PARAM]
@@ -664,17 +678,23 @@ def judge(name, mod, entry, texts, size, unit):
         m["peak_delta_bytes"] = m["peak_bytes"] - original["peak_bytes"]
         if form == "safe" and changed:
             m["peak_allowed_bytes"] = extra * unit
-            problems += check_memory(m, original, extra, unit)
+            problems += check_memory(m, original, extra, unit, "merges", "peak_bytes")
+            if device == "cuda":  # also without the caching allocator's rounding
+                problems += [
+                    f"tensors only: {p}"
+                    for p in check_memory(m, original, extra, original["tensor_result_bytes"],
+                                          "tensor_merges", "tensor_peak_bytes")  # fmt: skip
+                ]
         m["status"] = "FAIL: " + "; ".join(problems) if problems else "ok"
         failures += [f"{name} ({mod.CHUNK_PARAM}={chunks}) {form}: {p}" for p in problems]
     return failures
 
 
-def check_memory(m, original, extra, unit):
+def check_memory(m, original, extra, unit, merges, peak):
     """The safe fix's memory promise: at each merge never above the original's, over the
     call at most `extra` buffers per accumulator (extra * R) above it."""
     problems = []
-    mine, ref = m["merges"]["rows"][:-1], original["merges"]["rows"][:-1]  # not "end"
+    mine, ref = m[merges]["rows"][:-1], original[merges]["rows"][:-1]  # not "end"
     if len(mine) != len(ref):
         problems.append(f"{len(mine)} merges, the original {len(ref)}")
     higher = [(r["k"], r["at"], o["at"]) for r, o in zip(mine, ref) if r["at"] > o["at"]]
@@ -682,10 +702,10 @@ def check_memory(m, original, extra, unit):
         k, at, at_orig = higher[0]
         problems.append(f"live bytes at merge {k} {at} > original's {at_orig} "
                         f"({len(higher)} merge(s) higher)")  # fmt: skip
-    delta = m["peak_delta_bytes"]
+    delta = m[peak] - original[peak]
     if delta > extra * unit:
         problems.append(
-            f"peak over the call {m['peak_bytes']} bytes: the original's {signed_mb(delta)} "
+            f"peak over the call {m[peak]} bytes: the original's {signed_mb(delta)} "
             f"({units(delta, unit)}), more than PEAK_EXTRA_BUFFERS = {extra} allows"
         )
     return problems
@@ -1038,7 +1058,7 @@ def main(argv=None):
                 entry = measure(modules, same_as, size, device, args.seed, warmup, repeat,
                                 kernels, args.trace)  # fmt: skip
                 unit = entry["original"]["result_bytes"]
-                report["failures"] += judge(name, mod, entry, texts[name], size, unit)
+                report["failures"] += judge(name, mod, entry, texts[name], size, unit, device)
                 report["runs"].append({"example": name, "size": size, "unit_bytes": unit,
                                        "chunk_param": mod.CHUNK_PARAM, "forms": entry})
                 write_reports(args, report)

@@ -33,7 +33,8 @@ CHUNKS = (4, 8)
 # ALC001 examples: accumulators in the fixed group, and PEAK_EXTRA_BUFFERS (the safe
 # fix's peak over the call is the original's plus this many buffers per accumulator).
 # 1 where the loop computes the next chunk while the previous one is still bound (it
-# holds as much between merges as at them), 0 where it allocates nothing between merges.
+# holds at least as much between merges as at them), 0 where it allocates nothing
+# between merges.
 ALC001 = {
     "mla_chunked_prefill": {"accumulators": 2, "peak_extra": 1},
     "mla_context_parallel": {"accumulators": 2, "peak_extra": 1},
