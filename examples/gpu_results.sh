@@ -13,7 +13,14 @@
 # reports and logs are written straight there, so that a run cut short still returns
 # them, and RESULTS.md is copied there too.
 #
-# Time: the whole script stays within $BUDGET_S seconds (default 510: the device call's
+# Time: about 4 minutes expected. The work: the default phase measures 18 distinct
+# forms (8 examples; a form whose text is another's is not rerun), each 25 calls (1 warm,
+# 1 counted, 3 + 20 timed); the sweep 45 form-sizes, each 14 calls: about 1,100 calls
+# of at most ~0.5 s on the GPU (the largest: 256 decoded frames), ~30 s in all; making
+# inputs on the CPU (3 per form and size, up to 5 s for split_kv_decode at 64 splits:
+# ~140 s measured on the 2-core dev machine) and hashing the caller's tensors (~20 s)
+# dominate, plus ~30 s of start-up and Triton compiles.
+# The whole script stays within $BUDGET_S seconds (default 510: the device call's
 # limit is 600). Each phase gets what is left; a phase that runs out is stopped, and
 # verify.py's reports keep every run it finished (rewritten after each run). A failed
 # --check or a phase cut short is reported in RESULTS.md and in the last line; the exit

@@ -133,6 +133,7 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -201,12 +202,23 @@ def rewrite(names):
 
 
 def fixer_version():
+    """alloc_lint's version and the commit of the checkout it is imported from (with
+    "+dirty" when its sources differ from that commit), so a report names its fixer."""
     try:
         import alloc_lint
-
-        return getattr(alloc_lint, "__version__", "unknown")
     except ImportError:
         return None
+    version = getattr(alloc_lint, "__version__", "unknown")
+    package = Path(alloc_lint.__file__).resolve().parent
+    try:
+        git = ["git", "-C", str(package)]
+        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(git + ["status", "--porcelain", "--", "."], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return version
+    return f"{version}, commit {commit}{'+dirty' if dirty else ''}"
 
 
 def prepare(out_dir, names):
