@@ -20,14 +20,16 @@ from .lines import char_column, split_lines
 class _Rewriter(cst.CSTTransformer):
     """Rebuilds the statement lists that hold planned statements."""
 
-    def __init__(self, module: cst.Module, insert_before, wrap, replace, spans=None):
+    def __init__(self, module: cst.Module, insert_before, wrap, replace, spans=None, insert_after=None):
         self.module = module
         # Statements that hold no planned statement are kept as they are, unvisited.
         self.spans = spans or {}
-        targets = {*insert_before, *replace, *(i for _, ids, _ in wrap.values() for i in ids)}
+        self.insert_after = insert_after or {}  # id(loop) -> [statements run right after it]
+        targets = {*insert_before, *replace, *self.insert_after, *(i for _, ids, _, _ in wrap.values() for i in ids)}
         self.target_lines = {self.spans[i][0] for i in targets if i in self.spans}
         self.insert_before = insert_before  # id(loop) -> [names to set to None]
-        self.wrap = wrap  # id(first alloc line) -> (temp, [alloc line ids], [spare lines])
+        # id(first alloc line) -> (temp, [alloc line ids], guard statement or None, [re-init statements])
+        self.wrap = wrap
         self.replace = replace  # id(line) -> function(updated line) -> line | None
 
     def _statement(self, code: str) -> cst.SimpleStatementLine:
@@ -38,7 +40,7 @@ class _Rewriter(cst.CSTTransformer):
     def _rebuild(self, originals, updated, indent):
         """The new statement list, and comment lines left over at its end."""
         by_id = {id(o): u for o, u in zip(originals, updated)}
-        wrapped = {i for _, ids, _ in self.wrap.values() for i in ids[1:]}
+        wrapped = {i for _, ids, _, _ in self.wrap.values() for i in ids[1:]}
         out, carry = [], []
         for original in originals:
             key = id(original)
@@ -51,16 +53,29 @@ class _Rewriter(cst.CSTTransformer):
                 node = node.with_changes(leading_lines=[])
                 out.extend(inits)
             if key in self.wrap:
-                temp, ids, spares = self.wrap[key]
+                temp, ids, guard, reinit = self.wrap[key]
                 lines = [by_id[i] for i in ids]
                 leading = lines[0].leading_lines
                 lines[0] = lines[0].with_changes(leading_lines=[])
+                orelse = None
+                if reinit:
+                    orelse = cst.Else(body=cst.IndentedBlock(body=[self._statement(r) for r in reinit],
+                                                             indent=indent))
                 node = cst.If(
                     test=cst.parse_expression(f"{temp} is None"),
                     # Indent like the enclosing block, not LibCST's module default.
-                    body=cst.IndentedBlock(body=[*lines, *spares], indent=indent),
-                    leading_lines=leading,
+                    body=cst.IndentedBlock(body=lines, indent=indent),
+                    orelse=orelse,
+                    leading_lines=[] if guard else leading,
                 )
+                if guard:
+                    condition, drop = guard
+                    out.append(cst.If(
+                        test=cst.parse_expression(f"{temp} is not None and ({condition})"),
+                        body=cst.IndentedBlock(body=[self._statement(f"{' = '.join(drop)} = None")],
+                                               indent=indent),
+                        leading_lines=leading,
+                    ))
             if key in self.replace:
                 old = by_id[key]
                 node = self.replace[key](node)
@@ -74,6 +89,7 @@ class _Rewriter(cst.CSTTransformer):
                 node = node.with_changes(leading_lines=[*carry, *node.leading_lines])
                 carry = []
             out.append(node)
+            out.extend(self._statement(code) for code in self.insert_after.get(key, []))
         return out, carry
 
     def on_visit(self, node) -> bool:
@@ -169,17 +185,19 @@ def _apply_plans(text: str, plans: list) -> str:
         return at[key]
 
     insert_before: dict[int, list[str]] = {}
+    insert_after: dict[int, list[str]] = {}
     wrap, replace = {}, {}
     for plan in plans:
-        insert_before.setdefault(id(node_for(plan.loop)), []).append(plan.first_temp)
+        loop = id(node_for(plan.loop))
+        # Ping-pong's spare buffers start as None too: the lazy `if T is None:`
+        # allocates the second buffer at the second merge, when the rotation
+        # `A, T, T_alt = T, T_alt, T` has handed T the spare's None.
+        insert_before.setdefault(loop, []).extend([plan.first_temp, *(s for _, _, s in plan.pairs if s)])
+        if plan.release:
+            insert_after.setdefault(loop, []).append(f"{' = '.join(plan.release)} = None")
         alloc_lines = [node_for(s) for s in plan.allocs]
-        spares = []
-        for (acc, temp, spare), line in zip(plan.pairs, alloc_lines):
-            if spare:
-                assign = line.body[0].with_changes(targets=[cst.AssignTarget(cst.Name(spare))])
-                spares.append(line.with_changes(body=[assign], leading_lines=[],
-                                                trailing_whitespace=cst.TrailingWhitespace()))
-        wrap[id(alloc_lines[0])] = (plan.first_temp, [id(x) for x in alloc_lines], spares)
+        guard = (plan.guard, plan.drop) if plan.guard else None
+        wrap[id(alloc_lines[0])] = (plan.first_temp, [id(x) for x in alloc_lines], guard, list(plan.reinit))
         for stmt in plan.rebinds:
             new = cst.parse_statement(_rebinding(stmt, plan.pairs, plan.form) + module.default_newline).body[0]
             replace[id(node_for(stmt))] = lambda line, new=new: line.with_changes(body=[new])
@@ -191,7 +209,7 @@ def _apply_plans(text: str, plans: list) -> str:
             else:
                 new = cst.parse_statement(kept + module.default_newline).body[0]
                 replace[id(node_for(stmt))] = lambda line, new=new: line.with_changes(body=[new])
-    return module.visit(_Rewriter(module, insert_before, wrap, replace, spans)).code
+    return module.visit(_Rewriter(module, insert_before, wrap, replace, spans, insert_after)).code
 
 
 def line_edits(old: str, new: str) -> list[Edit]:

@@ -8,6 +8,13 @@ from __future__ import annotations
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from alloc_lint.config import DEFAULT_MERGE_FUNCTIONS, Config
+
+# The PRELUDE's kernels keep no reference, write their outputs in full and are
+# not differentiated through: a user would declare them in
+# `extra-merge-functions`, and the tests do.
+TRUSTED = Config(merge_functions=DEFAULT_MERGE_FUNCTIONS + ("merge", "merge_strided", "fold"))
+
 # Ops that hand out a new buffer.
 ALLOCATING_OPS = {
     "aten.empty_like.default", "aten.empty.memory_format", "aten.empty_strided.default",

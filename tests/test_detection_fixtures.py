@@ -12,12 +12,16 @@ import pytest
 from alloc_lint import check_source
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "alc001").glob("*.py"))
-EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=(swap|pingpong-only|pingpong|none))?\s*$")
+EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=([a-z-]+)((?:\+(?:guard|reinit))*))?\s*$")
 FIX_FORMS = {
     "swap": [("safe", "swap")],
     "pingpong": [("unsafe", "swap"), ("safe", "pingpong")],
     "pingpong-only": [("safe", "pingpong")],
     "none": [],
+    # No safe fix (an unknown callee or use): the same forms, all unsafe.
+    "unsafe-swap": [("unsafe", "swap")],
+    "unsafe-pingpong": [("unsafe", "swap"), ("unsafe", "pingpong")],
+    "unsafe-pingpong-only": [("unsafe", "pingpong")],
 }
 
 
@@ -26,7 +30,7 @@ def expectations(text):
     for number, line in enumerate(text.splitlines(), 1):
         match = EXPECT.search(line)
         if match:
-            found[number] = (match.group(1), match.group(2))
+            found[number] = (match.group(1), match.group(2), set(filter(None, match.group(3).split("+"))))
     return found
 
 
@@ -53,7 +57,7 @@ def test_fixture(path):
     unexpected = {n: lines[n - 1].strip() for n in got if n not in expected}
     assert not missing and not unexpected, f"missing: {missing}\nunexpected: {unexpected}"
     wrong_fix = {}
-    for number, (code, form) in expected.items():
+    for number, (code, form, extras) in expected.items():
         d = got[number]
         assert d.code == code
         # The range covers exactly the allocation call.
@@ -62,6 +66,9 @@ def test_fixture(path):
         assert isinstance(ast.parse(f"({segment})", mode="eval").body, ast.Call), segment
         if form is not None:
             actual = [(f.applicability, f.form) for f in d.fixes]
-            if actual != FIX_FORMS[form]:
-                wrong_fix[number] = (form, actual, lines[number - 1].strip())
+            plans = [f.plan for f in d.fixes]
+            got_extras = {"guard"} if any(p.guard for p in plans) else set()
+            got_extras |= {"reinit"} if any(p.reinit for p in plans) else set()
+            if actual != FIX_FORMS[form] or got_extras != extras:
+                wrong_fix[number] = (form, extras, actual, got_extras, lines[number - 1].strip())
     assert not wrong_fix, wrong_fix

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from ..analysis import flow
 from ..analysis.names import last_names
-from ..analysis.scopes import Loop, walk_scope
+from ..analysis.ownership import Origin, matches_template, seed_of
+from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
+from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
+from ..analysis.uses import TORCH_NAMESPACES, Kind, UseClassifier, captured_names
 from ..diagnostics import Diagnostic, Fix
 from .base import FileContext, Rule
 
@@ -37,6 +40,14 @@ class FixPlan:
     rebinds: list  # rebinding statements (each rewritten once)
     deletes: list
     first_temp: str
+    # Before the lazy allocation: `if T is not None and (guard): <drop> = None`,
+    # so a buffer whose template changed is reallocated (None: no guard).
+    guard: str | None = None
+    drop: tuple = ()
+    # Statements of the lazy `if`'s `else:` (a reused buffer re-initialised).
+    reinit: tuple = ()
+    # Names set to None right after the loop, releasing the scratch buffers.
+    release: tuple = ()
 
 
 class AllocInLoopMerge(Rule):
@@ -145,15 +156,14 @@ class AllocInLoopMerge(Rule):
             return []
         diagnostics: list[Diagnostic] = []
         claimed: set = set()  # statements already rewritten by a group's fix
-        names_in_use: dict = {}  # per scope: identifiers, and spare names handed out
+        facts: dict = {}  # per scope: names, classifier, identifiers (and spare names handed out)
         for loop in ctx.index.loops:
             for block in loop.blocks:
                 for group in _find_groups(block, loop, ctx, allocators):
                     scope_node = loop.scope.node
-                    if id(scope_node) not in names_in_use:
-                        names_in_use[id(scope_node)] = _identifiers(scope_node)
-                    diagnostics.extend(_diagnose(group, loop, ctx, claimed,
-                                                 names_in_use[id(scope_node)]))
+                    if id(scope_node) not in facts:
+                        facts[id(scope_node)] = _scope_facts(loop, ctx)
+                    diagnostics.extend(_diagnose(group, loop, ctx, claimed, facts[id(scope_node)]))
         return diagnostics
 
 
@@ -252,14 +262,123 @@ def _find_rebinding(block, merge_index, temp, passed):
     return None
 
 
-# --- safety --------------------------------------------------------------------------
+# --- facts about a scope, computed once ------------------------------------------------
 
 
-def _loop_parts(loop: Loop) -> list:
-    parts = list(loop.node.body)
-    if isinstance(loop.node, (ast.For, ast.AsyncFor)):
-        parts.append(loop.node.target)
+@dataclass(eq=False)
+class ScopeFacts:
+    node: ast.AST
+    params: set
+    local_names: set  # names bound in the scope itself (not in nested scopes)
+    captured: set  # names other scopes may see (closures, global/nonlocal)
+    identifiers: set  # every identifier: fresh names must avoid them
+    classifier: UseClassifier
+
+
+def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
+    node = loop.scope.node
+    params = set()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
+    local_names = {n.id for n in walk_scope(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    scope = loop.scope
+    classifier = UseClassifier(
+        ctx.index.parents,
+        qualify=lambda expr: ctx.resolver.qualified_name(expr, scope),
+        is_builtin=lambda name: ctx.resolver.is_builtin(name, scope),
+        merge_names=last_names(ctx.config.merge_functions),
+    )
+    captured = captured_names(node, NESTED_SCOPES)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        # Module (or class) level: every function of the module may read these names.
+        captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
+                     for n in ast.walk(other) if isinstance(n, ast.Name)}
+    return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier)
+
+
+# --- the pieces of a group -----------------------------------------------------------
+
+LIKE = "like"  # allocators whose first argument is a template tensor
+INITIALISATION = {  # last name of an allocator -> how a reused buffer is re-initialised
+    "empty_like": None, "empty": None,
+    "zeros_like": "zero", "zeros": "zero",
+    "ones_like": "one", "ones": "one",
+    "full_like": "fill", "full": "fill",
+}
+RANDOM_ALLOCATORS = frozenset({"rand_like", "randn_like", "randint_like", "rand", "randn", "randint",
+                               "bernoulli", "normal", "rand_like"})
+
+
+def _allocator(pair: Pair, ctx: FileContext, loop: Loop) -> str:
+    return ctx.resolver.qualified_name(pair.alloc.value.func, loop.scope) or ""
+
+
+def _template(pair: Pair, ctx: FileContext, loop: Loop):
+    """The template argument of a `*_like` allocator (ast node), or None."""
+    if _allocator(pair, ctx, loop).endswith("_like"):
+        return pair.alloc.value.args[0]
+    return None
+
+
+def _exact_like_call(pair: Pair, ctx: FileContext, loop: Loop) -> bool:
+    """`ALLOC(X)`: a template name and nothing else, so the buffer's metadata is X's."""
+    call = pair.alloc.value
+    return _template(pair, ctx, loop) is not None and len(call.args) == 1 and not call.keywords \
+        and isinstance(call.args[0], ast.Name)
+
+
+def _other_arguments(pair: Pair, ctx: FileContext, loop: Loop) -> list:
+    call = pair.alloc.value
+    args = list(call.args[1:] if _template(pair, ctx, loop) is not None else call.args)
+    return args + [k.value for k in call.keywords]
+
+
+def _loop_region(loop: ast.AST) -> list:
+    """What runs on every iteration: the body, a `while` test, a `for` target."""
+    parts = list(loop.body)
+    if isinstance(loop, ast.While):
+        parts.append(loop.test)
+    else:
+        parts.append(loop.target)
     return parts
+
+
+def _bound_in(parts, name: str, exclude=()) -> bool:
+    for tree in parts:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load) \
+                    and node not in exclude:
+                return True
+        if flow.binds_otherwise(tree, name):
+            return True
+    return False
+
+
+def _merge_trust(call: ast.Call, group: list, ctx: FileContext, loop: Loop) -> str | None:
+    """How the merge call is known to keep no reference, write its outputs in
+    full and not be differentiated through: 'kernel' (a known or configured
+    merge kernel), 'out' (a torch operator writing its `out=`), or None."""
+    qualified = ctx.resolver.qualified_name(call.func, loop.scope) or ""
+    namespace, _, last = qualified.rpartition(".")
+    if namespace in TORCH_NAMESPACES:
+        outs = [k for k in call.keywords if k.arg == "out"]
+        if len(group) == 1 and outs and outs[0].value is group[0].merge_arg:
+            return "out"
+        return None
+    if flow.callee_name(call) in last_names(ctx.config.merge_functions):
+        return "kernel"
+    return None
+
+
+def _noqa_line(pairs: list, ctx: FileContext) -> int | None:
+    from ..engine import is_suppressed  # the engine imports the rules
+
+    for p in pairs:
+        line = p.alloc.value.lineno
+        if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
+            return line
+    return None
 
 
 def _temp_is_private(pair: Pair, scope_node: ast.AST) -> bool:
@@ -274,115 +393,267 @@ def _temp_is_private(pair: Pair, scope_node: ast.AST) -> bool:
     return not flow.binds_otherwise(scope_node, pair.temp)
 
 
-def _accumulator_is_private(pair: Pair, group: list, loop: Loop, ctx: FileContext) -> bool:
-    """A's buffer gains no reference inside the loop that could outlive the
-    iteration; A is not shared with a closure or another scope."""
-    scope_node = loop.scope.node
-    parents = ctx.index.parents
-    for node in ast.walk(scope_node):
-        if isinstance(node, (ast.Global, ast.Nonlocal)) and pair.acc in node.names:
-            return False
-        if isinstance(node, (ast.Name, ast.arg)) and (getattr(node, "id", None) or getattr(node, "arg", None)) \
-                == pair.acc and flow.in_nested_scope(node, scope_node, parents):
-            return False
-    qualify = lambda expr: ctx.resolver.qualified_name(expr, loop.scope)  # noqa: E731
-    templates = {id(p.alloc.value.args[0]) for p in group}
-    rebind_targets = {id(p.rebind_target) for p in group}
-    for part in _loop_parts(loop):
-        for node in flow.name_nodes(part, pair.acc):
-            if isinstance(node.ctx, ast.Load):
-                if id(node) in templates or flow.read_is_transient(node, parents, qualify):
-                    continue
-                return False
-            if isinstance(node.ctx, ast.Del):
-                return False
-            if id(node) in rebind_targets or _seed_value(node, parents) is not None:
-                continue
-            if isinstance(parents.get(node), ast.AugAssign):
-                continue  # in place: the buffer stays the accumulator's
-            return False
-    return True
-
-
-def _template_is_stable(pair: Pair, group: list, loop: Loop) -> bool:
-    """The allocation's template has the same shape on every iteration: an
-    accumulator of the group, or a name the loop never rebinds."""
-    template = pair.alloc.value.args[0]
-    if not isinstance(template, ast.Name):
-        return False
-    if template.id in {p.acc for p in group}:
-        return True
-    if template.id in {p.temp for p in group}:
-        return False
-    return not flow.is_rebound_in(_loop_parts(loop), template.id)
-
-
-def _seed_value(node: ast.Name, parents: dict):
-    """For a store of an accumulator, the expression it receives (None if it is
-    not a plain assignment we can read)."""
-    parent = parents.get(node)
-    if isinstance(parent, (ast.Tuple, ast.List)):
-        holder = parents.get(parent)
-        if isinstance(holder, ast.Assign) and parent in holder.targets and \
-                isinstance(holder.value, (ast.Tuple, ast.List)) and len(holder.value.elts) == len(parent.elts):
-            return holder.value.elts[parent.elts.index(node)]
-        if isinstance(holder, ast.Assign) and parent in holder.targets:
-            return holder.value  # unpacking a call's result
-        return None
-    if isinstance(parent, ast.Assign) and node in parent.targets:
-        return parent.value
-    if isinstance(parent, (ast.AnnAssign, ast.NamedExpr)) and parent.target is node and parent.value is not None:
-        return parent.value
-    return None
-
-
-def _first_value_origin(pair: Pair, loop: Loop, ctx: FileContext) -> tuple[str, str | None]:
-    """How the accumulator gets buffers other than from the temporary: the
-    worst origin over every such assignment in the function, and one example."""
-    scope = loop.scope
-    parents = ctx.index.parents
-    node = scope.node
-    params = set()
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        a = node.args
-        params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
-    local_names = {n.id for n in walk_scope(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    qualify = lambda expr: ctx.resolver.qualified_name(expr, scope)  # noqa: E731
-    if pair.acc in params:
-        return "external", pair.acc
-    seeds = []  # (origin, source text) of every other assignment to A
-    for name in walk_scope(node):
-        if not (isinstance(name, ast.Name) and name.id == pair.acc and isinstance(name.ctx, ast.Store)):
-            continue
-        if name is pair.rebind_target or isinstance(parents.get(name), ast.AugAssign):
-            continue
-        value = _seed_value(name, parents)
-        if value is None:
-            seeds.append(("external", pair.acc))
-        else:
-            seeds.append((flow.value_origin(value, params, local_names, qualify), ast.unparse(value)))
-    if not seeds:
-        return "external", pair.acc  # a global
-    origin = flow.worst(*(o for o, _ in seeds))
-    example = next(text for o, text in seeds if o == origin)
-    if origin in ("owned", "none"):
-        if loop.enclosing and not _reassigned_before(loop, pair.acc):
-            return "opaque", f"{pair.acc} (from an earlier pass of the enclosing loop)"
-        for name in flow.name_nodes(node, pair.acc):
-            if isinstance(name.ctx, ast.Load) and name.lineno < loop.node.lineno \
-                    and not flow.read_is_transient(name, parents, qualify):
-                return "opaque", f"{pair.acc} (aliased before the loop)"
-    return origin, example
-
-
 def _reassigned_before(loop: Loop, acc: str) -> bool:
+    """Is A bound by a statement of the loop's own block, before the loop (so
+    every entry starts from that value, not from an earlier pass)?"""
     for stmt in loop.container[:loop.container.index(loop.node)]:
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for target in targets:
                 elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
                 if any(isinstance(e, ast.Name) and e.id == acc for e in elts):
                     return True
     return False
+
+
+# --- the analysis of a group ---------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What the analysis proved about one group."""
+
+    no_fix: list = field(default_factory=list)  # reasons no fix can be offered
+    unsafe: list = field(default_factory=list)  # reasons no fix is safe
+    guard: list = field(default_factory=list)  # (temp, template name) checked before reuse
+    guard_reason: str | None = None
+    reinit: list = field(default_factory=list)  # statements re-initialising a reused buffer
+    swap: str = "safe"  # "safe" | "unsafe" | "never"
+    swap_reason: str | None = None
+
+
+def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
+    """None when the allocation is needed (report nothing); else a Verdict."""
+    scope_node, parents, classifier = facts.node, ctx.index.parents, facts.classifier
+    temps, accs = [p.temp for p in group], [p.acc for p in group]
+    if len(set(accs)) != len(accs) or set(temps) & set(accs):
+        return None
+    if any(not _temp_is_private(p, scope_node) for p in group):
+        return None
+    if (set(accs) | set(temps)) & facts.captured:
+        return None
+    region = _loop_region(loop.node)
+    templates = {}
+    for p in group:
+        template = _template(p, ctx, loop)
+        if template is not None:
+            if not isinstance(template, ast.Name) or template.id in temps:
+                return None
+            if template.id not in accs and _bound_in(region, template.id):
+                return None  # a per-iteration template: the allocation may be needed
+            templates[p.temp] = template.id
+        for arg in _other_arguments(p, ctx, loop):
+            for n in ast.walk(arg):
+                if isinstance(n, ast.Name) and (n.id in temps or n.id not in accs and _bound_in(region, n.id)):
+                    return None  # a per-iteration size, dtype or device
+
+    merge_call = parents[group[0].merge_arg]
+    if isinstance(merge_call, ast.keyword):
+        merge_call = parents[merge_call]
+    trust = _merge_trust(merge_call, group, ctx, loop)
+    preassigned = {id(p.alloc.targets[0]): Kind.REBIND for p in group}
+    preassigned.update({id(p.rebind_value): Kind.REBIND for p in group})
+    for p in group:
+        if _template(p, ctx, loop) is not None:
+            preassigned[id(p.alloc.value.args[0])] = Kind.TEMPLATE
+    merge_args = [a for a in (*merge_call.args, *(k.value for k in merge_call.keywords)) if isinstance(a, ast.Name)]
+    if trust:
+        preassigned.update({id(a): Kind.MERGE_ARG for a in merge_args})
+
+    uses = classifier.uses(set(accs) | set(temps), region, boundary=loop.node, preassigned=preassigned)
+    if any(u.kind is Kind.ESCAPE for u in uses):
+        return None
+
+    verdict = Verdict()
+    callee = ast.unparse(merge_call.func)
+    if trust is None:
+        short = callee.rsplit(".", 1)[-1]
+        verdict.unsafe.append(
+            f"`{callee}` (line {merge_call.lineno}) is not a known merge kernel: it may keep a reference to its "
+            f"arguments, not write its output in full, or be differentiated through; if it does none of these, "
+            f"add `{short}` to `extra-merge-functions` in `[tool.alloc-lint]`")
+    merge_arg_ids = {id(a) for a in merge_args}
+    for use in uses:
+        if use.kind is Kind.ASYNC:
+            verdict.no_fix.append(use.reason)
+        elif use.grad and use.kind is Kind.INPLACE and trust == "out":
+            # An in-place write that autograd records makes the tensor require
+            # grad, and a torch `out=` operator then raises before any reuse.
+            continue
+        elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
+            verdict.unsafe.append(use.reason)
+
+    _check_stability(group, loop, ctx, facts, templates, preassigned, verdict)
+    _check_initialisation(group, loop, ctx, trust, verdict)
+    _check_ownership(group, loop, ctx, facts, templates, verdict)
+    verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
+    verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
+    return verdict
+
+
+def _check_stability(group, loop, ctx, facts, templates, preassigned, verdict):
+    """Same shape, dtype, device and strides at every merge of one entry: proven,
+    or guarded by a metadata check (only `ALLOC(X)` alone), or no fix."""
+    accs = {p.acc for p in group}
+    parents, classifier = ctx.index.parents, facts.classifier
+    region = _loop_region(loop.node)
+    header = [loop.node.iter] if isinstance(loop.node, (ast.For, ast.AsyncFor)) else []
+    loop_target = loop.node.target if isinstance(loop.node, (ast.For, ast.AsyncFor)) else None
+
+    def bound_in_loop(name, exclude_target=False):
+        exclude = set(ast.walk(loop_target)) if exclude_target and loop_target is not None else ()
+        return _bound_in(region, name, exclude)
+
+    first_line = min(p.alloc.lineno for p in group)
+    restarts = Restarts(loop.node, parents, accs, {id(p.rebind_target) for p in group}, first_line, bound_in_loop)
+    template_of = {p.acc: templates.get(p.temp) for p in group}
+
+    def unproven(name):
+        """Why `name`'s metadata may change between merges, or None."""
+        if name in accs:
+            restart = restarts.restarts(name)
+            if restart:
+                stmt = parents.get(restart[0])
+                stmt = parents.get(stmt) if isinstance(stmt, (ast.Tuple, ast.List)) else stmt
+                return (f"`{ast.unparse(stmt).splitlines()[0]}` (line {restart[0].lineno}) may rebind `{name}` "
+                        "after a merge")
+            if template_of.get(name) != name:
+                return f"`{name}` is another accumulator, whose shape is not proven constant"
+            return None
+        reason = name_is_owned_local(name, facts.node, facts.params, facts.local_names, facts.captured)
+        if reason:
+            return reason
+        use = metadata_changing_use(classifier.uses({name}, region + header, boundary=loop.node,
+                                                    preassigned=preassigned))
+        if use is not None:
+            return use.reason or f"`{name}` may change at line {use.line}"
+        return None
+
+    for p in group:
+        template = templates.get(p.temp)
+        if template is not None:
+            reason = unproven(template)
+            if reason:
+                if _exact_like_call(p, ctx, loop):
+                    verdict.guard.append((p.temp, template))
+                    verdict.guard_reason = verdict.guard_reason or reason
+                else:
+                    verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+        for arg in _other_arguments(p, ctx, loop):
+            for n in ast.walk(arg):
+                if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
+                        and not ctx.resolver.is_builtin(n.id, loop.scope):
+                    reason = unproven(n.id)
+                    if reason:
+                        verdict.no_fix.append(f"an argument of `{ast.unparse(p.alloc.value.func)}` may change "
+                                              f"between merges: {reason}")
+
+
+def _check_initialisation(group, loop, ctx, trust, verdict):
+    """A reused buffer must hold what a fresh one would, where the merge might read it."""
+    for p in group:
+        allocator = _allocator(p, ctx, loop)
+        last = allocator.rsplit(".", 1)[-1]
+        func = ast.unparse(p.alloc.value.func)
+        if last in RANDOM_ALLOCATORS:
+            verdict.no_fix.append(f"`{func}` draws random numbers: a reused buffer would skip the draw")
+            continue
+        if last not in INITIALISATION:
+            verdict.unsafe.append(f"`{func}` is assumed to return a buffer whose contents the merge never reads")
+            continue
+        kind = INITIALISATION[last]
+        if kind is None or trust is not None:
+            continue  # uninitialised, or the merge provably writes every element
+        call = p.alloc.value
+        if kind == "zero":
+            verdict.reinit.append(f"{p.temp}.zero_()")
+        elif kind == "one":
+            verdict.reinit.append(f"{p.temp}.fill_(1)")
+        else:
+            value = call.args[1] if len(call.args) > 1 else \
+                next((k.value for k in call.keywords if k.arg == "fill_value"), None)
+            if value is None:
+                verdict.no_fix.append(f"the fill value of `{func}` could not be read")
+            else:
+                verdict.reinit.append(f"{p.temp}.fill_({ast.unparse(value)})")
+
+
+def _check_ownership(group, loop, ctx, facts, templates, verdict):
+    """The swap writes into the accumulator's first value from the second merge
+    on: safe only when every seed is a fresh tensor nothing else references,
+    with the temporaries' dtype, device, shape and strides."""
+    parents, classifier = ctx.index.parents, facts.classifier
+    qualify = facts.classifier.qualify
+    merge_mode = classifier.grad_mode(group[0].alloc)
+    worst_origin, reason = Origin.NONE, None
+
+    def note(origin, why):
+        nonlocal worst_origin, reason
+        if _RANK_ORIGIN[origin] > _RANK_ORIGIN[worst_origin]:
+            worst_origin, reason = origin, why
+
+    for p in group:
+        if p.acc in facts.params:
+            note(Origin.EXTERNAL, f"`{p.acc}` is a parameter: the caller's tensor")
+            continue
+        if p.acc not in facts.local_names:
+            note(Origin.EXTERNAL, f"`{p.acc}` is a global")
+            continue
+        seeds = []
+        for name in walk_scope(facts.node):
+            if isinstance(name, ast.Name) and name.id == p.acc and isinstance(name.ctx, ast.Store) \
+                    and name is not p.rebind_target and not isinstance(parents.get(name), ast.AugAssign):
+                seeds.append(seed_of(name, parents, facts.params, facts.local_names, qualify))
+        if not seeds:
+            note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
+            continue
+        for seed in seeds:
+            where = f"`{seed.text}` (line {seed.target.lineno})"
+            if seed.origin is not Origin.OWNED:
+                if seed.origin is not Origin.NONE:
+                    note(seed.origin, f"{where}: {seed.reason}")
+                continue
+            mode = classifier.grad_mode(seed.target)
+            if mode in ("no_grad", "inference") and mode != merge_mode:
+                note(Origin.OPAQUE, f"{where} is created under a no-grad or inference context the loop is not in")
+            elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
+                func = ast.unparse(p.alloc.value.func)
+                note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
+                                    f"`{ast.unparse(p.alloc.value)}` allocates" if _template(p, ctx, loop) is not None
+                     else f"{where} may not have the layout of the buffers `{func}` allocates")
+        if loop.enclosing and not _reassigned_before(loop, p.acc):
+            note(Origin.OPAQUE, f"`{p.acc}` may start from an earlier pass of the enclosing loop")
+        # Nothing may keep the first value before the loop (or in a `for` iterable).
+        before = [n for n in walk_scope(facts.node)
+                  if isinstance(n, ast.Name) and n.id == p.acc and isinstance(n.ctx, ast.Load)
+                  and n.lineno < loop.node.lineno]
+        if isinstance(loop.node, (ast.For, ast.AsyncFor)):
+            before += [n for n in ast.walk(loop.node.iter) if isinstance(n, ast.Name) and n.id == p.acc]
+        for n in before:
+            use = classifier.classify(n)
+            if not use.harmless or use.kind is Kind.ESCAPE:
+                note(Origin.OPAQUE, use.reason or f"line {use.line} uses the first value of `{p.acc}`")
+    if worst_origin is Origin.EXTERNAL:
+        verdict.swap, verdict.swap_reason = "never", reason
+    elif worst_origin is Origin.OPAQUE:
+        verdict.swap, verdict.swap_reason = "unsafe", reason
+
+
+def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
+    """Does an owned seed have the dtype, device, shape and strides of the
+    buffers the allocation gives? Proven by syntax (`ALLOC(A)` alone, or a
+    seed `torch.zeros_like(X)` / `X.clone()` for `ALLOC(X)` alone), or checked
+    at run time by the guard."""
+    if pair.temp in [t for t, _ in verdict.guard]:
+        return True
+    if not _exact_like_call(pair, ctx, loop):
+        return False
+    template = templates[pair.temp]
+    return template == pair.acc or matches_template(seed.value, template, lambda e: ctx.resolver.qualified_name(
+        e, loop.scope))
+
+
+_RANK_ORIGIN = {Origin.NONE: 0, Origin.OWNED: 1, Origin.OPAQUE: 2, Origin.EXTERNAL: 3}
 
 
 # --- diagnostics and fixes -----------------------------------------------------------
@@ -418,34 +689,46 @@ def _fresh_name(base: str, taken: set[str]) -> str:
     return candidate
 
 
-def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_use: set):
+def _release_after(loop: Loop) -> bool:
+    """Drop the scratch buffers after the loop unless nothing runs there but a
+    plain return (the function's end frees them anyway)."""
+    container, node = loop.container, loop.node
+    after = container[container.index(node) + 1:]
+    if not after:
+        return bool(loop.enclosing) or container is not getattr(loop.scope.node, "body", None)
+    nxt = after[0]
+    if isinstance(nxt, ast.Return):
+        value = nxt.value
+        elts = value.elts if isinstance(value, ast.Tuple) else [value]
+        return not all(e is None or isinstance(e, (ast.Name, ast.Constant)) for e in elts)
+    return True
+
+
+def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, facts: ScopeFacts):
     # A group is reported whole or not at all: if one accumulator of a merge
     # needs its fresh buffer, the pattern is not the wasteful one.
-    scope_node = loop.scope.node
-    temps, accs = [p.temp for p in pairs], [p.acc for p in pairs]
-    if len(set(accs)) != len(accs) or set(temps) & set(accs):
-        return []
-    if not all(_temp_is_private(p, scope_node) and _template_is_stable(p, pairs, loop)
-               and _accumulator_is_private(p, pairs, loop, ctx) for p in pairs):
-        return []
     group = pairs
-
-    origins = [_first_value_origin(p, loop, ctx) for p in group]
-    origin = flow.worst(*(o for o, _ in origins))
-    example = next((e for o, e in origins if o == origin), None)
+    verdict = _analyse(group, loop, ctx, facts)
+    if verdict is None:
+        return []
 
     statements = [p.alloc for p in group] + [p.rebind for p in group] + [d for p in group for d in p.deletes]
     indices = sorted(p.alloc_index for p in group)
-    reason = None
+    noqa = _noqa_line(group, ctx)
+    no_fix = list(verdict.no_fix)
+    if noqa is not None:
+        no_fix.insert(0, f"`# noqa` on line {noqa} suppresses an allocation of this group, which is fixed "
+                         "whole or not at all")
     if indices != list(range(indices[0], indices[0] + len(indices))):
-        reason = "the group's allocations are not adjacent statements"
+        no_fix.append("the group's allocations are not adjacent statements")
     elif not all(_alone_on_lines(s, ctx) for s in statements):
-        reason = "a statement of the pattern shares its line with another statement"
+        no_fix.append("a statement of the pattern shares its line with another statement")
     elif any(id(s) in claimed for s in statements):
-        reason = "a statement of the pattern belongs to another group's fix"
-    fixes = [] if reason else _fixes(group, loop, origin, example, names_in_use)
+        no_fix.append("a statement of the pattern belongs to another group's fix")
+    fixes = [] if no_fix else _fixes(group, loop, verdict, facts.identifiers)
     if fixes:
         claimed.update(id(s) for s in statements)
+    reason = no_fix[0] if no_fix else None
 
     diagnostics = []
     for p in group:
@@ -455,6 +738,8 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
                    f"and rebind `{p.acc}`; allocate it once and reuse it")
         if reason:
             message += f" (no automatic fix: {reason})"
+        elif verdict.unsafe:
+            message += f" (no safe fix: {verdict.unsafe[0]})"
         diagnostics.append(Diagnostic(
             code="ALC001", name="alloc-in-loop-merge", filename=ctx.filename,
             line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
@@ -464,7 +749,7 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
     return diagnostics
 
 
-def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
+def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: set) -> FixPlan:
     ordered = sorted(group, key=lambda p: p.alloc_index)
     pairs = [(p.acc, p.temp, _fresh_name(p.temp, names_in_use) if form == "pingpong" else None)
              for p in ordered]
@@ -475,21 +760,43 @@ def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
     deletes = []
     for p in ordered:
         deletes.extend(d for d in p.deletes if d not in deletes)
-    return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp)
+    guard = None
+    if verdict.guard:
+        guard = " or ".join(f"{t}.shape != {x}.shape or {t}.dtype != {x}.dtype or {t}.device != {x}.device "
+                            f"or {t}.stride() != {x}.stride()" for t, x in verdict.guard)
+    scratch = tuple(temp for _, temp, _ in pairs)
+    spares = tuple(spare for _, _, spare in pairs if spare)
+    return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
+                   guard=guard, drop=scratch + spares if guard else (), reinit=tuple(verdict.reinit),
+                   release=scratch if _release_after(loop) else ())
 
 
-def _fixes(group: list, loop: Loop, origin: str, example: str | None, names_in_use: set) -> list[Fix]:
+def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set) -> list[Fix]:
     accs = ", ".join(f"`{p.acc}`" for p in group)
     temps = ", ".join(f"`{p.temp}`" for p in group)
     swap_message = f"Allocate {temps} once, lazily, and swap with {accs} after each merge"
     pingpong_message = (f"Allocate two buffers per accumulator once, lazily, and alternate them "
                         f"(the first value of {accs} is only read)")
-    if origin in ("owned", "none"):
-        return [Fix("safe", swap_message, "swap", _plan("swap", group, loop, names_in_use))]
-    if origin == "external":
-        return [Fix("safe", pingpong_message + f"; a swap would overwrite `{example}`, which the caller owns",
-                    "pingpong", _plan("pingpong", group, loop, names_in_use))]
-    unsafe = (swap_message + f"; assumes the first value of {accs} (from `{example}`) is referenced "
-              "nowhere else and has the layout of a fresh buffer")
-    return [Fix("unsafe", unsafe, "swap", _plan("swap", group, loop, names_in_use)),
-            Fix("safe", pingpong_message, "pingpong", _plan("pingpong", group, loop, names_in_use))]
+    extra = ""
+    if verdict.guard:
+        extra += (f"; reallocate when the template's shape, dtype, device or strides change "
+                  f"({verdict.guard_reason})")
+    if verdict.reinit:
+        extra += f"; re-initialise a reused buffer ({', '.join(f'`{r}`' for r in verdict.reinit)})"
+    assumptions = "; ".join(verdict.unsafe)
+    safety = "unsafe" if verdict.unsafe else "safe"
+    suffix = f"; assumes: {assumptions}" if assumptions else ""
+
+    def fix(applicability, form, message):
+        return Fix(applicability, message + extra + (suffix if applicability == "unsafe" else ""), form,
+                   _plan(form, group, loop, verdict, names_in_use))
+
+    if verdict.swap == "safe":
+        return [fix(safety, "swap", swap_message)]
+    if verdict.swap == "never":
+        return [fix(safety, "pingpong", pingpong_message + f"; a swap would overwrite the first value "
+                                                           f"({verdict.swap_reason})")]
+    swap_assumption = (f"; assumes the first value of {accs} ({verdict.swap_reason}) is referenced nowhere "
+                       "else and has the layout of a fresh buffer")
+    return [fix("unsafe", "swap", swap_message + swap_assumption),
+            fix(safety, "pingpong", pingpong_message)]
