@@ -56,10 +56,11 @@ def worst(*origins: Origin) -> Origin:
     return max(origins, key=_RANK.__getitem__, default=Origin.NONE)
 
 
-def value_origin(value: ast.expr, params: set, local_names: set, qualify) -> tuple[Origin, str | None]:
+def value_origin(value: ast.expr, params: set, local_names: set, qualify,
+                 lines: list | None = None) -> tuple[Origin, str | None]:
     """The origin of an expression bound to an accumulator, and (when not
     OWNED) one line saying why."""
-    text = f"`{source(value)}`"
+    text = f"`{source(value, lines)}`"
     if isinstance(value, ast.Constant) and value.value is None:
         return Origin.NONE, None
     if isinstance(value, ast.Name):
@@ -72,14 +73,14 @@ def value_origin(value: ast.expr, params: set, local_names: set, qualify) -> tup
         return Origin.OWNED, None
     if isinstance(value, ast.UnaryOp):
         if isinstance(value.op, ast.UAdd):
-            origin, reason = value_origin(value.operand, params, local_names, qualify)
+            origin, reason = value_origin(value.operand, params, local_names, qualify, lines)
             if origin is Origin.OWNED:
                 return origin, None
-            return worst(origin, Origin.OPAQUE), f"{text} is `{source(value.operand)}` itself (unary `+`)"
+            return worst(origin, Origin.OPAQUE), f"{text} is `{source(value.operand, lines)}` itself (unary `+`)"
         return Origin.OWNED, None
     if isinstance(value, ast.IfExp):
-        a = value_origin(value.body, params, local_names, qualify)
-        b = value_origin(value.orelse, params, local_names, qualify)
+        a = value_origin(value.body, params, local_names, qualify, lines)
+        b = value_origin(value.orelse, params, local_names, qualify, lines)
         return max((a, b), key=lambda o: _RANK[o[0]])
     if isinstance(value, ast.Call):
         keywords = {k.arg: k.value for k in value.keywords}
@@ -97,7 +98,8 @@ def value_origin(value: ast.expr, params: set, local_names: set, qualify) -> tup
     return Origin.OPAQUE, f"{text} is not a fresh allocation"
 
 
-def binding_value(node: ast.Name, parents: dict) -> tuple[ast.expr | None, str | None, ast.AST]:
+def binding_value(node: ast.Name, parents: dict,
+                  lines: list | None = None) -> tuple[ast.expr | None, str | None, ast.AST]:
     """For a binding occurrence of a name: (the value it receives, or None;
     why the value cannot be vouched for, or None; the binding statement)."""
     parent = parents.get(node)
@@ -105,37 +107,38 @@ def binding_value(node: ast.Name, parents: dict) -> tuple[ast.expr | None, str |
         holder = parents.get(parent)
         if isinstance(holder, ast.Assign) and parent in holder.targets:
             if len(holder.targets) > 1:
-                return None, f"`{source(holder)}` binds several names to one value", holder
+                return None, f"`{source(holder, lines)}` binds several names to one value", holder
             if isinstance(holder.value, (ast.Tuple, ast.List)) and len(holder.value.elts) == len(parent.elts) \
                     and not any(isinstance(e, ast.Starred) for e in (*parent.elts, *holder.value.elts)):
                 return holder.value.elts[parent.elts.index(node)], None, holder
-            return None, f"`{source(holder)}` unpacks a value the tool cannot see into", holder
-        return None, f"`{node.id}` is bound by `{source(holder or parent)}`", holder or parent
+            return None, f"`{source(holder, lines)}` unpacks a value the tool cannot see into", holder
+        return None, f"`{node.id}` is bound by `{source(holder or parent, lines)}`", holder or parent
     if isinstance(parent, ast.Assign) and node in parent.targets:
         if len(parent.targets) > 1:
-            return None, f"`{source(parent)}` also binds {_others(parent, node)} to the same tensor", parent
+            return None, f"`{source(parent, lines)}` also binds {_others(parent, node, lines)} to the same tensor", parent
         return parent.value, None, parent
     if isinstance(parent, ast.AnnAssign) and parent.target is node and parent.value is not None:
         return parent.value, None, parent
     if isinstance(parent, ast.NamedExpr) and parent.target is node:
-        return None, f"`{source(parent)}` (walrus) hands the same tensor to the enclosing expression", parent
+        return None, f"`{source(parent, lines)}` (walrus) hands the same tensor to the enclosing expression", parent
     if isinstance(parent, (ast.For, ast.AsyncFor, ast.comprehension)):
-        return None, f"`{node.id}` is an element of `{source(parent.iter)}`", parent
-    return None, f"`{node.id}` is bound by `{source(parent)}`", parent
+        return None, f"`{node.id}` is an element of `{source(parent.iter, lines)}`", parent
+    return None, f"`{node.id}` is bound by `{source(parent, lines)}`", parent
 
 
-def _others(assign: ast.Assign, node: ast.Name) -> str:
-    names = [source(t) for t in assign.targets if t is not node]
+def _others(assign: ast.Assign, node: ast.Name, lines=None) -> str:
+    names = [source(t, lines) for t in assign.targets if t is not node]
     return ", ".join(f"`{n}`" for n in names)
 
 
-def seed_of(node: ast.Name, parents: dict, params: set, local_names: set, qualify) -> Seed:
-    value, reason, statement = binding_value(node, parents)
-    text = source(statement) if isinstance(statement, ast.AST) else node.id
+def seed_of(node: ast.Name, parents: dict, params: set, local_names: set, qualify,
+            lines: list | None = None) -> Seed:
+    value, reason, statement = binding_value(node, parents, lines)
+    text = source(statement, lines) if isinstance(statement, ast.AST) else node.id
     if value is None:
         origin = Origin.EXTERNAL if isinstance(statement, (ast.For, ast.AsyncFor)) else Origin.OPAQUE
         return Seed(node, None, origin, text, reason)
-    origin, why = value_origin(value, params, local_names, qualify)
+    origin, why = value_origin(value, params, local_names, qualify, lines)
     return Seed(node, value, origin, text, why)
 
 

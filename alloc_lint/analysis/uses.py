@@ -128,6 +128,8 @@ PURE_TORCH_FUNCTIONS = {"exp": False, "sum": False, "mean": False, "clone": Fals
                         "isnan": False, "isinf": False, "isfinite": False, "equal": False,
                         "allclose": False, "isclose": False, "any": False, "all": False,
                         "count_nonzero": False, "sqrt": False, "sigmoid": False, "tanh": False,
+                        "empty_like": False, "zeros_like": False, "ones_like": False, "full_like": False,
+                        "rand_like": False, "randn_like": False,
                         "abs": True, "norm": True, "amax": True, "amin": True, "maximum": True,
                         "minimum": True, "logsumexp": True, "log": True, "square": True,
                         "matrix_norm": True, "vector_norm": True}
@@ -166,8 +168,18 @@ def is_none_test(node: ast.AST, parent: ast.AST) -> bool:
                     for side in (parent.left, *parent.comparators)))
 
 
-def source(node: ast.AST, limit: int = 60) -> str:
-    text = ast.unparse(node)
+def source(node: ast.AST, lines: list | None = None, limit: int = 60) -> str:
+    """The node's code for a message: as the user wrote it when the lines are
+    known (first line only), else unparsed; shortened to `limit` characters."""
+    text = None
+    if lines and getattr(node, "lineno", None) and 0 < node.lineno <= len(lines):
+        line = lines[node.lineno - 1].encode("utf-8")
+        end = node.end_col_offset if node.end_lineno == node.lineno else len(line)
+        text = line[node.col_offset:end].decode("utf-8", "replace").rstrip()
+        if node.end_lineno != node.lineno:
+            text += " ..."
+    if not text:
+        text = ast.unparse(node)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -180,11 +192,15 @@ class UseClassifier:
     parents: node -> parent node for the whole module.
     """
 
-    def __init__(self, parents: dict, qualify, is_builtin, merge_names: frozenset):
+    def __init__(self, parents: dict, qualify, is_builtin, merge_names: frozenset, lines: list | None = None):
         self.parents = parents
+        self.lines = lines
         self.qualify = qualify
         self.is_builtin = is_builtin
         self.merge_names = merge_names
+
+    def quote(self, node: ast.AST) -> str:
+        return source(node, self.lines)
 
     # --- entry points ---------------------------------------------------------------
 
@@ -204,7 +220,7 @@ class UseClassifier:
             kind, reason, grad, resizes = self._value(node, name)
         grad = grad and reason is None and self.grad_mode(node) not in ("no_grad", "inference")
         if grad:
-            reason = (f"autograd may save `{name}` for backward in `{source(self._statement_expr(node))}` "
+            reason = (f"autograd may save `{name}` for backward in `{self.quote(self.expression_of(node))}` "
                       f"(line {node.lineno}), and a reused buffer would make backward() fail; run the "
                       "loop under `torch.no_grad()` or `torch.inference_mode()` if no gradient flows here")
         if boundary is not None and kind is not Kind.ESCAPE:
@@ -239,7 +255,7 @@ class UseClassifier:
     def _value(self, expr: ast.AST, name: str):
         """Kind of a use of `expr`, a value that is (or shares storage with) the tensor."""
         p = self.parents.get(expr)
-        text = f"`{source(p)}`" if p is not None else f"`{name}`"
+        text = f"`{self.quote(p)}`" if isinstance(p, ast.expr) else f"`{name}`"
         where = f" (line {getattr(expr, 'lineno', '?')})"
         if is_none_test(expr, p):
             return Kind.METADATA, None, False, False
@@ -295,23 +311,23 @@ class UseClassifier:
                     return Kind.ESCAPE, f"`**{name}` unpacks `{name}`{where}", False, False
                 return self._argument(call, expr, p.arg, name)
         if isinstance(p, ast.Starred):
-            return Kind.ESCAPE, f"`*{source(expr)}`{where} unpacks views of `{name}`", False, False
+            return Kind.ESCAPE, f"`*{self.quote(expr)}`{where} unpacks views of `{name}`", False, False
         if isinstance(p, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
             holder = self.parents.get(p)
             if isinstance(holder, (ast.Assign, ast.NamedExpr)) and holder.value is p:
-                return Kind.ESCAPE, f"`{source(holder)}`{where} binds another name to `{name}`", False, False
-            return Kind.ESCAPE, f"`{source(p)}`{where} puts `{name}` in a container", False, False
+                return Kind.ESCAPE, f"`{self.quote(holder)}`{where} binds another name to `{name}`", False, False
+            return Kind.ESCAPE, f"`{self.quote(p)}`{where} puts `{name}` in a container", False, False
         if isinstance(p, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and p.value is expr:
-            return Kind.ESCAPE, f"`{source(p)}`{where} binds another name to `{name}`", False, False
+            return Kind.ESCAPE, f"`{self.quote(p)}`{where} binds another name to `{name}`", False, False
         if isinstance(p, ast.AugAssign) and p.value is expr:
-            return Kind.UNKNOWN, (f"`{source(p)}`{where} hands `{name}` to the operator of "
-                                  f"`{source(p.target)}` (a list's `+=` keeps views of it)"), False, False
+            return Kind.UNKNOWN, (f"`{self.quote(p)}`{where} hands `{name}` to the operator of "
+                                  f"`{self.quote(p.target)}` (a list's `+=` keeps views of it)"), False, False
         if isinstance(p, ast.Return):
-            return Kind.ESCAPE, f"`{source(p)}`{where} returns `{name}` from inside the loop", False, False
+            return Kind.ESCAPE, f"`{self.quote(p)}`{where} returns `{name}` from inside the loop", False, False
         if isinstance(p, (ast.Yield, ast.YieldFrom)):
-            return Kind.ESCAPE, f"`{source(p)}`{where} yields `{name}`", False, False
+            return Kind.ESCAPE, f"`{self.quote(p)}`{where} yields `{name}`", False, False
         if isinstance(p, (ast.For, ast.AsyncFor, ast.comprehension)) and p.iter is expr:
-            return Kind.ESCAPE, f"iterating over `{source(expr)}`{where} hands out views of `{name}`", \
+            return Kind.ESCAPE, f"iterating over `{self.quote(expr)}`{where} hands out views of `{name}`", \
                 False, False
         if isinstance(p, (ast.If, ast.While, ast.Assert)) and p.test is expr:
             return Kind.PURE_READ, None, False, False
@@ -324,12 +340,12 @@ class UseClassifier:
     def _attribute(self, attr: ast.Attribute, name: str):
         where = f" (line {attr.lineno})"
         if not isinstance(attr.ctx, ast.Load):
-            return Kind.ESCAPE, f"`{source(self.parents.get(attr) or attr)}`{where} stores on the tensor object", \
+            return Kind.ESCAPE, f"`{self.quote(self.parents.get(attr) or attr)}`{where} stores on the tensor object", \
                 False, False
         call = self.parents.get(attr)
         if isinstance(call, ast.Call) and call.func is attr:
             method = attr.attr
-            text = f"`{source(call)}`{where}"
+            text = f"`{self.quote(call)}`{where}"
             if any(k.arg == "non_blocking" for k in call.keywords) or method == "record_stream":
                 return Kind.ASYNC, (f"{text} may let another stream or the host read `{name}` "
                                     "after the next merge has overwritten it"), False, False
@@ -359,7 +375,7 @@ class UseClassifier:
     def _argument(self, call: ast.Call, expr: ast.AST, keyword: str | None, name: str):
         """`expr` (the tensor or a view of it) passed to `call`."""
         where = f" (line {call.lineno})"
-        text = f"`{source(call)}`{where}"
+        text = f"`{self.quote(call)}`{where}"
         if any(k.arg == "non_blocking" for k in call.keywords):
             return Kind.ASYNC, f"{text} copies `{name}` asynchronously", False, False
         func = call.func
@@ -397,7 +413,7 @@ class UseClassifier:
 
     # --- context ----------------------------------------------------------------------
 
-    def _statement_expr(self, node: ast.AST) -> ast.AST:
+    def expression_of(self, node: ast.AST) -> ast.AST:
         """The nearest enclosing expression worth quoting in a message."""
         current, parent = node, self.parents.get(node)
         while isinstance(parent, (ast.expr, ast.keyword)) and not isinstance(parent, ast.Lambda):
@@ -458,8 +474,8 @@ class UseClassifier:
                     qualified = self.context_name(expr) or ""
                     if qualified in GRAD_CONTEXTS or qualified in HARMLESS_CONTEXTS:
                         continue
-                    text = f"`with {source(expr)}:` (line {parent.lineno})"
-                    if "stream" in qualified.lower() or "stream" in source(expr).lower():
+                    text = f"`with {self.quote(expr)}:` (line {parent.lineno})"
+                    if "stream" in qualified.lower() or "stream" in self.quote(expr).lower():
                         return Kind.ASYNC, (f"`{name}` is used inside {text}, on another CUDA stream: "
                                             "the next merge may overwrite it while that stream still reads it")
                     found = found or (Kind.UNKNOWN, (f"`{name}` is used inside {text}, a context manager "

@@ -273,6 +273,7 @@ class ScopeFacts:
     captured: set  # names other scopes may see (closures, global/nonlocal)
     identifiers: set  # every identifier: fresh names must avoid them
     classifier: UseClassifier
+    dynamic: str | None = None  # a call that can reach every variable (`locals()`, `eval`, frames)
 
 
 def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
@@ -288,13 +289,31 @@ def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
         qualify=lambda expr: ctx.resolver.qualified_name(expr, scope),
         is_builtin=lambda name: ctx.resolver.is_builtin(name, scope),
         merge_names=last_names(ctx.config.merge_functions),
+        lines=ctx.lines,
     )
     captured = captured_names(node, NESTED_SCOPES)
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         # Module (or class) level: every function of the module may read these names.
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
-    return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier)
+    return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
+                      _dynamic_access(node, scope, ctx))
+
+
+DYNAMIC_BUILTINS = frozenset({"locals", "vars", "eval", "exec", "globals", "breakpoint"})
+DYNAMIC_CALLS = frozenset({"sys._getframe", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
+                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack"})
+
+
+def _dynamic_access(node: ast.AST, scope, ctx: FileContext) -> str | None:
+    """A call in the scope that can reach its variables by name or frame."""
+    for call in walk_scope(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in DYNAMIC_BUILTINS and ctx.resolver.is_builtin(func.id, scope) \
+                    or ctx.resolver.qualified_name(func, scope) in DYNAMIC_CALLS:
+                return f"`{ast.unparse(call)}` (line {call.lineno}) can reach every variable of the function"
+    return None
 
 
 # --- the pieces of a group -----------------------------------------------------------
@@ -322,9 +341,11 @@ def _template(pair: Pair, ctx: FileContext, loop: Loop):
 
 
 def _exact_like_call(pair: Pair, ctx: FileContext, loop: Loop) -> bool:
-    """`ALLOC(X)`: a template name and nothing else, so the buffer's metadata is X's."""
+    """`ALLOC(X)` (or `full_like(X, v)`): a template name and no keyword, so the
+    buffer has X's dtype, device, shape and strides (for a dense X)."""
     call = pair.alloc.value
-    return _template(pair, ctx, loop) is not None and len(call.args) == 1 and not call.keywords \
+    expected = 2 if _allocator(pair, ctx, loop).endswith("full_like") else 1
+    return _template(pair, ctx, loop) is not None and len(call.args) == expected and not call.keywords \
         and isinstance(call.args[0], ast.Name)
 
 
@@ -453,9 +474,9 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
     trust = _merge_trust(merge_call, group, ctx, loop)
     preassigned = {id(p.alloc.targets[0]): Kind.REBIND for p in group}
     preassigned.update({id(p.rebind_value): Kind.REBIND for p in group})
-    for p in group:
-        if _template(p, ctx, loop) is not None:
-            preassigned[id(p.alloc.value.args[0])] = Kind.TEMPLATE
+    for p in group:  # the allocation's own arguments: read for their metadata or value
+        for arg in (*p.alloc.value.args, *(k.value for k in p.alloc.value.keywords)):
+            preassigned[id(arg)] = Kind.TEMPLATE
     merge_args = [a for a in (*merge_call.args, *(k.value for k in merge_call.keywords)) if isinstance(a, ast.Name)]
     if trust:
         preassigned.update({id(a): Kind.MERGE_ARG for a in merge_args})
@@ -465,6 +486,8 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         return None
 
     verdict = Verdict()
+    if facts.dynamic:
+        verdict.unsafe.append(facts.dynamic)
     callee = ast.unparse(merge_call.func)
     if trust is None:
         short = callee.rsplit(".", 1)[-1]
@@ -483,7 +506,7 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
 
-    _check_stability(group, loop, ctx, facts, templates, preassigned, verdict)
+    _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verdict)
     _check_initialisation(group, loop, ctx, trust, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
@@ -491,7 +514,7 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
     return verdict
 
 
-def _check_stability(group, loop, ctx, facts, templates, preassigned, verdict):
+def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verdict):
     """Same shape, dtype, device and strides at every merge of one entry: proven,
     or guarded by a metadata check (only `ALLOC(X)` alone), or no fix."""
     accs = {p.acc for p in group}
@@ -519,6 +542,10 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, verdict):
                         "after a merge")
             if template_of.get(name) != name:
                 return f"`{name}` is another accumulator, whose shape is not proven constant"
+            resized = next((u for u in uses if u.name == name and u.resizes and u.harmless), None)
+            if resized is not None:
+                where = classifier.quote(classifier.expression_of(resized.node))
+                return f"`{where}` (line {resized.line}) may resize `{name}`"
             return None
         reason = name_is_owned_local(name, facts.node, facts.params, facts.local_names, facts.captured)
         if reason:
@@ -603,7 +630,7 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
         for name in walk_scope(facts.node):
             if isinstance(name, ast.Name) and name.id == p.acc and isinstance(name.ctx, ast.Store) \
                     and name is not p.rebind_target and not isinstance(parents.get(name), ast.AugAssign):
-                seeds.append(seed_of(name, parents, facts.params, facts.local_names, qualify))
+                seeds.append(seed_of(name, parents, facts.params, facts.local_names, qualify, ctx.lines))
         if not seeds:
             note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
             continue
