@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from alloc_lint import check_source
+from alloc_lint.edits import Wrap
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "alc001").glob("*.py"))
 EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=([a-z-]+)((?:\+(?:guard|reinit))*))?\s*$")
@@ -66,9 +67,9 @@ def test_fixture(path):
         assert isinstance(ast.parse(f"({segment})", mode="eval").body, ast.Call), segment
         if form is not None:
             actual = [(f.applicability, f.form) for f in d.fixes]
-            plans = [f.plan for f in d.fixes]
-            got_extras = {"guard"} if any(p.guard for p in plans) else set()
-            got_extras |= {"reinit"} if any(p.reinit for p in plans) else set()
+            wraps = [op for f in d.fixes for op in f.operations if isinstance(op, Wrap)]
+            got_extras = {"guard"} if any(".stride() != " in op.header for op in wraps) else set()
+            got_extras |= {"reinit"} if any(op.orelse for op in wraps) else set()
             if actual != FIX_FORMS[form] or got_extras != extras:
                 wrong_fix[number] = (form, extras, actual, got_extras, lines[number - 1].strip())
     assert not wrong_fix, wrong_fix

@@ -13,6 +13,7 @@ withheld or unsafe fix names the use that blocks it), then RUNS the program:
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import textwrap
 import warnings
@@ -24,7 +25,7 @@ torch = pytest.importorskip("torch")
 
 from alloc_lint import Config, check_source, fix_source  # noqa: E402
 from alloc_lint.config import DEFAULT_ALLOCATORS, DEFAULT_MERGE_FUNCTIONS  # noqa: E402
-from alloc_lint.fixer import apply_plans  # noqa: E402
+from alloc_lint.edits import InsertBefore, Replace, Wrap, apply_operations  # noqa: E402
 
 from runtime import TRUSTED, CountAllocations, LiveBytes, flatten, load  # noqa: E402
 
@@ -755,20 +756,41 @@ def compare(case, original, rewritten):
     return differences
 
 
+def extras_of(fix) -> set:
+    """`guard` and `reinit`, read from the fix's edit operations."""
+    wraps = [op for op in fix.operations if isinstance(op, Wrap)]
+    found = {"guard"} if any(".stride() != " in op.header for op in wraps) else set()
+    return found | ({"reinit"} if any(op.orelse for op in wraps) else set())
+
+
+def _as_swap(op):
+    """Ping-pong's rotation `A, T, T_alt = T, T_alt, T` as the swap `A, T = T, A`."""
+    assign = ast.parse(op.code).body[0]
+    targets = [ast.unparse(t) for t in assign.targets[0].elts]
+    values = [ast.unparse(v) for v in assign.value.elts]
+    pairs = dict(zip(targets, values))
+    kept = [t for t in targets if not t.endswith("_alt")]
+    accs = {pairs[t]: t for t in kept if pairs[t] + "_alt" in targets}  # temp -> acc
+    new_values = [accs.get(t, pairs[t]) if t in accs else pairs[t] for t in kept]
+    return dataclasses.replace(op, code=f"{', '.join(kept)} = {', '.join(new_values)}")
+
+
 def forced(case, how):
     """A rewrite the tool refused to make: the swap, or the fix without its
     guard or re-initialisation."""
     diagnostics = check_source(case.source, config=case.config)
-    fix = diagnostics[0].fixes[-1]
-    plan = fix.plan
+    operations = list(diagnostics[0].fixes[-1].operations)
     if how == "swap":
-        plan = dataclasses.replace(plan, form="swap", pairs=[(a, t, None) for a, t, _ in plan.pairs],
-                                   drop=tuple(d for d in plan.drop if not d.endswith("_alt")))
+        first = operations[0]
+        operations[0] = dataclasses.replace(first, code=first.code.splitlines()[0])
+        operations = [_as_swap(op) if isinstance(op, Replace) and "_alt" in op.code else op for op in operations]
     elif how == "unguarded":
-        plan = dataclasses.replace(plan, guard=None, drop=())
+        operations = [op for op in operations if not (isinstance(op, InsertBefore) and "reallocating" in op.code)]
+        operations = [dataclasses.replace(op, header=op.header.split(" or ")[0]) if isinstance(op, Wrap) else op
+                      for op in operations]
     elif how == "no-reinit":
-        plan = dataclasses.replace(plan, reinit=())
-    return apply_plans(case.source, [plan])
+        operations = [dataclasses.replace(op, orelse="") if isinstance(op, Wrap) else op for op in operations]
+    return apply_operations(case.source, operations)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -782,9 +804,7 @@ def test_offer_and_message(case):
     for name in case.names:
         assert name in text, (name, text)
     for d in diagnostics:
-        extras = {"guard"} if any(f.plan.guard for f in d.fixes) else set()
-        extras |= {"reinit"} if any(f.plan.reinit for f in d.fixes) else set()
-        assert extras == set(case.extras)
+        assert set().union(*(extras_of(f) for f in d.fixes)) == set(case.extras)
         if not d.fixes:
             assert d.no_fix_reason and d.no_fix_reason in d.message
         elif d.fix_for(False) is None:

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 from ..analysis import flow
 from ..analysis.names import last_names
+from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import TORCH_NAMESPACES, Kind, UseClassifier, captured_names
 from ..diagnostics import Diagnostic, Fix
+from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
 
 
@@ -31,7 +33,7 @@ class Pair:
 
 @dataclass(eq=False)
 class FixPlan:
-    """What the codemod needs to rewrite one group (see alloc_lint.fixer)."""
+    """How one group is rewritten; `_operations` turns it into edit operations."""
 
     form: str  # "swap" | "pingpong"
     loop: ast.stmt
@@ -40,8 +42,9 @@ class FixPlan:
     rebinds: list  # rebinding statements (each rewritten once)
     deletes: list
     first_temp: str
-    # Before the lazy allocation: `if T is not None and (guard): <drop> = None`,
-    # so a buffer whose template changed is reallocated (None: no guard).
+    # The lazy allocation also runs when a reused buffer's metadata differs
+    # from its template's (`if T is None or <guard>:`), and then first drops
+    # the old buffers (`drop`) so none is held while the new ones are allocated.
     guard: str | None = None
     drop: tuple = ()
     # Statements of the lazy `if`'s `else:` (a reused buffer re-initialised).
@@ -149,6 +152,9 @@ class AllocInLoopMerge(Rule):
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+
+    def might_match(self, text: str, config) -> bool:
+        return might_have_finding(text, last_names(config.allocators))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
@@ -329,6 +335,9 @@ RANDOM_ALLOCATORS = frozenset({"rand_like", "randn_like", "randint_like", "rand"
                                "bernoulli", "normal", "rand_like"})
 
 
+TORCH_LIKE_ALLOCATORS = frozenset({"torch.empty_like", "torch.zeros_like", "torch.ones_like", "torch.full_like"})
+
+
 def _allocator(pair: Pair, ctx: FileContext, loop: Loop) -> str:
     return ctx.resolver.qualified_name(pair.alloc.value.func, loop.scope) or ""
 
@@ -344,9 +353,11 @@ def _exact_like_call(pair: Pair, ctx: FileContext, loop: Loop) -> bool:
     """`ALLOC(X)` (or `full_like(X, v)`): a template name and no keyword, so the
     buffer has X's dtype, device, shape and strides (for a dense X)."""
     call = pair.alloc.value
-    expected = 2 if _allocator(pair, ctx, loop).endswith("full_like") else 1
-    return _template(pair, ctx, loop) is not None and len(call.args) == expected and not call.keywords \
-        and isinstance(call.args[0], ast.Name)
+    allocator = _allocator(pair, ctx, loop)
+    if allocator not in TORCH_LIKE_ALLOCATORS:
+        return False  # another library's `*_like`: what it gives is not known
+    expected = 2 if allocator == "torch.full_like" else 1
+    return len(call.args) == expected and not call.keywords and isinstance(call.args[0], ast.Name)
 
 
 def _other_arguments(pair: Pair, ctx: FileContext, loop: Loop) -> list:
@@ -586,7 +597,9 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
             verdict.no_fix.append(f"`{func}` draws random numbers: a reused buffer would skip the draw")
             continue
         if last not in INITIALISATION:
-            verdict.unsafe.append(f"`{func}` is assumed to return a buffer whose contents the merge never reads")
+            if trust is None:  # a trusted merge writes every element: the contents do not matter
+                verdict.unsafe.append(f"`{func}` is assumed to return a fresh buffer whose contents the merge "
+                                      "never reads")
             continue
         kind = INITIALISATION[last]
         if kind is None or trust is not None:
@@ -752,7 +765,7 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, facts: Sc
         no_fix.append("a statement of the pattern shares its line with another statement")
     elif any(id(s) in claimed for s in statements):
         no_fix.append("a statement of the pattern belongs to another group's fix")
-    fixes = [] if no_fix else _fixes(group, loop, verdict, facts.identifiers)
+    fixes = [] if no_fix else _fixes(group, loop, verdict, facts.identifiers, ctx.lines)
     if fixes:
         claimed.update(id(s) for s in statements)
     reason = no_fix[0] if no_fix else None
@@ -792,13 +805,75 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
         guard = " or ".join(f"{t}.shape != {x}.shape or {t}.dtype != {x}.dtype or {t}.device != {x}.device "
                             f"or {t}.stride() != {x}.stride()" for t, x in verdict.guard)
     scratch = tuple(temp for _, temp, _ in pairs)
-    spares = tuple(spare for _, _, spare in pairs if spare)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
-                   guard=guard, drop=scratch + spares if guard else (), reinit=tuple(verdict.reinit),
+                   guard=guard, drop=scratch if guard else (), reinit=tuple(verdict.reinit),
                    release=scratch if _release_after(loop) else ())
 
 
-def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set) -> list[Fix]:
+def _operations(plan: FixPlan, lines: list) -> tuple:
+    """The edit operations (alloc_lint.edits) that carry out `plan`:
+
+    - before the loop, `T = None` (and ping-pong's `T_alt = None`): every entry
+      into the loop starts without buffers;
+    - the allocations wrapped in `if T is None:` (with a guard, `if T is None
+      or <T's metadata differs from X's>:`, whose block first drops the old
+      buffers so none is held while the new ones are allocated), and an
+      `else:` re-initialising a reused buffer where the allocator initialises;
+    - each rebinding replaced by the swap or the rotation; `del T` dropped;
+    - after the loop, the scratch buffers released (`T = None`)."""
+    at = lambda stmt: position(stmt, lines)  # noqa: E731
+    spares = [spare for _, _, spare in plan.pairs if spare]
+    ops = [InsertBefore(at(plan.loop), "\n".join(f"{name} = None" for name in (plan.first_temp, *spares)))]
+    header = f"if {plan.first_temp} is None"
+    if plan.guard:
+        header += f" or {plan.guard}"
+        ops.append(InsertBefore(at(plan.allocs[0]), f"{' = '.join(plan.drop)} = None  # not held while reallocating"))
+    ops.append(Wrap(tuple(at(s) for s in plan.allocs), header, orelse="\n".join(plan.reinit)))
+    ops += [Replace(at(s), _rebinding(s, plan.pairs, plan.form)) for s in plan.rebinds]
+    temps = {temp for _, temp, _ in plan.pairs}
+    ops += [Replace(at(s), _without_temps(s, temps) or "") for s in plan.deletes]
+    if plan.release:
+        ops.append(InsertAfter(at(plan.loop), f"{' = '.join(plan.release)} = None"))
+    return tuple(ops)
+
+
+def _source(node: ast.expr, lines: list) -> str:
+    """The expression as written, where it is one line; else unparsed."""
+    if node.lineno == node.end_lineno:
+        line = lines[node.lineno - 1].encode("utf-8")
+        return line[node.col_offset:node.end_col_offset].decode("utf-8")
+    return ast.unparse(node)
+
+
+def _rebinding(stmt: ast.Assign, pairs, form: str) -> str:
+    """`A = T` -> `A, T = T, A` (swap) or `A, T, T_alt = T, T_alt, T` (ping-pong),
+    keeping any other elements of a tuple assignment."""
+    target, value = stmt.targets[0], stmt.value
+    if isinstance(target, ast.Name):
+        targets, values = [target.id], [value.id]
+    else:
+        targets = [ast.unparse(t) for t in target.elts]
+        values = [ast.unparse(v) for v in value.elts]
+    for acc, temp, spare in pairs:
+        if acc in targets and values[targets.index(acc)] == temp:
+            if form == "swap":
+                targets.append(temp)
+                values.append(acc)
+            else:
+                targets += [temp, spare]
+                values += [spare, temp]
+    return f"{', '.join(targets)} = {', '.join(values)}"
+
+
+def _without_temps(stmt: ast.Delete, temps: set[str]) -> str | None:
+    kept = []
+    for target in stmt.targets:
+        elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+        kept += [ast.unparse(e) for e in elts if not (isinstance(e, ast.Name) and e.id in temps)]
+    return f"del {', '.join(kept)}" if kept else None
+
+
+def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: list) -> list[Fix]:
     accs = ", ".join(f"`{p.acc}`" for p in group)
     temps = ", ".join(f"`{p.temp}`" for p in group)
     swap_message = f"Allocate {temps} once, lazily, and swap with {accs} after each merge"
@@ -815,8 +890,9 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set) -> list
     suffix = f"; assumes: {assumptions}" if assumptions else ""
 
     def fix(applicability, form, message):
+        plan = _plan(form, group, loop, verdict, names_in_use)
         return Fix(applicability, message + extra + (suffix if applicability == "unsafe" else ""), form,
-                   _plan(form, group, loop, verdict, names_in_use))
+                   _operations(plan, lines))
 
     if verdict.swap == "safe":
         return [fix(safety, "swap", swap_message)]
