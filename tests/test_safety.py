@@ -446,6 +446,45 @@ CASES = [
          config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_into",)),
          args=lambda n, seed: (None, [torch.randn(8, 3, generator=torch.Generator().manual_seed(seed + i))
                                       for i in range(n)])),
+    Case("template_aliased_before_the_loop", """
+        def merge_into(out, a, p):
+            out.zero_()
+            n = min(out.shape[0], a.shape[0])
+            out[:n] = a[:n] + p[:n]
+        def run(x, parts):
+            tpl = torch.zeros(4, 3)
+            holder = [tpl]
+            acc = torch.zeros(4, 3)
+            for i, p in enumerate(parts):
+                if i == 2:
+                    holder[0].resize_(6, 3)
+                tmp = torch.empty_like(tpl)
+                merge_into(tmp, acc, p)
+                acc = tmp
+            return acc
+        """, "swap", ("holder = [tpl]",), "unguarded", extras=frozenset({"guard"}),
+         config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_into",)),
+         args=lambda n, seed: (None, [torch.randn(8, 3, generator=torch.Generator().manual_seed(seed + i))
+                                      for i in range(n)])),
+    Case("size_list_aliased_before_the_loop", """
+        def merge_into(out, a, p):
+            out.zero_()
+            n = min(out.shape[0], a.shape[0])
+            out[:n] = a[:n] + p[:n]
+        def run(x, parts):
+            dims = [4, 3]
+            view = dims
+            acc = torch.zeros(4, 3)
+            for i, p in enumerate(parts):
+                if i == 2:
+                    view[0] = 5
+                tmp = torch.empty(dims)
+                merge_into(tmp, acc, p)
+                acc = tmp
+            return acc
+        """, "none", ("view = dims",),
+         config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.empty",),
+                                    merge_functions=TRUSTED.merge_functions + ("merge_into",))),
     Case("global_template", """
         TEMPLATE = torch.zeros(4, 3)
         def run(x, parts):

@@ -129,7 +129,9 @@ PURE_TORCH_FUNCTIONS = {"exp": False, "sum": False, "mean": False, "clone": Fals
                         "allclose": False, "isclose": False, "any": False, "all": False,
                         "count_nonzero": False, "sqrt": False, "sigmoid": False, "tanh": False,
                         "empty_like": False, "zeros_like": False, "ones_like": False, "full_like": False,
-                        "rand_like": False, "randn_like": False,
+                        "rand_like": False, "randn_like": False, "empty": False, "zeros": False,
+                        "ones": False, "full": False, "rand": False, "randn": False, "arange": False,
+                        "tensor": False,
                         "abs": True, "norm": True, "amax": True, "amin": True, "maximum": True,
                         "minimum": True, "logsumexp": True, "log": True, "square": True,
                         "matrix_norm": True, "vector_norm": True}

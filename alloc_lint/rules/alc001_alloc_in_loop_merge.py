@@ -565,6 +565,16 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verd
                                                     preassigned=preassigned))
         if use is not None:
             return use.reason or f"`{name}` may change at line {use.line}"
+        # Before the loop (or between two entries into it, inside an enclosing
+        # loop), only bindings and harmless reads: an alias made there
+        # (`holder = [tpl]`) could let code in the loop resize it.
+        inside = {id(n) for tree in region + header for n in ast.walk(tree)}
+        for node in walk_scope(facts.node):
+            if isinstance(node, ast.Name) and node.id == name and id(node) not in inside \
+                    and isinstance(node.ctx, ast.Load) and (node.lineno < loop.node.lineno or loop.enclosing):
+                use = classifier.classify(node, preassigned=preassigned)
+                if not use.keeps_metadata:
+                    return use.reason or f"`{name}` may change at line {use.line}"
         return None
 
     for p in group:
