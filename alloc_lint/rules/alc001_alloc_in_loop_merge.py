@@ -60,18 +60,20 @@ class AllocInLoopMerge(Rule):
     ## What it does
     Finds a buffer allocated on every iteration of a loop (`T = torch.empty_like(X)`)
     only to be handed to a call that merges into it, after which the accumulator is
-    rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The merge call must receive both `T` and `A`; `T` is
-    passed positionally, by an `out`/`output`-like keyword, or by any keyword to a
-    known merge kernel (`merge_attn_states`, `merge_state`, ... and the configured
+    rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The
+    merge call must receive both `T` and `A`; `T` is passed positionally, by an
+    `out`/`output`-like keyword, or by any keyword to a known merge kernel
+    (`merge_attn_states`, `merge_state`, ... and the configured
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
     same call form one group and get one fix.
 
-    It reports nothing where the allocation is needed: the template `X` changes
-    shape from one iteration to the next; the temporary is read after the rebinding,
-    after the loop, or escapes (stored, appended, returned, yielded, captured by a
-    closure, declared `global`/`nonlocal`); the accumulator's buffer escapes during
-    the loop (`first = acc`, `history.append(acc)`, `yield acc`, a view of it kept
-    in a name); or the code already allocates lazily and swaps.
+    It reports nothing where the allocation is needed: the template `X` (or a size,
+    dtype or device argument of the allocator) is rebound inside the loop; the
+    temporary occurs anywhere but in its allocation, the merge call, the rebinding
+    and `del T`; the accumulator's buffer escapes during the loop (bound to another
+    name, stored, put in a container, appended, returned, yielded, iterated,
+    captured by a closure, declared `global`/`nonlocal`); or the code already
+    allocates lazily and swaps.
 
     ## Why is this bad?
     Each iteration asks the allocator for a new buffer the size of the whole
@@ -79,7 +81,7 @@ class AllocInLoopMerge(Rule):
     loop that is one request per chunk and per accumulator: in vLLM's MLA chunked
     prefill (1024 tokens, 128 heads, dim 128, 16 chunks) 30 requests and 511 MB
     allocated, against 2 requests and 34 MB when the buffer is allocated once and
-    reused, with bitwise-identical results. Peak memory over the loop halves too.
+    reused, with bitwise-identical results.
 
     ## Example
     ```python
@@ -99,8 +101,9 @@ class AllocInLoopMerge(Rule):
     ```
 
     ## Use instead
-    Allocate lazily once, and swap references after each merge, so the previous
-    accumulator becomes the next scratch buffer:
+    Allocate lazily once, and reuse. The upstream fix (vLLM PR #42460) swaps
+    references after each merge, so the previous accumulator becomes the next
+    scratch buffer:
     ```python
     output = None
     output_tmp = None
@@ -118,35 +121,139 @@ class AllocInLoopMerge(Rule):
             output, output_tmp = output_tmp, output
             output_lse, output_lse_tmp = output_lse_tmp, output_lse
     ```
+    Here the first value is `attn_output`, a kernel's result the tool cannot see
+    into, so `alloc-lint fix` applies the **ping-pong** form instead (below) and
+    offers this swap only with `--unsafe-fixes`.
 
     ## Fix safety
-    The fix takes one of two forms, chosen by what can be proven about the
-    accumulator's first value (every value it gets other than from the temporary):
+    A *safe* fix is a proof that the rewritten program computes the same values,
+    writes nowhere the original did not and raises nothing new. The proof is an
+    allowlist: what is not shown harmless blocks the safe fix, and the message
+    names the use, its line and what would have to hold.
 
-    - **Swap** (above; one buffer per accumulator) is a *safe* fix only when every
-      first value is a fresh tensor the function allocated itself (`torch.zeros`,
-      `torch.empty_like`, `x.clone()`, arithmetic) and not aliased before the loop.
-      From the second merge on, the swap writes into that first buffer.
-    - **Ping-pong** (two lazily allocated buffers per accumulator, alternated; the
-      first value is only ever read) is the *safe* fix otherwise. It never writes
-      where the original program did not, and every buffer has the template's layout.
-    - Where the first value comes from another name or an opaque call (vLLM's first
-      chunk output), the swap is also offered as an *unsafe* fix (applied with
-      `--unsafe-fixes`): it is only the same program if that tensor is referenced
-      nowhere else and has the layout of a fresh `torch.empty_like` buffer. vLLM's
-      padded-V views broke that assumption (vLLM PR #42642).
-    - Where the accumulator starts as a parameter, a global or an attribute (the
-      caller's tensor), the swap would overwrite the caller's data: only ping-pong
-      is offered.
-    - No fix is offered (the diagnostic says why) when the group's allocations are
-      not adjacent statements, or a statement of the pattern shares its line with
-      another statement.
+    **The forms.** In every form `T = None` goes just before the innermost loop (each
+    entry into the loop starts without buffers), the group's allocations are
+    wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
+    unless the loop is followed only by a plain `return`, the scratch buffers are
+    released right after the loop (`T = None`).
+    - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
+      on it writes into the accumulator's first value.
+    - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
+      `T_alt = None` before the loop): the first value is only ever read; the second
+      buffer is allocated at the second merge, when the first value has been
+      dropped.
+    - **Guarded** (either form): the lazy allocation also runs when a reused
+      buffer's metadata differs from its template's,
+      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride():`,
+      and then drops the old buffers (`T = None`) before allocating.
+    - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
+      `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
+      `T.fill_(v)` in an `else:` of the lazy `if`, unless the merge provably writes
+      every element (a known or configured merge kernel, a torch `out=` operator).
 
-    In every form `T = None` is inserted just before the innermost loop (so every
-    entry into the loop starts without a buffer), the allocations are wrapped in
-    `if T is None:`, and `del T` after the rebinding is dropped. Comments and
-    formatting outside the changed lines are kept; the result does not trigger
-    ALC001 again.
+    **1. Every use is one of a closed list of kinds.** Each occurrence of each
+    accumulator and temporary in the loop (body, `while` test, `for` target; a
+    `for` iterable runs once, before the loop), of the template and of every name
+    in the allocator's arguments is classified by its immediate context
+    (`alloc_lint/analysis/uses.py`). A value that may share storage with the
+    tensor (`acc[0]`, `acc.T`, `acc.view(...)`, `acc.float()`, `acc or x`, `+acc`)
+    is followed to where it ends up, with the same rules. Harmless kinds:
+    - *merge argument*: of the pattern's merge call when it is a known merge kernel,
+      a configured `extra-merge-functions` entry (you vouch that it keeps no
+      reference to its arguments, writes its outputs in full and is not
+      differentiated through), or a `torch.*`, `torch.linalg.*`, `torch.special.*`,
+      `torch.fft.*` function given `out=T` (never `torch.ops.*`);
+    - *allocation template* and the allocator's own arguments;
+    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
+      `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
+      `isinstance(x, ...)`, `x is None`, `x is not None`;
+    - *rebinding* and *deletion* (judged by the ownership and stability proofs);
+    - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
+      f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
+      `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
+    - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
+      (never `resize_ set_ as_strided_ t_ squeeze_ ...`).
+
+    Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
+    the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
+    `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
+    a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
+    `id(acc)`), use as a key, `locals()`/`eval`/frame access anywhere in the
+    function, or a use inside a `with` whose context manager is not known to leave
+    CUDA streams alone (known: `torch.no_grad`, `torch.inference_mode`,
+    `torch.enable_grad`, `torch.set_grad_enabled`, `record_function`, NVTX ranges,
+    `torch.autocast`, `contextlib.nullcontext`). An *asynchronous use* gets no fix
+    at all: `acc.record_stream(s)`, any `non_blocking=` copy, or a use inside
+    `with torch.cuda.stream(...)`: another stream may still read the buffer when
+    the next merge overwrites it. A merge call to an unknown function makes every
+    fix unsafe; the message says to add it to `extra-merge-functions`.
+
+    **2. Autograd.** Outside a lexical `torch.no_grad()` / `torch.inference_mode()`
+    (a `with` block or a decorator of the function), a read that may save the
+    tensor for backward (`acc * w`, `acc.abs()`, `acc.norm()`) blocks the safe
+    fix: reusing the saved buffer makes `backward()` raise, or silently corrupts
+    gradients when a kernel bumps no version counter. `+` and `-`, `x * c` and
+    `x / c` with a numeric constant `c`, and non-differentiable reads
+    (comparisons, `.item()`, f-strings) never save it. An in-place write whose other operand may require grad is
+    harmless before a torch `out=` merge (which then raises before any reuse).
+
+    **3. Ownership of the first value (the swap's proof).** Every binding of the
+    accumulator other than the rebinding is a seed. The swap is safe only when
+    every seed is a fresh dense tensor the function made: the whole right-hand
+    side of an assignment to the accumulator alone (`a, b = f1, f2` element-wise;
+    not `acc = base = ...`, not a walrus) that is `torch.zeros/ones/empty/full/
+    rand/randn(...)`, `torch.*_like(y)`, `y.clone()`, binary arithmetic,
+    `torch.cat/stack`, without `out=` or `requires_grad`; with the dtype, device,
+    shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
+    or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
+    is guarded); not used before the loop or in a `for` iterable except by
+    harmless kinds (`register(acc)` blocks it); not created under `no_grad` /
+    `inference_mode` unless the loop is too; not carried over from an earlier
+    pass of an enclosing loop. A parameter, global or attribute first value never
+    gets the swap (it is the caller's tensor); another name or an opaque call's
+    result gets the swap only as an *unsafe* fix, whose message states the
+    assumption (referenced nowhere else, the layout of a fresh `empty_like`
+    buffer: vLLM's padded-V views broke it, PR #42642), next to the safe
+    ping-pong.
+
+    **4. Stability.** Reuse needs the same shape, dtype, device and strides at
+    every merge of one entry into the loop. Proven when the template is the
+    pair's own accumulator and nothing rebinds it after a merge (a seed under
+    `if A is None:` or under `if i == 0:` of `for i in range(n)` /
+    `enumerate(...)`, placed before the allocation, runs only before the first
+    merge) and nothing resizes it; or when the template is a local or parameter
+    that the loop never rebinds, that no nested scope sees, that is not aliased
+    before the loop, and whose every use keeps its metadata. Every other
+    argument and keyword of the allocator must be built from constants and such
+    names. Where only the template's metadata is unproven (a restart, a global
+    template, a template passed to an unknown call or resized) and the
+    allocation is `torch.*_like(X)` alone, the fix is **guarded**; otherwise no
+    fix is offered and the message says why. A random allocator (`randn_like`)
+    gets no fix: reuse would skip the draw.
+
+    **5. `# noqa`.** A `# noqa: ALC001` on any allocation of a group leaves the
+    whole group unfixed; its other allocations are reported without a fix.
+
+    **Cost, as measured** (`bench/alc001_safety.py`, CPU, `bench/out/alc001_safety.txt`;
+    GPU runs in `examples/RESULTS.md`). Over a vLLM-shaped loop whose chunk
+    outputs are fresh kernel results, every form gives bitwise-equal results and
+    a constant number of allocator calls (2 per accumulator for ping-pong, 1 for
+    the swap). Peak live memory equals the original's for 2 and 3 chunks; from
+    the 4th chunk on, any reuse form (the swap too) holds its scratch buffer
+    while the next chunk output is computed and the previous one is still bound:
+    one buffer per accumulator above the original. Allocating ping-pong's second
+    buffer at the first merge would cost that buffer from the first merge on, and
+    keeping the scratch after the loop would cost it during the work after the
+    loop. The guard costs about 1 µs of Python per merge (the allocation it
+    replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
+    proven.
+
+    **Assumptions of every fix**: operands of arithmetic are tensors or numbers
+    (an object whose operator keeps its argument is not detected), no code reads
+    the function's variables through frames it was not handed, known merge
+    kernels are matched by name, and a tensor reachable from outside the function
+    (a parameter template) is not resized by code the loop calls without passing
+    it.
     """
 
     code = "ALC001"
