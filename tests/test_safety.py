@@ -248,6 +248,37 @@ CASES = [
                 acc = tmp
             return acc.clone()
         """, "swap"),
+    Case("loop_under_inference_mode_seed_outside", """
+        def run(x, parts):
+            acc = torch.zeros_like(x)
+            with torch.inference_mode():
+                for p in parts:
+                    tmp = torch.empty_like(acc)
+                    torch.mul(acc, 0.5, out=tmp)
+                    acc = tmp
+            return acc, acc.is_inference()
+        """, "pingpong", ("inference_mode",), "unsafe"),
+    Case("loop_under_no_grad_seed_may_require_grad", """
+        def run(x, parts):
+            x = x.requires_grad_()
+            acc = x.clone()
+            with torch.no_grad():
+                for p in parts:
+                    tmp = torch.empty_like(acc)
+                    torch.add(acc, p, out=tmp)
+                    acc = tmp
+            return acc
+        """, "pingpong", ("may require grad",), "unsafe"),
+    Case("loop_under_no_grad_factory_seed", """
+        def run(x, parts):
+            acc = torch.zeros_like(x)
+            with torch.no_grad():
+                for p in parts:
+                    tmp = torch.empty_like(acc)
+                    torch.add(acc, p, out=tmp)
+                    acc = tmp
+            return acc
+        """, "swap"),
     # --- 4. the loop header -------------------------------------------------------------
     Case("while_test_unknown_call", """
         SEEN = []

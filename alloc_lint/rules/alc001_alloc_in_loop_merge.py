@@ -771,8 +771,15 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
                     note(seed.origin, f"{where}: {seed.reason}")
                 continue
             mode = classifier.grad_mode(seed.target)
-            if mode in ("no_grad", "inference") and mode != merge_mode:
-                note(Origin.OPAQUE, f"{where} is created under a no-grad or inference context the loop is not in")
+            grad_free = ("no_grad", "inference")
+            if (mode == "inference") != (merge_mode == "inference"):
+                # An inference tensor cannot be written outside inference mode, and a
+                # buffer made outside it is not an inference tensor as the merge's are.
+                note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
+                                    "`torch.inference_mode()` and the loop is not")
+            elif merge_mode in grad_free and mode not in grad_free and _inherits_grad(seed.value, qualify):
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from a tensor that may), while "
+                                    "the loop's buffers do not: the swap could return it")
             elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
                 func = ast.unparse(p.alloc.value.func)
                 note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
@@ -794,6 +801,19 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
         verdict.swap, verdict.swap_reason = "never", reason
     elif worst_origin is Origin.OPAQUE:
         verdict.swap, verdict.swap_reason = "unsafe", reason
+
+
+def _inherits_grad(value: ast.expr, qualify) -> bool:
+    """Is an owned seed computed from other tensors (so it requires grad when
+    they do), rather than made by a factory (`torch.zeros`, `torch.*_like`)?"""
+    if isinstance(value, ast.Call):
+        name = qualify(value.func) or ""
+        return not (name.startswith("torch.") and name.rsplit(".", 1)[-1] in
+                    {"empty", "zeros", "ones", "full", "rand", "randn", "randint", "empty_like", "zeros_like",
+                     "ones_like", "full_like", "rand_like", "randn_like", "randint_like"})
+    if isinstance(value, ast.IfExp):
+        return _inherits_grad(value.body, qualify) or _inherits_grad(value.orelse, qualify)
+    return True
 
 
 def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
