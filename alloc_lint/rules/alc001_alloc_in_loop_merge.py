@@ -261,11 +261,11 @@ class AllocInLoopMerge(Rule):
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
 
     def might_match(self, text: str, config) -> bool:
-        return might_have_finding(text, last_names(config.allocators))
+        return might_have_finding(text, _callee_names(config))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
-        if not any(n in ctx.text for n in last_names(ctx.config.allocators)):
+        if not any(n in ctx.text for n in _callee_names(ctx.config)):
             return []
         diagnostics: list[Diagnostic] = []
         claimed: set = set()  # statements already rewritten by a group's fix
@@ -315,12 +315,13 @@ def _rebinding_pairs(stmt: ast.stmt):
 def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozenset):
     """Candidate groups in one statement list: allocations, then a merge call
     receiving them and the accumulators, then the rebindings."""
-    allocs: dict[str, list[tuple[int, ast.Assign]]] = {}
+    allocs: dict[str, list[tuple[int, ast.stmt]]] = {}
     for i, stmt in enumerate(block):
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
-                and isinstance(stmt.value, ast.Call) and stmt.value.args \
-                and not isinstance(stmt.value.args[0], ast.Starred):
-            allocs.setdefault(stmt.targets[0].id, []).append((i, stmt))
+        target = alloc_target(stmt)
+        if target is not None and isinstance(stmt.value, ast.Call) \
+                and not any(isinstance(a, ast.Starred) for a in stmt.value.args) \
+                and all(k.arg for k in stmt.value.keywords):
+            allocs.setdefault(target.id, []).append((i, stmt))
     if not allocs:
         return
     merge_names = last_names(ctx.config.merge_functions)
@@ -345,7 +346,7 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             if keyword and not known_merge and not _out_like(keyword):
                 continue
             alloc_index, alloc = before[-1]
-            if ctx.resolver.qualified_name(alloc.value.func, loop.scope) not in allocators:
+            if allocation_kind(alloc.value, ctx, loop, allocators) is None:
                 continue
             pair = _find_rebinding(block, m, temp, passed)
             if pair is None:
@@ -357,6 +358,50 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             pairs.append(Pair(temp, target.id, alloc, alloc_index, arg_node, rebind, value, target, deletes))
         if pairs:
             yield pairs
+
+
+def alloc_target(stmt: ast.stmt) -> ast.Name | None:
+    """The name a statement binds, for `T = f(...)` and `T: type = f(...)`."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0]
+    if isinstance(stmt, ast.AnnAssign) and stmt.simple and isinstance(stmt.target, ast.Name) and stmt.value:
+        return stmt.target
+    return None
+
+
+def _callee_names(config) -> frozenset:
+    """Last names of every callee that may allocate a temporary: the
+    configured allocators and the longhand spellings below."""
+    return last_names(config.allocators) | SPELLING_NAMES
+
+
+SPELLING_NAMES = frozenset({"empty", "new_empty", "new_zeros", "new_ones", "new_full"})
+SHAPE_SPELLINGS = frozenset({"torch.empty"})  # `torch.empty(X.shape, ...)`: empty_like written longhand
+METHOD_ALLOCATORS = frozenset({"new_empty", "new_zeros", "new_ones", "new_full"})
+
+
+def _shape_of_name(node: ast.AST) -> bool:
+    """`X.shape` or `X.size()` of a plain name."""
+    if isinstance(node, ast.Attribute) and node.attr == "shape":
+        return isinstance(node.value, ast.Name)
+    return isinstance(node, ast.Call) and not node.args and not node.keywords \
+        and isinstance(node.func, ast.Attribute) and node.func.attr == "size" and isinstance(node.func.value, ast.Name)
+
+
+def allocation_kind(call: ast.Call, ctx: FileContext, loop: Loop, allocators: frozenset) -> str | None:
+    """The allocator a call stands for (a qualified name, or `Tensor.new_empty`
+    for the method spellings), or None when it is not one ALC001 knows."""
+    qualified = ctx.resolver.qualified_name(call.func, loop.scope) or ""
+    if qualified in allocators:
+        if qualified.endswith("_like") and not (call.args or any(k.arg == "input" for k in call.keywords)):
+            return None
+        return qualified
+    if qualified in SHAPE_SPELLINGS and call.args and _shape_of_name(call.args[0]):
+        return qualified
+    if isinstance(call.func, ast.Attribute) and call.func.attr in METHOD_ALLOCATORS \
+            and isinstance(call.func.value, ast.Name) and not qualified and (call.args or call.keywords):
+        return f"Tensor.{call.func.attr}"
+    return None
 
 
 def _del_names(stmt: ast.Delete):
@@ -433,10 +478,10 @@ def _dynamic_access(node: ast.AST, scope, ctx: FileContext) -> str | None:
 
 LIKE = "like"  # allocators whose first argument is a template tensor
 INITIALISATION = {  # last name of an allocator -> how a reused buffer is re-initialised
-    "empty_like": None, "empty": None,
-    "zeros_like": "zero", "zeros": "zero",
-    "ones_like": "one", "ones": "one",
-    "full_like": "fill", "full": "fill",
+    "empty_like": None, "empty": None, "new_empty": None,
+    "zeros_like": "zero", "zeros": "zero", "new_zeros": "zero",
+    "ones_like": "one", "ones": "one", "new_ones": "one",
+    "full_like": "fill", "full": "fill", "new_full": "fill",
 }
 RANDOM_ALLOCATORS = frozenset({"rand_like", "randn_like", "randint_like", "rand", "randn", "randint",
                                "bernoulli", "normal", "rand_like"})
@@ -446,31 +491,47 @@ TORCH_LIKE_ALLOCATORS = frozenset({"torch.empty_like", "torch.zeros_like", "torc
 
 
 def _allocator(pair: Pair, ctx: FileContext, loop: Loop) -> str:
-    return ctx.resolver.qualified_name(pair.alloc.value.func, loop.scope) or ""
+    return allocation_kind(pair.alloc.value, ctx, loop, frozenset(ctx.config.allocators)) or ""
 
 
 def _template(pair: Pair, ctx: FileContext, loop: Loop):
-    """The template argument of a `*_like` allocator (ast node), or None."""
+    """The template argument of a `*_like` allocator (positional or `input=`), or None."""
+    call = pair.alloc.value
     if _allocator(pair, ctx, loop).endswith("_like"):
-        return pair.alloc.value.args[0]
+        if call.args:
+            return call.args[0]
+        return next(k.value for k in call.keywords if k.arg == "input")
     return None
 
 
+def _fill_value(call: ast.Call, allocator: str):
+    """The fill value of `full`/`full_like`/`new_full`, or None."""
+    if call.args[1:2]:
+        return call.args[1]
+    return next((k.value for k in call.keywords if k.arg == "fill_value"), None)
+
+
 def _exact_like_call(pair: Pair, ctx: FileContext, loop: Loop) -> bool:
-    """`ALLOC(X)` (or `full_like(X, v)`): a template name and no keyword, so the
-    buffer has X's dtype, device, shape and strides (for a dense X)."""
+    """`ALLOC(X)` (or `full_like(X, v)`): a template name and nothing else, so
+    the buffer has X's dtype, device, shape and strides (for a dense X)."""
     call = pair.alloc.value
     allocator = _allocator(pair, ctx, loop)
     if allocator not in TORCH_LIKE_ALLOCATORS:
         return False  # another library's `*_like`: what it gives is not known
-    expected = 2 if allocator == "torch.full_like" else 1
-    return len(call.args) == expected and not call.keywords and isinstance(call.args[0], ast.Name)
+    template = _template(pair, ctx, loop)
+    others = [a for a in (*call.args, *(k.value for k in call.keywords)) if a is not template]
+    expected = [_fill_value(call, allocator)] if allocator == "torch.full_like" else []
+    return isinstance(template, ast.Name) and others == expected
 
 
 def _other_arguments(pair: Pair, ctx: FileContext, loop: Loop) -> list:
+    """Every argument but the template, and a method allocator's receiver."""
     call = pair.alloc.value
-    args = list(call.args[1:] if _template(pair, ctx, loop) is not None else call.args)
-    return args + [k.value for k in call.keywords]
+    template = _template(pair, ctx, loop)
+    found = [a for a in (*call.args, *(k.value for k in call.keywords)) if a is not template]
+    if _allocator(pair, ctx, loop).startswith("Tensor."):
+        found.append(call.func.value)
+    return found
 
 
 def _loop_region(loop: ast.AST) -> list:
@@ -524,7 +585,7 @@ def _temp_is_private(pair: Pair, scope_node: ast.AST) -> bool:
     """T occurs nowhere but in its allocation, the merge call, the rebinding
     and `del T`: it is never read later, never escapes, and the code is not
     already in the lazy-init form (which reads `T is None`)."""
-    allowed = {id(pair.alloc.targets[0]), id(pair.merge_arg), id(pair.rebind_value)}
+    allowed = {id(alloc_target(pair.alloc)), id(pair.merge_arg), id(pair.rebind_value)}
     for stmt in pair.deletes:
         allowed.update(id(t) for t in _del_names(stmt))
     if any(id(n) not in allowed for n in flow.name_nodes(scope_node, pair.temp)):
@@ -581,20 +642,28 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
             if template.id not in accs and _bound_in(region, template.id):
                 return None  # a per-iteration template: the allocation may be needed
             templates[p.temp] = template.id
+        names = set()
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
                 if isinstance(n, ast.Name) and (n.id in temps or n.id not in accs and _bound_in(region, n.id)):
                     return None  # a per-iteration size, dtype or device
+                if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
+                        and not ctx.resolver.is_builtin(n.id, loop.scope):
+                    names.add(n.id)
+        if template is None and names == {p.acc}:
+            templates[p.temp] = p.acc  # `torch.empty(A.shape, dtype=A.dtype)`: A's own metadata
 
     merge_call = parents[group[0].merge_arg]
     if isinstance(merge_call, ast.keyword):
         merge_call = parents[merge_call]
     trust = _merge_trust(merge_call, group, ctx, loop)
-    preassigned = {id(p.alloc.targets[0]): Kind.REBIND for p in group}
+    preassigned = {id(alloc_target(p.alloc)): Kind.REBIND for p in group}
     preassigned.update({id(p.rebind_value): Kind.REBIND for p in group})
     for p in group:  # the allocation's own arguments: read for their metadata or value
         for arg in (*p.alloc.value.args, *(k.value for k in p.alloc.value.keywords)):
             preassigned[id(arg)] = Kind.TEMPLATE
+        if _allocator(p, ctx, loop).startswith("Tensor."):
+            preassigned[id(p.alloc.value.func.value)] = Kind.TEMPLATE  # `X.new_empty(...)` reads X's metadata
     merge_args = [a for a in (*merge_call.args, *(k.value for k in merge_call.keywords)) if isinstance(a, ast.Name)]
     if trust:
         preassigned.update({id(a): Kind.MERGE_ARG for a in merge_args})
@@ -727,8 +796,7 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
         elif kind == "one":
             verdict.reinit.append(f"{p.temp}.fill_(1)")
         else:
-            value = call.args[1] if len(call.args) > 1 else \
-                next((k.value for k in call.keywords if k.arg == "fill_value"), None)
+            value = _fill_value(call, allocator)
             if value is None:
                 verdict.no_fix.append(f"the fill value of `{func}` could not be read")
             else:
