@@ -67,6 +67,12 @@ class AllocInLoopMerge(Rule):
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
     same call form one group and get one fix.
 
+    The allocation may be spelled `torch.empty_like(X)` (or `input=X`), any
+    configured `extra-allocators` entry, `torch.empty(X.shape, dtype=X.dtype,
+    device=X.device)` (or `X.size()`), or `X.new_empty(size)` (`new_zeros`,
+    `new_ones`, `new_full`); the temporary may be annotated
+    (`T: torch.Tensor = ...`).
+
     It reports nothing where the allocation is needed: the template `X` (or a size,
     dtype or device argument of the allocator) is rebound inside the loop; the
     temporary occurs anywhere but in its allocation, the merge call, the rebinding
@@ -207,9 +213,13 @@ class AllocInLoopMerge(Rule):
     shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
     or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
     is guarded); not used before the loop or in a `for` iterable except by
-    harmless kinds (`register(acc)` blocks it); not created under `no_grad` /
-    `inference_mode` unless the loop is too; not carried over from an earlier
-    pass of an enclosing loop. A parameter, global or attribute first value never
+    harmless kinds (`register(acc)` blocks it); created inside
+    `inference_mode` exactly when the loop runs inside it, and, when the loop
+    runs under `no_grad`/`inference_mode`, not computed outside it from tensors
+    that may require grad (`x.clone()`); not carried over from an earlier
+    pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
+    `X.new_empty(...)`) always give contiguous buffers, so they get the swap
+    only as an unsafe fix. A parameter, global or attribute first value never
     gets the swap (it is the caller's tensor); another name or an opaque call's
     result gets the swap only as an *unsafe* fix, whose message states the
     assumption (referenced nowhere else, the layout of a fresh `empty_like`
