@@ -13,7 +13,7 @@ from alloc_lint import check_source
 from alloc_lint.edits import Wrap
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "alc001").glob("*.py"))
-EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=([a-z-]+)((?:\+(?:guard|reinit))*))?\s*$")
+EXPECT = re.compile(r"# expect: (ALC\d{3})(?: fix=([a-z-]+)((?:\+(?:guard|shape-guard|reinit))*))?\s*$")
 FIX_FORMS = {
     "swap": [("safe", "swap")],
     "pingpong": [("unsafe", "swap"), ("safe", "pingpong")],
@@ -68,7 +68,8 @@ def test_fixture(path):
         if form is not None:
             actual = [(f.applicability, f.form) for f in d.fixes]
             wraps = [op for f in d.fixes for op in f.operations if isinstance(op, Wrap)]
-            got_extras = {"guard"} if any(".stride() != " in op.header for op in wraps) else set()
+            got_extras = {"guard"} if any(".stride() != " in op.header for op in wraps) else \
+                {"shape-guard"} if any(".shape != " in op.header for op in wraps) else set()
             got_extras |= {"reinit"} if any(op.orelse for op in wraps) else set()
             if actual != FIX_FORMS[form] or got_extras != extras:
                 wrong_fix[number] = (form, extras, actual, got_extras, lines[number - 1].strip())

@@ -87,7 +87,7 @@ CASES = [
                 acc = tmp
             TRACE.extend(KEPT)
             return acc
-        """, "unsafe-swap", ("`keep(acc)`", "line 10"), "unsafe"),
+        """, "unsafe-swap", ("`keep(acc)`", "line 10"), "unsafe", extras=frozenset({"shape-guard"})),
     Case("pool_submit", """
         class Pool:
             def __init__(self):
@@ -115,7 +115,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc, list(cache.values())
-        """, "unsafe-swap", ("operator.setitem(cache, i, acc)",), "unsafe"),
+        """, "unsafe-swap", ("operator.setitem(cache, i, acc)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("snapshot_set", """
         def run(x, parts):
             snap = torch.empty(0)
@@ -127,7 +127,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc, snap
-        """, "unsafe-swap", ("snap.set_(acc)",), "unsafe"),
+        """, "unsafe-swap", ("snap.set_(acc)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("logger_debug", """
         import logging
         class Buffer(logging.Handler):
@@ -152,7 +152,7 @@ CASES = [
             finally:
                 log.removeHandler(handler)
             return acc, [r.args[0] for r in handler.records]
-        """, "unsafe-swap", ('`log.debug("%s", acc)` (line 19)',), "unsafe"),
+        """, "unsafe-swap", ('`log.debug("%s", acc)` (line 19)',), "unsafe", extras=frozenset({"shape-guard"})),
     Case("torch_ops_custom", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -162,7 +162,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "unsafe-swap", ("torch.ops.alloc_lint_test.keep(acc)",), "unsafe"),
+        """, "unsafe-swap", ("torch.ops.alloc_lint_test.keep(acc)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("register_before_loop", """
         REGISTERED = []
         def register(t):
@@ -177,7 +177,7 @@ CASES = [
                 acc = tmp
             TRACE.extend(REGISTERED)
             return acc
-        """, "pingpong", ("register(acc)",), "unsafe"),
+        """, "pingpong", ("register(acc)",), "unsafe", extras=frozenset({"shape-guard"})),
     # --- 2. the merge call keeps its output ---------------------------------------------
     Case("merge_keeps_output", """
         def merge_keep(out, a, b):
@@ -200,7 +200,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc, base
-        """, "pingpong", ("acc = base = torch.zeros_like(x)",), "unsafe"),
+        """, "pingpong", ("acc = base = torch.zeros_like(x)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("unary_plus_seed", """
         def run(x, parts):
             acc = +x
@@ -209,7 +209,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong-only", ("+x",), "swap"),
+        """, "pingpong-only", ("+x",), "swap", extras=frozenset({"shape-guard"})),
     Case("out_seed", """
         def run(x, parts):
             acc = torch.zeros(4, 3, out=x)
@@ -218,7 +218,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("out=",), "unsafe"),
+        """, "pingpong", ("out=",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("requires_grad_seed", """
         @torch.no_grad()
         def run(x, parts):
@@ -228,7 +228,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("requires_grad",), "unsafe"),
+        """, "pingpong", ("requires_grad",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("inference_mode_seed", """
         def run(x, parts):
             with torch.inference_mode():
@@ -238,7 +238,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("inference",), "unsafe"),
+        """, "pingpong", ("inference",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("inference_mode_seed_and_loop", """
         @torch.inference_mode()
         def run(x, parts):
@@ -248,7 +248,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc.clone()
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     Case("loop_under_inference_mode_seed_outside", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -258,7 +258,7 @@ CASES = [
                     torch.mul(acc, 0.5, out=tmp)
                     acc = tmp
             return acc, acc.is_inference()
-        """, "pingpong", ("inference_mode",), "unsafe"),
+        """, "pingpong", ("inference_mode",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("loop_under_no_grad_seed_may_require_grad", """
         def run(x, parts):
             x = x.requires_grad_()
@@ -269,7 +269,7 @@ CASES = [
                     torch.add(acc, p, out=tmp)
                     acc = tmp
             return acc
-        """, "pingpong", ("may require grad",), "unsafe"),
+        """, "pingpong", ("may require grad",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("loop_under_no_grad_factory_seed", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -279,7 +279,7 @@ CASES = [
                     torch.add(acc, p, out=tmp)
                     acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     # --- 4. the loop header -------------------------------------------------------------
     Case("while_test_unknown_call", """
         SEEN = []
@@ -297,7 +297,7 @@ CASES = [
                 i += 1
             TRACE.extend(SEEN)
             return acc
-        """, "unsafe-swap", ("keep_going(acc, i, len(parts))",), "unsafe"),
+        """, "unsafe-swap", ("keep_going(acc, i, len(parts))",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("for_iterable_holds_first_value", """
         def shifted(acc, parts):
             for p in parts:
@@ -309,7 +309,7 @@ CASES = [
                 torch.add(acc, q, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("shifted(acc, parts)",), "unsafe"),
+        """, "pingpong", ("shifted(acc, parts)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("walrus_in_while_test", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -341,7 +341,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc, len(ps)
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     # --- 5. the allocator's keywords ------------------------------------------------------
     Case("dtype_keyword", """
         def run(x, parts):
@@ -351,7 +351,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("torch.empty_like(acc, dtype=torch.float32)",), "unsafe"),
+        """, "pingpong", ("torch.empty_like(acc, dtype=torch.float32)",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("memory_format_keyword", """
         def run(x, parts):
             acc = torch.zeros(2, 3, 4, 5)
@@ -360,7 +360,7 @@ CASES = [
                 torch.add(acc, p.sum(), out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("memory_format",), "unsafe"),
+        """, "pingpong", ("memory_format",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("device_keyword", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -369,7 +369,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("device=",)),
+        """, "pingpong", ("device=",), extras=frozenset({"shape-guard"})),
     Case("requires_grad_keyword", """
         @torch.no_grad()
         def run(x, parts):
@@ -379,7 +379,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("requires_grad",), "unsafe"),
+        """, "pingpong", ("requires_grad",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("broadcast_first_value", """
         def run(x, parts):
             acc = torch.zeros(1, 4, 3)
@@ -388,7 +388,16 @@ CASES = [
                 torch.add(acc, p.expand(5, 4, 3), out=tmp)
                 acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", ("resizes its `out=` tensor",), "unguarded", extras=frozenset({"shape-guard"})),
+    Case("shape_grows_by_broadcasting_after_the_first_merge", """
+        def run(x, parts):
+            acc = torch.zeros(1, 3)
+            for i, p in enumerate(parts):
+                tmp = torch.empty_like(acc)
+                torch.add(acc, p if i else p[:1], out=tmp)
+                acc = tmp
+            return acc
+        """, "swap", (), "unguarded", extras=frozenset({"shape-guard"})),
     # --- 6. "the template is stable" -----------------------------------------------------
     Case("dtype_changes_per_iteration", """
         def run(x, parts):
@@ -576,7 +585,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "unsafe-swap", ("locals()",), "unsafe"),
+        """, "unsafe-swap", ("locals()",), "unsafe", extras=frozenset({"shape-guard"})),
     Case("generator_expression_over_accumulator", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -616,7 +625,7 @@ CASES = [
                 acc = tmp
             total.backward()
             return acc, W.grad
-        """, "unsafe-swap", ("autograd", "acc * W"), "unsafe", sizes=(3, 4, 5)),
+        """, "unsafe-swap", ("autograd", "acc * W"), "unsafe", sizes=(3, 4, 5), extras=frozenset({"shape-guard"})),
     Case("read_under_no_grad", """
         W = torch.full((4, 3), 0.5, requires_grad=True)
         def run(x, parts):
@@ -629,7 +638,7 @@ CASES = [
                     torch.add(acc, p, out=tmp)
                     acc = tmp
             return acc, total
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     Case("inplace_with_grad_operand_before_out_merge", """
         W = torch.full((4, 3), 0.5, requires_grad=True)
         def run(x, parts):
@@ -640,7 +649,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     # --- 9. configured allocators --------------------------------------------------------
     Case("zeros_like_allocator_accumulating_merge", """
         def accumulate(out, a, b):
@@ -663,7 +672,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",))),
+        """, "swap", config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",)), extras=frozenset({"shape-guard"})),
     Case("full_like_allocator_accumulating_merge", """
         def accumulate(out, a, b):
             out.add_(a)
@@ -686,7 +695,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("torch.empty",),
+        """, "none", ("`torch.add` resizes its `out=` tensor",),
          config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.empty",))),
     Case("empty_allocator_per_iteration_size", """
         def run(x, parts):
@@ -730,7 +739,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong"),
+        """, "pingpong", extras=frozenset({"shape-guard"})),
     Case("empty_like_input_keyword", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -739,7 +748,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     Case("annotated_temporary", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -748,7 +757,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", gap="the text prefilter (analysis/prefilter.py) skips annotated temporaries"),
+        """, "swap", gap="the text prefilter (analysis/prefilter.py) skips annotated temporaries", extras=frozenset({"shape-guard"})),
     Case("empty_from_shape_restarted", """
         def run(x, parts):
             acc = torch.zeros_like(x)
@@ -781,7 +790,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     Case("template_seed_matches", """
         def run(x, parts):
             out = torch.empty(4, 3, dtype=torch.float64)
@@ -791,7 +800,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap"),
+        """, "swap", extras=frozenset({"shape-guard"})),
     Case("template_seed_does_not_match", """
         def run(x, parts):
             out = torch.empty(4, 3, dtype=torch.float64)
@@ -801,7 +810,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "pingpong", ("acc = torch.zeros(4, 3)",), "unsafe"),
+        """, "pingpong", ("acc = torch.zeros(4, 3)",), "unsafe", extras=frozenset({"shape-guard"})),
 ]
 
 
@@ -833,8 +842,8 @@ def observe(source, args):
     namespace = load(source)
     namespace["TRACE"] = []
     counter = CountAllocations()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             with counter:
                 result = namespace["run"](*args)
@@ -842,7 +851,7 @@ def observe(source, args):
         except Exception as exc:  # the fixed program must raise the same
             result, error = None, type(exc).__name__
     return {"result": result, "args": args, "trace": list(namespace["TRACE"]) + list(OP_TRACE),
-            "error": error}, counter.calls
+            "error": error, "warnings": [(w.category.__name__, str(w.message)) for w in caught]}, counter.calls
 
 
 def _same_value(x, y) -> bool:
@@ -858,7 +867,7 @@ def _same_value(x, y) -> bool:
 
 
 def same_observation(a, b) -> bool:
-    if a["error"] != b["error"]:
+    if a["error"] != b["error"] or a["warnings"] != b["warnings"]:
         return False
     for key in ("result", "args", "trace"):
         xs, ys = flatten(a[key]), flatten(b[key])
@@ -899,7 +908,8 @@ def compare(case, original, rewritten):
 def extras_of(fix) -> set:
     """`guard` and `reinit`, read from the fix's edit operations."""
     wraps = [op for op in fix.operations if isinstance(op, Wrap)]
-    found = {"guard"} if any(".stride() != " in op.header for op in wraps) else set()
+    found = {"guard"} if any(".stride() != " in op.header for op in wraps) else \
+        {"shape-guard"} if any(".shape != " in op.header for op in wraps) else set()
     return found | ({"reinit"} if any(op.orelse for op in wraps) else set())
 
 

@@ -151,7 +151,10 @@ class AllocInLoopMerge(Rule):
     - **Guarded** (either form): the lazy allocation also runs when a reused
       buffer's metadata differs from its template's,
       `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride():`,
-      and then drops the old buffers (`T = None`) before allocating.
+      and then drops the old buffers (`T = None`) before allocating. With a
+      torch `out=` operator as the merge, which resizes its output to the
+      result's shape (broadcasting), the guard compares shapes only
+      (`if T is None or T.shape != X.shape:`).
     - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
       `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
       `T.fill_(v)` in an `else:` of the lazy `if`, unless the merge provably writes
@@ -236,9 +239,13 @@ class AllocInLoopMerge(Rule):
     before the loop, and whose every use keeps its metadata. Every other
     argument and keyword of the allocator must be built from constants and such
     names. Where only the template's metadata is unproven (a restart, a global
-    template, a template passed to an unknown call or resized) and the
-    allocation is `torch.*_like(X)` alone, the fix is **guarded**; otherwise no
-    fix is offered and the message says why. A random allocator (`randn_like`)
+    template, a template passed to an unknown call or resized) and a fresh
+    buffer's metadata is the template's alone (`torch.*_like(X)`,
+    `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
+    `X.new_empty(X.shape)`), the fix is **guarded**; otherwise no fix is offered
+    and the message says why. A torch `out=` merge may resize the buffer, so
+    its fixes are always guarded (shape only), and an allocation whose shape
+    is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
     gets no fix: reuse would skip the draw.
 
     **5. `# noqa`.** A `# noqa: ALC001` on any allocation of a group leaves the
@@ -625,7 +632,7 @@ class Verdict:
 
     no_fix: list = field(default_factory=list)  # reasons no fix can be offered
     unsafe: list = field(default_factory=list)  # reasons no fix is safe
-    guard: list = field(default_factory=list)  # (temp, template name) checked before reuse
+    guard: list = field(default_factory=list)  # (temp, template name, full check or shape only)
     guard_reason: str | None = None
     reinit: list = field(default_factory=list)  # statements re-initialising a reused buffer
     swap: str = "safe"  # "safe" | "unsafe" | "never"
@@ -660,8 +667,8 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
                     names.add(n.id)
-        if template is None and names == {p.acc}:
-            templates[p.temp] = p.acc  # `torch.empty(A.shape, dtype=A.dtype)`: A's own metadata
+        if template is None and len(names) == 1:
+            templates[p.temp] = names.pop()  # `torch.empty(X.shape, dtype=X.dtype)`: X's metadata alone
 
     merge_call = parents[group[0].merge_arg]
     if isinstance(merge_call, ast.keyword):
@@ -703,7 +710,7 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
 
-    _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verdict)
+    _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
     _check_initialisation(group, loop, ctx, trust, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
@@ -711,7 +718,7 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
     return verdict
 
 
-def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verdict):
+def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict):
     """Same shape, dtype, device and strides at every merge of one entry: proven,
     or guarded by a metadata check (only `ALLOC(X)` alone), or no fix."""
     accs = {p.acc for p in group}
@@ -763,24 +770,69 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, verd
                     return use.reason or f"`{name}` may change at line {use.line}"
         return None
 
+    callee = ast.unparse(merge_call.func)
     for p in group:
         template = templates.get(p.temp)
-        if template is not None:
-            reason = unproven(template)
-            if reason:
-                if _exact_like_call(p, ctx, loop):
-                    verdict.guard.append((p.temp, template))
-                    verdict.guard_reason = verdict.guard_reason or reason
-                else:
-                    verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+        reasons = [unproven(template)] if template is not None else []
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
-                    reason = unproven(n.id)
-                    if reason:
-                        verdict.no_fix.append(f"an argument of `{ast.unparse(p.alloc.value.func)}` may change "
-                                              f"between merges: {reason}")
+                    reasons.append(unproven(n.id))
+        reasons = [r for r in reasons if r]
+        if reasons:
+            if _guardable(p, ctx, loop, template):
+                verdict.guard.append((p.temp, template, True))
+                verdict.guard_reason = verdict.guard_reason or reasons[0]
+            else:
+                verdict.no_fix.append(f"the buffer's shape, dtype or device may change between merges: "
+                                      f"{reasons[0]}")
+        elif trust == "out":
+            # An `out=` operator resizes its output to the result's shape when
+            # they differ (broadcasting): a reused buffer would then keep a shape a
+            # fresh one does not have. Everything else about the buffer is proven
+            # constant, so comparing shapes decides reuse.
+            reason = f"`{callee}` resizes its `out=` tensor to the result's shape"
+            if template is not None and _shape_is_template(p, ctx, loop, template):
+                verdict.guard.append((p.temp, template, False))
+                verdict.guard_reason = verdict.guard_reason or reason
+            else:
+                verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+
+
+def _shape_is_template(pair, ctx, loop, template) -> bool:
+    """Does a fresh buffer take its shape from `template` (`*_like(X, ...)`,
+    `torch.empty(X.shape, ...)`, `Y.new_empty(X.size(), ...)`)?"""
+    call = pair.alloc.value
+    if _template(pair, ctx, loop) is not None:
+        return True
+    return bool(call.args) and _shape_of_name(call.args[0]) and ast.unparse(call.args[0]).startswith(template + ".")
+
+
+def _guardable(pair, ctx, loop, template) -> bool:
+    """Is a fresh buffer's metadata that of `template` alone, so that the guard
+    `T.shape != X.shape or ... or T.stride() != X.stride()` decides reuse?
+    `torch.*_like(X)`, `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
+    `X.new_empty(X.shape)`."""
+    if template is None:
+        return False
+    if _exact_like_call(pair, ctx, loop):
+        return True
+    call, allocator = pair.alloc.value, _allocator(pair, ctx, loop)
+
+    def of_template(node, attr):
+        return isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) \
+            and node.value.id == template
+
+    shape = call.args[0] if len(call.args) == 1 else None
+    shape_ok = shape is not None and _shape_of_name(shape) and ast.unparse(shape).startswith(template + ".")
+    if allocator == "torch.empty":
+        keywords = {k.arg: k.value for k in call.keywords}
+        return shape_ok and set(keywords) == {"dtype", "device"} and of_template(keywords["dtype"], "dtype") \
+            and of_template(keywords["device"], "device")
+    if allocator == "Tensor.new_empty":
+        return shape_ok and not call.keywords and call.func.value.id == template
+    return False
 
 
 def _check_initialisation(group, loop, ctx, trust, verdict):
@@ -899,7 +951,7 @@ def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
     buffers the allocation gives? Proven by syntax (`ALLOC(A)` alone, or a
     seed `torch.zeros_like(X)` / `X.clone()` for `ALLOC(X)` alone), or checked
     at run time by the guard."""
-    if pair.temp in [t for t, _ in verdict.guard]:
+    if any(t == pair.temp and full for t, _, full in verdict.guard):
         return True
     if not _exact_like_call(pair, ctx, loop):
         return False
@@ -1018,7 +1070,8 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
     guard = None
     if verdict.guard:
         guard = " or ".join(f"{t}.shape != {x}.shape or {t}.dtype != {x}.dtype or {t}.device != {x}.device "
-                            f"or {t}.stride() != {x}.stride()" for t, x in verdict.guard)
+                            f"or {t}.stride() != {x}.stride()" if full else f"{t}.shape != {x}.shape"
+                            for t, x, full in verdict.guard)
     scratch = tuple(temp for _, temp, _ in pairs)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
                    guard=guard, drop=scratch if guard else (), reinit=tuple(verdict.reinit),
@@ -1096,8 +1149,8 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: 
                         f"(the first value of {accs} is only read)")
     extra = ""
     if verdict.guard:
-        extra += (f"; reallocate when the template's shape, dtype, device or strides change "
-                  f"({verdict.guard_reason})")
+        what = "shape, dtype, device or strides" if any(full for _, _, full in verdict.guard) else "shape"
+        extra += f"; reallocate when the template's {what} changes ({verdict.guard_reason})"
     if verdict.reinit:
         extra += f"; re-initialise a reused buffer ({', '.join(f'`{r}`' for r in verdict.reinit)})"
     assumptions = "; ".join(verdict.unsafe)
