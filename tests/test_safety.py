@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from alloc_lint import Config, check_source, engine, fix_source  # noqa: E402
-from alloc_lint.config import DEFAULT_ALLOCATORS, DEFAULT_MERGE_FUNCTIONS  # noqa: E402
+from alloc_lint.config import DEFAULT_ALLOCATORS  # noqa: E402
 from alloc_lint.edits import InsertBefore, Replace, Wrap, apply_operations  # noqa: E402
 
 from runtime import TRUSTED, CountAllocations, LiveBytes, flatten, load  # noqa: E402
@@ -672,7 +672,8 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",)), extras=frozenset({"shape-guard"})),
+        """, "swap", extras=frozenset({"shape-guard"}),
+         config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",))),
     Case("full_like_allocator_accumulating_merge", """
         def accumulate(out, a, b):
             out.add_(a)
@@ -757,7 +758,8 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", gap="the text prefilter (analysis/prefilter.py) skips annotated temporaries", extras=frozenset({"shape-guard"})),
+        """, "swap", extras=frozenset({"shape-guard"}),
+         gap="the text prefilter (analysis/prefilter.py) skips annotated temporaries"),
     Case("empty_from_shape_restarted", """
         def run(x, parts):
             acc = torch.zeros_like(x)

@@ -115,7 +115,8 @@ def binding_value(node: ast.Name, parents: dict,
         return None, f"`{node.id}` is bound by `{source(holder or parent, lines)}`", holder or parent
     if isinstance(parent, ast.Assign) and node in parent.targets:
         if len(parent.targets) > 1:
-            return None, f"`{source(parent, lines)}` also binds {_others(parent, node, lines)} to the same tensor", parent
+            others = _others(parent, node, lines)
+            return None, f"`{source(parent, lines)}` also binds {others} to the same tensor", parent
         return parent.value, None, parent
     if isinstance(parent, ast.AnnAssign) and parent.target is node and parent.value is not None:
         return parent.value, None, parent

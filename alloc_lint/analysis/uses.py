@@ -38,6 +38,9 @@ import ast
 from dataclasses import dataclass
 from enum import Enum
 
+from .names import last_names
+from .scopes import walk_scope
+
 
 class Kind(str, Enum):
     MERGE_ARG = "merge argument"
@@ -484,6 +487,37 @@ class UseClassifier:
                                                      "not known to leave CUDA streams alone"))
             current, parent = parent, self.parents.get(parent)
         return found
+
+
+def classifier_for(ctx, scope) -> UseClassifier:
+    """The classifier for names of `scope` (an analysis.scopes.Scope) in a
+    rule's FileContext: names resolved through the module's imports from that
+    scope, merge kernels from the configuration, messages quoting the file."""
+    return UseClassifier(
+        ctx.index.parents,
+        qualify=lambda expr: ctx.resolver.qualified_name(expr, scope),
+        is_builtin=lambda name: ctx.resolver.is_builtin(name, scope),
+        merge_names=last_names(ctx.config.merge_functions),
+        lines=ctx.lines,
+    )
+
+
+DYNAMIC_BUILTINS = frozenset({"locals", "vars", "eval", "exec", "globals", "breakpoint"})
+DYNAMIC_CALLS = frozenset({"sys._getframe", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
+                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack"})
+
+
+def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None:
+    """A call in the scope (not in nested ones) that can reach every variable by
+    name or through frames (`locals()`, `eval`, `sys._getframe`): a use the
+    classifier cannot see. One line naming it, or None."""
+    for call in walk_scope(scope_node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in DYNAMIC_BUILTINS and classifier.is_builtin(func.id) \
+                    or classifier.qualify(func) in DYNAMIC_CALLS:
+                return f"`{classifier.quote(call)}` (line {call.lineno}) can reach every variable of the function"
+    return None
 
 
 def captured_names(scope_node: ast.AST, nested_scopes) -> set[str]:

@@ -10,7 +10,7 @@ from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
-from ..analysis.uses import TORCH_NAMESPACES, Kind, UseClassifier, captured_names
+from ..analysis.uses import TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -458,37 +458,14 @@ def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
         a = node.args
         params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
     local_names = {n.id for n in walk_scope(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    scope = loop.scope
-    classifier = UseClassifier(
-        ctx.index.parents,
-        qualify=lambda expr: ctx.resolver.qualified_name(expr, scope),
-        is_builtin=lambda name: ctx.resolver.is_builtin(name, scope),
-        merge_names=last_names(ctx.config.merge_functions),
-        lines=ctx.lines,
-    )
+    classifier = classifier_for(ctx, loop.scope)
     captured = captured_names(node, NESTED_SCOPES)
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         # Module (or class) level: every function of the module may read these names.
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
-                      _dynamic_access(node, scope, ctx))
-
-
-DYNAMIC_BUILTINS = frozenset({"locals", "vars", "eval", "exec", "globals", "breakpoint"})
-DYNAMIC_CALLS = frozenset({"sys._getframe", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
-                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack"})
-
-
-def _dynamic_access(node: ast.AST, scope, ctx: FileContext) -> str | None:
-    """A call in the scope that can reach its variables by name or frame."""
-    for call in walk_scope(node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            if isinstance(func, ast.Name) and func.id in DYNAMIC_BUILTINS and ctx.resolver.is_builtin(func.id, scope) \
-                    or ctx.resolver.qualified_name(func, scope) in DYNAMIC_CALLS:
-                return f"`{ast.unparse(call)}` (line {call.lineno}) can reach every variable of the function"
-    return None
+                      dynamic_access(node, classifier))
 
 
 # --- the pieces of a group -----------------------------------------------------------
