@@ -116,6 +116,17 @@ CASES = [
                 acc = tmp
             return acc, list(cache.values())
         """, "unsafe-swap", ("operator.setitem(cache, i, acc)",), "unsafe", extras=frozenset({"shape-guard"})),
+    Case("data_ptr_identity", """
+        def run(x, parts):
+            acc = torch.zeros_like(x)
+            seen = set()
+            for p in parts:
+                seen.add(acc.data_ptr())
+                tmp = torch.empty_like(acc)
+                torch.add(acc, p, out=tmp)
+                acc = tmp
+            return acc, len(seen)
+        """, "unsafe-swap", ("acc.data_ptr()", "address"), "unsafe", extras=frozenset({"shape-guard"})),
     Case("snapshot_set", """
         def run(x, parts):
             snap = torch.empty(0)

@@ -83,7 +83,7 @@ METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "
                                  "requires_grad", "is_sparse", "is_leaf", "names"})
 METADATA_METHODS = frozenset({"size", "numel", "dim", "stride", "is_contiguous", "element_size",
                               "nelement", "ndimension", "is_floating_point", "is_complex",
-                              "get_device", "storage_offset", "data_ptr", "type"})
+                              "get_device", "storage_offset", "type"})
 # Tensor methods whose result shares no storage with the receiver and is not
 # differentiable, so nothing is ever saved for backward.
 NONDIFF_METHODS = frozenset({"item", "tolist", "any", "all", "isnan", "isinf", "isfinite",
@@ -356,6 +356,8 @@ class UseClassifier:
                                     "after the next merge has overwritten it"), False, False
             if method in METADATA_METHODS:
                 return Kind.METADATA, None, False, False
+            if method == "data_ptr":
+                return Kind.UNKNOWN, f"{text} reads `{name}`'s address, which buffer reuse changes", False, False
             if method in NONDIFF_METHODS:
                 return Kind.PURE_READ, None, False, False
             if method in PURE_METHODS:
