@@ -1023,7 +1023,7 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, facts: Sc
         if reason:
             message += f" (no automatic fix: {reason})"
         elif verdict.unsafe:
-            message += f" (no safe fix: {verdict.unsafe[0]})"
+            message += f" (no safe fix: {verdict.unsafe[0]}; `--unsafe-fixes` applies one that assumes it does not)"
         diagnostics.append(Diagnostic(
             code="ALC001", name="alloc-in-loop-merge", filename=ctx.filename,
             line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
@@ -1132,7 +1132,7 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: 
         extra += f"; re-initialise a reused buffer ({', '.join(f'`{r}`' for r in verdict.reinit)})"
     assumptions = "; ".join(verdict.unsafe)
     safety = "unsafe" if verdict.unsafe else "safe"
-    suffix = f"; assumes: {assumptions}" if assumptions else ""
+    suffix = f"; assumes that none of this happens: {assumptions}" if assumptions else ""
 
     def fix(applicability, form, message):
         plan = _plan(form, group, loop, verdict, names_in_use)
