@@ -202,6 +202,18 @@ CASES = [
                 acc = tmp
             return acc
         """, "unsafe-swap", ("`merge_keep`", "extra-merge-functions"), "unsafe"),
+    Case("temporary_in_an_input_position", """
+        def run(x, parts):
+            acc = torch.zeros(4, 3)
+            lse = torch.zeros(4)
+            for p in parts:
+                tmp = torch.empty_like(acc)
+                tmp_lse = torch.empty_like(lse)
+                merge_attn_states(output=acc, output_lse=lse, prefix_output=tmp, prefix_lse=tmp_lse,
+                                  suffix_output=p, suffix_lse=p.sum(-1))
+                acc, lse = tmp, tmp_lse
+            return acc, lse
+        """, "unsafe-swap", ("as `prefix_output=`",)),
     # --- 3. "owned" first values that are not owned --------------------------------------
     Case("chained_seed", """
         def run(x, parts):

@@ -565,6 +565,23 @@ def _merge_trust(call: ast.Call, group: list, ctx: FileContext, loop: Loop) -> s
     return None
 
 
+def _keyword_of(arg: ast.Name, parents: dict) -> str | None:
+    parent = parents.get(arg)
+    return parent.arg if isinstance(parent, ast.keyword) else None
+
+
+def _output_keyword(keyword: str) -> bool:
+    """Does a keyword name an output of a merge kernel (`output`, `output_lse`,
+    `out`, `result_out`, `v_merged`), rather than an input (`prefix_output`,
+    `suffix_lse`, `v_a`)? Positional arguments carry no name; a known kernel
+    is assumed to receive the temporary only where it writes (a buffer read
+    before it is written would be uninitialised in the original too)."""
+    k = keyword.lower()
+    if k.startswith(("prefix", "suffix", "input", "in_", "src", "lhs", "rhs")):
+        return False
+    return k.startswith("out") or k.endswith(("_out", "output")) or "merged" in k or k in ("dst", "dest", "result")
+
+
 def _noqa_line(pairs: list, ctx: FileContext) -> int | None:
     from ..engine import is_suppressed  # the engine imports the rules
 
@@ -676,6 +693,13 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
             f"`{callee}` (line {merge_call.lineno}) is not a known merge kernel: it may keep a reference to its "
             f"arguments, not write its output in full, or be differentiated through; if it does none of these, "
             f"add `{short}` to `extra-merge-functions` in `[tool.alloc-lint]`")
+    if trust == "kernel":
+        for p in group:
+            keyword = _keyword_of(p.merge_arg, parents)
+            if keyword is not None and not _output_keyword(keyword):
+                verdict.unsafe.append(
+                    f"`{p.temp}` is passed to `{callee}` (line {merge_call.lineno}) as `{keyword}=`, a name for "
+                    f"an input: a merge kernel is trusted to write its outputs in full, not to write what it reads")
     merge_arg_ids = {id(a) for a in merge_args}
     for use in uses:
         if use.kind is Kind.ASYNC:
