@@ -171,7 +171,10 @@ class AllocInLoopMerge(Rule):
       a configured `extra-merge-functions` entry (you vouch that it keeps no
       reference to its arguments, writes its outputs in full and is not
       differentiated through), or a `torch.*`, `torch.linalg.*`, `torch.special.*`,
-      `torch.fft.*` function given `out=T` (never `torch.ops.*`);
+      `torch.fft.*` function given `out=T` (never `torch.ops.*`). A kernel must
+      receive the temporary where it writes: by position, or under an output's
+      keyword (`output=`, `out=`, `v_merged=`); `prefix_output=T` is an input,
+      so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
     - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
@@ -265,7 +268,9 @@ class AllocInLoopMerge(Rule):
     replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
     proven.
 
-    **Assumptions of every fix**: operands of arithmetic are tensors or numbers
+    **Assumptions of every fix**: a known merge kernel given the temporary by
+    position writes it there (reading it first would read uninitialised memory
+    in the original too); operands of arithmetic are tensors or numbers
     (an object whose operator keeps its argument is not detected), no code reads
     the function's variables through frames it was not handed, known merge
     kernels are matched by name, and a tensor reachable from outside the function
