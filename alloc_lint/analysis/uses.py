@@ -31,6 +31,20 @@ PURE_READ and INPLACE depend on autograd: outside `torch.no_grad()` /
 (`acc * w`, `acc.abs()`) makes a later in-place reuse of that buffer break
 `backward()`. Those uses carry `grad=True` and are harmless only under a
 lexical no-grad context.
+
+How a rule uses it (ALC001 does; ALC002 should, rather than a second classifier):
+
+    classifier = classifier_for(ctx, loop.scope)           # one per scope
+    uses = classifier.uses({"acc", "tmp"}, loop.node.body, boundary=loop.node,
+                           preassigned={id(node): Kind.MERGE_ARG, ...})
+    if any(u.kind is Kind.ESCAPE for u in uses): ...       # the buffer is kept: report nothing
+    blockers = [u.reason for u in uses if not u.harmless]  # no safe fix; say why
+
+`preassigned` gives the rule's own pattern nodes their kind (the merge call's
+arguments, the rebinding, the concatenation); they stay harmless unless a
+`with` block around them makes them otherwise. `captured_names` (closures,
+global/nonlocal) and `dynamic_access` (`locals()`, `eval`, frames) cover what
+no single occurrence shows.
 """
 from __future__ import annotations
 
