@@ -276,11 +276,28 @@ class AllocInLoopMerge(Rule):
     kernels are matched by name, and a tensor reachable from outside the function
     (a parameter template) is not resized by code the loop calls without passing
     it.
+
+    ## Options
+    In `[tool.alloc-lint]` of `pyproject.toml`:
+
+    - `extra-allocators`: more allocator functions, by qualified name
+      (`["mylib.ops.empty_like"]`); a name ending in `_like` takes its first
+      argument as the template. `torch.empty_like` is always one; an initialising
+      one (`torch.zeros_like`, `torch.full_like`) gets its initialisation kept on
+      reuse, a random one (`torch.randn_like`) no fix.
+    - `extra-merge-functions`: more calls that merge into the temporary under any
+      keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
+      `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
+      reference to its arguments, writes its outputs in full (receiving the
+      temporary only where it writes) and is not differentiated through; without
+      that, a fix that merges through it is unsafe.
     """
 
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+    fix_availability = "sometimes"
+    options = ("extra-allocators", "extra-merge-functions")
 
     def might_match(self, text: str, config) -> bool:
         return might_have_finding(text, _callee_names(config))
