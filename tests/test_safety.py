@@ -993,6 +993,9 @@ def test_safe_fix_keeps_everything_observable(case):
     result = fixed_text(case, unsafe=False)
     assert result.fixed and not result.remaining
     assert compare(case, case.source, result.text) == []
+    # The rewrite leaves no finding and fixing it again changes nothing.
+    assert engine.check_text(result.text, "case.py", case.config, prefilter=False) == []
+    assert fix_source(result.text, config=case.config).text == result.text
 
 
 UNSAFE_ONLY = [c for c in CASES if c.offer.startswith("unsafe")]
