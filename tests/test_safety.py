@@ -609,6 +609,32 @@ CASES = [
                 acc = tmp
             return acc
         """, "unsafe-swap", ("locals()",), "unsafe", extras=frozenset({"shape-guard"})),
+    Case("type_conversion_keeps_a_view", """
+        def merge_rows(out, a, b):
+            out.copy_(a + b)
+        def run(x, parts):
+            acc = torch.zeros_like(x)
+            kept = []
+            for p in parts:
+                kept.append(acc.type(torch.float32))
+                tmp = torch.empty_like(acc)
+                merge_rows(tmp, acc, p)
+                acc = tmp
+            return acc, kept
+        """, "nodiag", config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_rows",))),
+    Case("type_name_is_metadata", """
+        def merge_rows(out, a, b):
+            out.copy_(a + b)
+        def run(x, parts):
+            acc = torch.zeros_like(x)
+            names = []
+            for p in parts:
+                names.append(acc.type())
+                tmp = torch.empty_like(acc)
+                merge_rows(tmp, acc, p)
+                acc = tmp
+            return acc, names
+        """, "swap", config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_rows",))),
     Case("generator_expression_over_accumulator", """
         def run(x, parts):
             acc = torch.zeros_like(x)

@@ -123,7 +123,7 @@ SHAPE_CHANGERS = frozenset({"resize_", "resize_as_", "set_", "as_strided_", "squ
 VIEW_METHODS = frozenset({"view", "view_as", "reshape", "reshape_as", "transpose", "permute", "t",
                           "expand", "expand_as", "narrow", "select", "squeeze", "unsqueeze",
                           "flatten", "unflatten", "contiguous", "detach", "to", "float", "half",
-                          "bfloat16", "double", "int", "long", "bool", "cuda", "cpu", "type_as",
+                          "bfloat16", "double", "int", "long", "bool", "cuda", "cpu", "type_as", "type",
                           "as_strided", "unbind", "split", "chunk", "tensor_split", "movedim",
                           "diagonal", "unfold", "real", "imag", "view_as_real", "numpy",
                           "__dlpack__", "pin_memory", "coalesce", "data"})
@@ -368,8 +368,8 @@ class UseClassifier:
             if any(k.arg == "non_blocking" for k in call.keywords) or method == "record_stream":
                 return Kind.ASYNC, (f"{text} may let another stream or the host read `{name}` "
                                     "after the next merge has overwritten it"), False, False
-            if method in METADATA_METHODS:
-                return Kind.METADATA, None, False, False
+            if method in METADATA_METHODS and not (method == "type" and (call.args or call.keywords)):
+                return Kind.METADATA, None, False, False  # `x.type()` is a string; `x.type(dtype)` may be x
             if method == "data_ptr":
                 return Kind.UNKNOWN, f"{text} reads `{name}`'s address, which buffer reuse changes", False, False
             if method in NONDIFF_METHODS:
