@@ -506,7 +506,7 @@ CASES = [
                 merge_into(tmp, acc, p)
                 acc = tmp
             return acc
-        """, "swap", ("tpl.resize_(6, 3)",), "unguarded", extras=frozenset({"guard"}),
+        """, "unsafe-swap", ("tpl.resize_(6, 3)",), "unguarded", extras=frozenset({"guard"}),
          config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_into",)),
          args=lambda n, seed: (None, [torch.randn(8, 3, generator=torch.Generator().manual_seed(seed + i))
                                       for i in range(n)])),
@@ -526,7 +526,7 @@ CASES = [
                 merge_into(tmp, acc, p)
                 acc = tmp
             return acc
-        """, "swap", ("holder = [tpl]",), "unguarded", extras=frozenset({"guard"}),
+        """, "unsafe-swap", ("holder = [tpl]", "uninitialised memory"), "unguarded", extras=frozenset({"guard"}),
          config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_into",)),
          args=lambda n, seed: (None, [torch.randn(8, 3, generator=torch.Generator().manual_seed(seed + i))
                                       for i in range(n)])),

@@ -536,6 +536,20 @@ def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None
     return None
 
 
+GROWING_METHODS = frozenset({"resize_", "resize_as_"})
+
+
+def uninitialised_growth(scope_node: ast.AST, classifier: UseClassifier) -> str | None:
+    """A `resize_` in the scope: a tensor grown in place exposes memory the
+    allocator hands back uninitialised, whose contents depend on which buffers
+    were freed before, which any reuse changes. One line naming it, or None."""
+    for call in walk_scope(scope_node):
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in GROWING_METHODS:
+            return (f"`{classifier.quote(call)}` (line {call.lineno}) may grow a tensor into uninitialised memory, "
+                    "whose contents depend on which buffers are kept")
+    return None
+
+
 def captured_names(scope_node: ast.AST, nested_scopes) -> set[str]:
     """Names of `scope_node` that another scope may see: referenced in a nested
     function, lambda, class or comprehension, or declared global/nonlocal."""

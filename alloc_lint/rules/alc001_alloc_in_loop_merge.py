@@ -10,7 +10,8 @@ from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
-from ..analysis.uses import TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access
+from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
+                             uninitialised_growth)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -470,7 +471,9 @@ class ScopeFacts:
     captured: set  # names other scopes may see (closures, global/nonlocal)
     identifiers: set  # every identifier: fresh names must avoid them
     classifier: UseClassifier
-    dynamic: str | None = None  # a call that can reach every variable (`locals()`, `eval`, frames)
+    # A call that can reach every variable (`locals()`, `eval`, frames) or that
+    # exposes uninitialised memory (`resize_`): no fix in the scope is safe.
+    dynamic: str | None = None
 
 
 def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
@@ -487,7 +490,7 @@ def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
-                      dynamic_access(node, classifier))
+                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier))
 
 
 # --- the pieces of a group -----------------------------------------------------------
