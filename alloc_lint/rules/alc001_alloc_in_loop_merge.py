@@ -191,7 +191,8 @@ class AllocInLoopMerge(Rule):
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
     `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
     a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
-    `id(acc)`), use as a key, `locals()`/`eval`/frame access anywhere in the
+    `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    or a `resize_` (which exposes uninitialised memory) anywhere in the
     function, or a use inside a `with` whose context manager is not known to leave
     CUDA streams alone (known: `torch.no_grad`, `torch.inference_mode`,
     `torch.enable_grad`, `torch.set_grad_enabled`, `record_function`, NVTX ranges,
