@@ -549,6 +549,30 @@ CASES = [
         """, "none", ("view = dims",),
          config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.empty",),
                                     merge_functions=TRUSTED.merge_functions + ("merge_into",))),
+    Case("template_changed_through_its_owner", """
+        class State:
+            def __init__(self):
+                self.buf = torch.zeros(4, 3)
+        def regrow(state):
+            state.buf.data = torch.zeros(state.buf.shape[0] + 1, 3, dtype=torch.float64)
+        def merge_into(out, a, p):
+            out.zero_()
+            n = min(out.shape[0], a.shape[0])
+            out[:n] = a[:n] + p[:n]
+        def run(x, parts):
+            state = State()
+            tpl = state.buf
+            acc = torch.zeros(4, 3)
+            for p in parts:
+                tmp = torch.empty_like(tpl)
+                merge_into(tmp, acc, p)
+                acc = tmp
+                regrow(state)
+            return acc
+        """, "swap", ("`regrow(state)` (line 20) could change it",), "unguarded", extras=frozenset({"guard"}),
+         config=dataclasses.replace(TRUSTED, merge_functions=TRUSTED.merge_functions + ("merge_into",)),
+         args=lambda n, seed: (None, [torch.randn(8, 3, generator=torch.Generator().manual_seed(seed + i))
+                                      for i in range(n)])),
     Case("global_template", """
         TEMPLATE = torch.zeros(4, 3)
         def run(x, parts):

@@ -8,6 +8,7 @@ parameter, an arbitrary assignment) resolves to nothing.
 from __future__ import annotations
 
 import ast
+import builtins
 from functools import lru_cache
 
 from .scopes import Scope, walk_scope
@@ -90,8 +91,10 @@ class Resolver:
         return ".".join([base, *reversed(parts)])
 
     def is_builtin(self, name: str, scope: Scope) -> bool:
-        """Does `name` in `scope` mean Python's builtin (bound nowhere on the
-        way out, and no `from ... import *` that could bind it)?"""
+        """Does `name` in `scope` mean Python's builtin (a builtin's name, bound
+        nowhere on the way out, and no `from ... import *` that could bind it)?"""
+        if not hasattr(builtins, name):
+            return False
         current = scope
         while current is not None:
             if not (isinstance(current.node, ast.ClassDef) and current is not scope):

@@ -536,6 +536,32 @@ def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None
     return None
 
 
+def opaque_call(region, classifier: UseClassifier, merge_names: frozenset, ignore=()):
+    """The first call in the region that may change some tensor's shape, dtype
+    or device in place: anything but a builtin, a torch function (without an
+    `out=`, which resizes), a merge kernel, or a tensor method that keeps its
+    receiver's metadata (metadata, non-aliasing, view and value-only in-place
+    methods)."""
+    keeps = METADATA_METHODS | NONDIFF_METHODS | set(PURE_METHODS) | VIEW_METHODS | set(INPLACE_METHODS)
+    calls = sorted((n for tree in region for n in ast.walk(tree) if isinstance(n, ast.Call)),
+                   key=lambda c: (c.lineno, c.col_offset))
+    for call in calls:
+        func = call.func
+        if call in ignore or isinstance(func, ast.Name) and classifier.is_builtin(func.id):
+            continue
+        qualified = classifier.qualify(func) or ""
+        if qualified.startswith("torch.") and not qualified.startswith("torch.ops."):
+            if not any(k.arg == "out" for k in call.keywords):
+                continue
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name in merge_names and not qualified.startswith("torch."):
+            continue
+        if isinstance(func, ast.Attribute) and not qualified and func.attr in keeps:
+            continue
+        return call
+    return None
+
+
 GROWING_METHODS = frozenset({"resize_", "resize_as_"})
 
 

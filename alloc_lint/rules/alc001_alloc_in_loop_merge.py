@@ -11,7 +11,7 @@ from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             uninitialised_growth)
+                             opaque_call, uninitialised_growth)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -241,7 +241,10 @@ class AllocInLoopMerge(Rule):
     `enumerate(...)`, placed before the allocation, runs only before the first
     merge) and nothing resizes it; or when the template is a local or parameter
     that the loop never rebinds, that no nested scope sees, that is not aliased
-    before the loop, and whose every use keeps its metadata. Every other
+    before the loop, and whose every use keeps its metadata; when someone else
+    may hold it (a parameter, an attribute's value, an opaque call's result),
+    the loop must also call nothing that could change it in place (an unknown
+    function or method: `regrow(state)` may resize `state.buf`). Every other
     argument and keyword of the allocator must be built from constants and such
     names. Where only the template's metadata is unproven (a restart, a global
     template, a template passed to an unknown call or resized) and a fresh
@@ -274,10 +277,8 @@ class AllocInLoopMerge(Rule):
     position writes it there (reading it first would read uninitialised memory
     in the original too); operands of arithmetic are tensors or numbers
     (an object whose operator keeps its argument is not detected), no code reads
-    the function's variables through frames it was not handed, known merge
-    kernels are matched by name, and a tensor reachable from outside the function
-    (a parameter template) is not resized by code the loop calls without passing
-    it.
+    the function's variables through frames it was not handed, and known merge
+    kernels are matched by name.
 
     ## Options
     In `[tool.alloc-lint]` of `pyproject.toml`:
@@ -758,6 +759,8 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
         exclude = set(ast.walk(loop_target)) if exclude_target and loop_target is not None else ()
         return _bound_in(region, name, exclude)
 
+    qualify = classifier.qualify
+    private: dict = {}
     first_line = min(p.alloc.lineno for p in group)
     restarts = Restarts(loop.node, parents, accs, {id(p.rebind_target) for p in group}, first_line, bound_in_loop)
     template_of = {p.acc: templates.get(p.temp) for p in group}
@@ -795,6 +798,15 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
                 use = classifier.classify(node, preassigned=preassigned)
                 if not use.keeps_metadata:
                     return use.reason or f"`{name}` may change at line {use.line}"
+        # A tensor someone else may hold (a parameter, an attribute's value, an
+        # opaque call's result) can be changed in place by code the loop calls
+        # without passing it (`regrow(state)` resizing `state.buf`).
+        if not private.setdefault(name, _private_value(name, facts, parents, qualify)):
+            call = opaque_call(region + header, classifier, classifier.merge_names,
+                               ignore=[merge_call, *(p.alloc.value for p in group)])
+            if call is not None:
+                return (f"`{name}` may be reachable from outside the function, and "
+                        f"`{classifier.quote(call)}` (line {call.lineno}) could change it")
         return None
 
     callee = ast.unparse(merge_call.func)
@@ -834,6 +846,17 @@ def _shape_is_template(pair, ctx, loop, template) -> bool:
     if _template(pair, ctx, loop) is not None:
         return True
     return bool(call.args) and _shape_of_name(call.args[0]) and ast.unparse(call.args[0]).startswith(template + ".")
+
+
+def _private_value(name: str, facts: ScopeFacts, parents: dict, qualify) -> bool:
+    """Is every value `name` is bound to in the function a fresh tensor (so that
+    only this function can reach it)? Its uses are checked separately."""
+    if name in facts.params:
+        return False
+    bindings = [n for n in walk_scope(facts.node)
+                if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)]
+    return bool(bindings) and all(seed_of(n, parents, facts.params, facts.local_names, qualify).origin
+                                  in (Origin.OWNED, Origin.NONE) for n in bindings)
 
 
 def _guardable(pair, ctx, loop, template) -> bool:
