@@ -8,6 +8,13 @@ from __future__ import annotations
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from alloc_lint.config import DEFAULT_MERGE_FUNCTIONS, Config
+
+# The PRELUDE's kernels keep no reference, write their outputs in full and are
+# not differentiated through: a user would declare them in
+# `extra-merge-functions`, and the tests do.
+TRUSTED = Config(merge_functions=DEFAULT_MERGE_FUNCTIONS + ("merge", "merge_strided", "fold"))
+
 # Ops that hand out a new buffer.
 ALLOCATING_OPS = {
     "aten.empty_like.default", "aten.empty.memory_format", "aten.empty_strided.default",
@@ -86,3 +93,36 @@ def same(a, b) -> bool:
 
     ta, tb = flatten(a), flatten(b)
     return len(ta) == len(tb) and all(equal(x, y) for x, y in zip(ta, tb))
+
+
+class LiveBytes(TorchDispatchMode):
+    """Bytes of tensor storage allocated inside the mode and still alive, and
+    their peak: a CPU stand-in for `torch.cuda.max_memory_allocated`. A
+    storage's Python object is preserved while any tensor uses it, so a
+    finalizer on it fires exactly when the memory is released."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen = set()
+
+    def _release(self, key, nbytes):
+        self._seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        for t in flatten(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = id(storage)
+                if key not in self._seen:
+                    self._seen.add(key)
+                    nbytes = storage.nbytes()
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._release, key, nbytes)
+        return out

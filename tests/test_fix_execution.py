@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from alloc_lint import check_source, fix_source  # noqa: E402
 
-from runtime import run, same  # noqa: E402
+from runtime import TRUSTED, run, same  # noqa: E402
 
 H, D = 3, 8
 
@@ -176,8 +176,8 @@ def snapshot(args):
 
 
 def rewritten(program, unsafe):
-    result = fix_source(program.source, unsafe_fixes=unsafe)
-    assert result.fixed == len(check_source(program.source)) > 0
+    result = fix_source(program.source, config=TRUSTED, unsafe_fixes=unsafe)
+    assert result.fixed == len(check_source(program.source, config=TRUSTED)) > 0
     return result.text
 
 
@@ -205,18 +205,18 @@ def test_rewrite_keeps_results_and_allocates_once(program, unsafe, n):
         assert all(torch.equal(a, b) for a, b in zip(snapshot(args), before)), "caller's tensors changed"
         per_entry = program.merges(n)
         assert calls == program.setup_allocations + program.accumulators * sum(per_entry)
-        # Each entry into the loop allocates afresh: one buffer per accumulator for
-        # the swap; for ping-pong a second one at the entry's second merge.
-        buffers = 2 if form_of(text) == "pingpong" else 1
-        per_accumulator = sum(min(m, buffers) for m in per_entry)
-        assert new_calls == program.setup_allocations + per_accumulator * program.accumulators
+        # Each entry into the loop allocates afresh: the swap one buffer per
+        # accumulator at its first merge, ping-pong a second one at its second.
+        per_accumulator = 2 if form_of(text) == "pingpong" else 1
+        buffers = sum(min(m, per_accumulator) for m in per_entry)
+        assert new_calls == program.setup_allocations + program.accumulators * buffers
 
 
 def test_parameter_seed_swap_would_overwrite_the_callers_tensor():
     """Caught: the tool never offers the swap here; a swap forced onto this
     loop writes into the tensor the caller passed in."""
     program = PARAMETER_SEED
-    diagnostics = check_source(program.source)
+    diagnostics = check_source(program.source, config=TRUSTED)
     assert diagnostics and all([(f.applicability, f.form) for f in d.fixes] == [("safe", "pingpong")]
                                for d in diagnostics)
     forced = _force_swap(program.source)
@@ -287,8 +287,8 @@ def run(outs):
 @pytest.mark.parametrize("source", [ALIASED_ACCUMULATOR, TEMP_AFTER_LOOP, PREVIOUS_KEPT],
                          ids=["aliased", "temp_after_loop", "previous_kept"])
 def test_unsafe_loops_are_not_reported_and_a_forced_swap_breaks_them(source):
-    assert check_source(source) == []
-    assert fix_source(source, unsafe_fixes=True).text == source
+    assert check_source(source, config=TRUSTED) == []
+    assert fix_source(source, config=TRUSTED, unsafe_fixes=True).text == source
     outs = chunk_inputs(5, 3)[0]
     expected, _, _ = run(source, "run", outs)
     got, _, _ = run(_force_swap(source), "run", outs)

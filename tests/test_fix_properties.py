@@ -37,7 +37,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from alloc_lint import check_source, fix_source  # noqa: E402
 
-from runtime import run, same  # noqa: E402
+from runtime import TRUSTED, run, same  # noqa: E402
 
 H, D = 3, 4
 
@@ -376,7 +376,7 @@ def _form(text: str) -> str:
           suppress_health_check=[HealthCheck.too_slow], phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(g=programs(), n=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_generated_pattern_fixes(g, n, seed):
-    diagnostics = check_source(g.text)
+    diagnostics = check_source(g.text, config=TRUSTED)
     assert [d.code for d in diagnostics] == ["ALC001"] * g.accumulators
     assert sorted(d.line for d in diagnostics) == sorted(g.alloc_lines)
     assert all(d.fixes and d.no_fix_reason is None for d in diagnostics), diagnostics
@@ -387,7 +387,7 @@ def test_generated_pattern_fixes(g, n, seed):
     assert calls == g.setup + g.accumulators * merges, "the generator's allocation model is off"
 
     for unsafe in (False, True):
-        result = fix_source(g.text, unsafe_fixes=unsafe)
+        result = fix_source(g.text, config=TRUSTED, unsafe_fixes=unsafe)
         fixed = result.text
         assert result.fixed == g.accumulators and result.remaining == []
         want = g.unsafe_form if unsafe else g.safe_form
@@ -398,8 +398,8 @@ def test_generated_pattern_fixes(g, n, seed):
         assert added == (2 if want == "pingpong" else 1) + g.released, fixed
         assert {d.fix_for(unsafe).form for d in diagnostics} == {want}
         _check_text_properties(g, fixed)
-        assert check_source(fixed) == []
-        assert fix_source(fixed, unsafe_fixes=unsafe).text == fixed, "fixing twice changed the text"
+        assert check_source(fixed, config=TRUSTED) == []
+        assert fix_source(fixed, config=TRUSTED, unsafe_fixes=unsafe).text == fixed, "fixing twice changed the text"
 
         before = _snapshot(args)
         got, new_calls, _ = run(fixed, "run", *[list(a) for a in args])

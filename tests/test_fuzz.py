@@ -50,7 +50,8 @@ def _alloc_lint_pattern(outs, lses):
     for c, cl in zip(outs, lses):
         tmp = _alloc_lint_torch.empty_like(acc)  # keep-a
         tmp_lse = _alloc_lint_torch.empty_like(acc_lse)
-        merge(out=tmp, out_lse=tmp_lse, prefix=acc, prefix_lse=acc_lse, suffix=c, suffix_lse=cl)
+        merge_attn_states(output=tmp, output_lse=tmp_lse, prefix_output=acc, prefix_lse=acc_lse,
+                          suffix_output=c, suffix_lse=cl)
         acc, acc_lse = tmp, tmp_lse  # keep-b
         del tmp, tmp_lse, c
     return acc, acc_lse

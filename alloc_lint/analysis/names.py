@@ -8,6 +8,7 @@ parameter, an arbitrary assignment) resolves to nothing.
 from __future__ import annotations
 
 import ast
+import builtins
 from functools import lru_cache
 
 from .scopes import Scope, walk_scope
@@ -41,8 +42,7 @@ def _bindings(scope: Scope) -> dict[str, list]:
         elif isinstance(sub, ast.ImportFrom):
             for alias in sub.names:
                 if alias.name == "*":
-                    if not sub.level and sub.module:
-                        add("*", sub.module)
+                    add("*", sub.module if not sub.level and sub.module else _OPAQUE)
                     continue
                 qual = f"{sub.module}.{alias.name}" if sub.module and not sub.level else _OPAQUE
                 add(alias.asname or alias.name, qual)
@@ -89,6 +89,20 @@ class Resolver:
         if base is None:
             return None
         return ".".join([base, *reversed(parts)])
+
+    def is_builtin(self, name: str, scope: Scope) -> bool:
+        """Does `name` in `scope` mean Python's builtin (a builtin's name, bound
+        nowhere on the way out, and no `from ... import *` that could bind it)?"""
+        if not hasattr(builtins, name):
+            return False
+        current = scope
+        while current is not None:
+            if not (isinstance(current.node, ast.ClassDef) and current is not scope):
+                bound = self.bindings(current)
+                if name in bound or "*" in bound:
+                    return False
+            current = current.parent
+        return True
 
     def _resolve_name(self, name: str, scope: Scope, depth: int) -> str | None:
         current = scope

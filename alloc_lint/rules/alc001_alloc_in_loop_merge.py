@@ -8,7 +8,11 @@ from functools import lru_cache
 from ..analysis import flow
 from ..analysis.names import last_names
 from ..analysis.prefilter import might_have_finding
-from ..analysis.scopes import Loop, walk_scope
+from ..analysis.ownership import Origin, matches_template, seed_of
+from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
+from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
+from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
+                             opaque_call, uninitialised_growth)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -40,15 +44,19 @@ class FixPlan:
     rebinds: list  # rebinding statements (each rewritten once)
     deletes: list
     first_temp: str
-    # Set `T = None` (and the spares) after the loop: the function goes on
-    # working after it, and scratch buffers would otherwise live on.
-    release: bool = False
-    # A guarded lazy allocation: `if T is None or <guard>:` reallocates the
-    # group's buffers (see `metadata_differs`); "" for `if T is None:`.
-    guard: str = ""
-    # Statements run when the buffers are reused, as `else:` of the lazy
-    # allocation (see `reinitialisation`), e.g. ("T.zero_()",).
+    # The lazy allocation also runs when a reused buffer's metadata differs
+    # from its template's (`if T is None or <guard>:`), and then first drops
+    # the old buffers (`drop`) so none is held while the new ones are allocated.
+    guard: str | None = None
+    drop: tuple = ()
+    # Statements of the lazy `if`'s `else:` (a reused buffer re-initialised).
     reinit: tuple = ()
+    # Names set to None right after the loop, releasing the scratch buffers.
+    release: tuple = ()
+
+
+SHAPE_SPELLINGS = frozenset({"torch.empty"})  # `torch.empty(X.shape, ...)`: empty_like written longhand
+METHOD_ALLOCATORS = frozenset({"new_empty", "new_zeros", "new_ones", "new_full"})
 
 
 class AllocInLoopMerge(Rule):
@@ -58,18 +66,26 @@ class AllocInLoopMerge(Rule):
     ## What it does
     Finds a buffer allocated on every iteration of a loop (`T = torch.empty_like(X)`)
     only to be handed to a call that merges into it, after which the accumulator is
-    rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The merge call must receive both `T` and `A`; `T` is
-    passed positionally, by an `out`/`output`-like keyword, or by any keyword to a
-    known merge kernel (`merge_attn_states`, `merge_state`, ... and the configured
+    rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The
+    merge call must receive both `T` and `A`; `T` is passed positionally, by an
+    `out`/`output`-like keyword, or by any keyword to a known merge kernel
+    (`merge_attn_states`, `merge_state`, ... and the configured
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
     same call form one group and get one fix.
 
-    It reports nothing where the allocation is needed: the template `X` changes
-    shape from one iteration to the next; the temporary is read after the rebinding,
-    after the loop, or escapes (stored, appended, returned, yielded, captured by a
-    closure, declared `global`/`nonlocal`); the accumulator's buffer escapes during
-    the loop (`first = acc`, `history.append(acc)`, `yield acc`, a view of it kept
-    in a name); or the code already allocates lazily and swaps.
+    The allocation may be spelled `torch.empty_like(X)` (or `input=X`), any
+    configured `extra-allocators` entry, `torch.empty(X.shape, dtype=X.dtype,
+    device=X.device)` (or `X.size()`), or `X.new_empty(size)` (`new_zeros`,
+    `new_ones`, `new_full`); the temporary may be annotated
+    (`T: torch.Tensor = ...`).
+
+    It reports nothing where the allocation is needed: the template `X` (or a size,
+    dtype or device argument of the allocator) is rebound inside the loop; the
+    temporary occurs anywhere but in its allocation, the merge call, the rebinding
+    and `del T`; the accumulator's buffer escapes during the loop (bound to another
+    name, stored, put in a container, appended, returned, yielded, iterated,
+    captured by a closure, declared `global`/`nonlocal`); or the code already
+    allocates lazily and swaps.
 
     ## Why is this bad?
     Each iteration asks the allocator for a new buffer the size of the whole
@@ -77,7 +93,7 @@ class AllocInLoopMerge(Rule):
     loop that is one request per chunk and per accumulator: in vLLM's MLA chunked
     prefill (1024 tokens, 128 heads, dim 128, 16 chunks) 30 requests and 511 MB
     allocated, against 2 requests and 34 MB when the buffer is allocated once and
-    reused, with bitwise-identical results. Peak memory over the loop halves too.
+    reused, with bitwise-identical results.
 
     ## Example
     ```python
@@ -97,8 +113,9 @@ class AllocInLoopMerge(Rule):
     ```
 
     ## Use instead
-    Allocate lazily once, and swap references after each merge, so the previous
-    accumulator becomes the next scratch buffer:
+    Allocate lazily once, and reuse. The upstream fix (vLLM PR #42460) swaps
+    references after each merge, so the previous accumulator becomes the next
+    scratch buffer:
     ```python
     output = None
     output_tmp = None
@@ -116,53 +133,175 @@ class AllocInLoopMerge(Rule):
             output, output_tmp = output_tmp, output
             output_lse, output_lse_tmp = output_lse_tmp, output_lse
     ```
+    Here the first value is `attn_output`, a kernel's result the tool cannot see
+    into, so `alloc-lint fix` applies the **ping-pong** form instead (below) and
+    offers this swap only with `--unsafe-fixes`.
 
     ## Fix safety
-    The fix takes one of two forms, chosen by what can be proven about the
-    accumulator's first value (every value it gets other than from the temporary):
+    A *safe* fix is a proof that the rewritten program computes the same values,
+    writes nowhere the original did not and raises nothing new. The proof is an
+    allowlist: what is not shown harmless blocks the safe fix, and the message
+    names the use, its line and what would have to hold.
 
-    - **Swap** (above; one buffer per accumulator) is a *safe* fix only when every
-      first value is a fresh tensor the function allocated itself (`torch.zeros`,
-      `torch.empty_like`, `x.clone()`, arithmetic) and not aliased before the loop.
-      From the second merge on, the swap writes into that first buffer.
-    - **Ping-pong** (two lazily allocated buffers per accumulator, alternated; the
-      first value is only ever read) is the *safe* fix otherwise. It never writes
-      where the original program did not, and every buffer has the template's layout.
-    - Where the first value comes from another name or an opaque call (vLLM's first
-      chunk output), the swap is also offered as an *unsafe* fix (applied with
-      `--unsafe-fixes`): it is only the same program if that tensor is referenced
-      nowhere else and has the layout of a fresh `torch.empty_like` buffer. vLLM's
-      padded-V views broke that assumption (vLLM PR #42642).
-    - Where the accumulator starts as a parameter, a global or an attribute (the
-      caller's tensor), the swap would overwrite the caller's data: only ping-pong
-      is offered.
-    - No fix is offered (the diagnostic says why) when the group's allocations are
-      not adjacent statements, a statement of the pattern shares its line with
-      another statement, or, where the swap is not safe, the group's rebindings are
-      not adjacent statements (ping-pong rotates every accumulator's buffers
-      together; a `continue` between the rebindings would skip some).
+    **The forms.** In every form `T = None` goes just before the innermost loop (each
+    entry into the loop starts without buffers), the group's allocations are
+    wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
+    unless the loop is followed only by a plain `return`, the scratch buffers are
+    released right after the loop (`T = None`).
+    - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
+      on it writes into the accumulator's first value.
+    - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
+      `T_alt = None` before the loop): the first value is only ever read; the second
+      buffer is allocated at the second merge, when the first value has been
+      dropped.
+      Ping-pong rotates every accumulator's buffers together, so where it is
+      needed the group's rebindings must be adjacent statements (a `continue`
+      between them would skip some); otherwise no fix is offered.
+    - **Guarded** (either form): the lazy allocation also runs when a reused
+      buffer's metadata differs from its template's,
+      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride():`,
+      and then drops the old buffers (`T = None`) before allocating. With a
+      torch `out=` operator as the merge, which resizes its output to the
+      result's shape (broadcasting), the guard compares shapes only
+      (`if T is None or T.shape != X.shape:`).
+    - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
+      `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
+      `T.fill_(v)` in an `else:` of the lazy `if`, unless the merge provably writes
+      every element (a known or configured merge kernel, a torch `out=` operator).
 
-    In every form `T = None` is inserted just before the innermost loop (so every
-    entry into the loop starts without a buffer), the allocations are wrapped in
-    `if T is None:`, and `del T` after the rebinding is dropped. Ping-pong's second
-    buffer is allocated at the second merge (`T_alt = None` before the loop; the
-    rotation `A, T, T_alt = T, T_alt, T` leaves `T` empty after the first merge),
-    when the accumulator's first value is no longer held, so no merge holds more
-    memory than the original's. Where the function goes on working after the loop,
-    `T = T_alt = None` after it releases the scratch buffers. Comments and
-    formatting outside the changed lines are kept; the result does not trigger
-    ALC001 again.
+    **1. Every use is one of a closed list of kinds.** Each occurrence of each
+    accumulator and temporary in the loop (body, `while` test, `for` target; a
+    `for` iterable runs once, before the loop), of the template and of every name
+    in the allocator's arguments is classified by its immediate context
+    (`alloc_lint/analysis/uses.py`). A value that may share storage with the
+    tensor (`acc[0]`, `acc.T`, `acc.view(...)`, `acc.float()`, `acc or x`, `+acc`)
+    is followed to where it ends up, with the same rules. Harmless kinds:
+    - *merge argument*: of the pattern's merge call when it is a known merge kernel,
+      a configured `extra-merge-functions` entry (you vouch that it keeps no
+      reference to its arguments, writes its outputs in full and is not
+      differentiated through), or a `torch.*`, `torch.linalg.*`, `torch.special.*`,
+      `torch.fft.*` function given `out=T` (never `torch.ops.*`). A kernel must
+      receive the temporary where it writes: by position, or under an output's
+      keyword (`output=`, `out=`, `v_merged=`); `prefix_output=T` is an input,
+      so it gets no safe fix;
+    - *allocation template* and the allocator's own arguments;
+    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
+      `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
+      `isinstance(x, ...)`, `x is None`, `x is not None`;
+    - *rebinding* and *deletion* (judged by the ownership and stability proofs);
+    - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
+      f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
+      `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
+    - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
+      (never `resize_ set_ as_strided_ t_ squeeze_ ...`).
+
+    Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
+    the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
+    `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
+    a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
+    `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    or a `resize_` (which exposes uninitialised memory) anywhere in the
+    function, or a use inside a `with` whose context manager is not known to leave
+    CUDA streams alone (known: `torch.no_grad`, `torch.inference_mode`,
+    `torch.enable_grad`, `torch.set_grad_enabled`, `record_function`, NVTX ranges,
+    `torch.autocast`, `contextlib.nullcontext`). An *asynchronous use* gets no fix
+    at all: `acc.record_stream(s)`, any `non_blocking=` copy, or a use inside
+    `with torch.cuda.stream(...)`: another stream may still read the buffer when
+    the next merge overwrites it. A merge call to an unknown function makes every
+    fix unsafe; the message says to add it to `extra-merge-functions`.
+
+    **2. Autograd.** Outside a lexical `torch.no_grad()` / `torch.inference_mode()`
+    (a `with` block or a decorator of the function), a read that may save the
+    tensor for backward (`acc * w`, `acc.abs()`, `acc.norm()`) blocks the safe
+    fix: reusing the saved buffer makes `backward()` raise, or silently corrupts
+    gradients when a kernel bumps no version counter. `+` and `-`, `x * c` and
+    `x / c` with a numeric constant `c`, and non-differentiable reads
+    (comparisons, `.item()`, f-strings) never save it. An in-place write whose other operand may require grad is
+    harmless before a torch `out=` merge (which then raises before any reuse).
+
+    **3. Ownership of the first value (the swap's proof).** Every binding of the
+    accumulator other than the rebinding is a seed. The swap is safe only when
+    every seed is a fresh dense tensor the function made: the whole right-hand
+    side of an assignment to the accumulator alone (`a, b = f1, f2` element-wise;
+    not `acc = base = ...`, not a walrus) that is `torch.zeros/ones/empty/full/
+    rand/randn(...)`, `torch.*_like(y)`, `y.clone()`, binary arithmetic,
+    `torch.cat/stack`, without `out=` or `requires_grad`; with the dtype, device,
+    shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
+    or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
+    is guarded); not used before the loop or in a `for` iterable except by
+    harmless kinds (`register(acc)` blocks it); created inside
+    `inference_mode` exactly when the loop runs inside it, and, when the loop
+    runs under `no_grad`/`inference_mode`, not computed outside it from tensors
+    that may require grad (`x.clone()`); not carried over from an earlier
+    pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
+    `X.new_empty(...)`) always give contiguous buffers, so they get the swap
+    only as an unsafe fix. A parameter, global or attribute first value never
+    gets the swap (it is the caller's tensor); another name or an opaque call's
+    result gets the swap only as an *unsafe* fix, whose message states the
+    assumption (referenced nowhere else, the layout of a fresh `empty_like`
+    buffer: vLLM's padded-V views broke it, PR #42642), next to the safe
+    ping-pong.
+
+    **4. Stability.** Reuse needs the same shape, dtype, device and strides at
+    every merge of one entry into the loop. Proven when the template is the
+    pair's own accumulator and nothing rebinds it after a merge (a seed under
+    `if A is None:` or under `if i == 0:` of `for i in range(n)` /
+    `enumerate(...)`, placed before the allocation, runs only before the first
+    merge) and nothing resizes it; or when the template is a local or parameter
+    that the loop never rebinds, that no nested scope sees, that is not aliased
+    before the loop, and whose every use keeps its metadata; when someone else
+    may hold it (a parameter, an attribute's value, an opaque call's result),
+    the loop must also call nothing that could change it in place (an unknown
+    function or method: `regrow(state)` may resize `state.buf`). Every other
+    argument and keyword of the allocator must be built from constants and such
+    names. Where only the template's metadata is unproven (a restart, a global
+    template, a template passed to an unknown call or resized) and a fresh
+    buffer's metadata is the template's alone (`torch.*_like(X)`,
+    `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
+    `X.new_empty(X.shape)`), the fix is **guarded**; otherwise no fix is offered
+    and the message says why. A torch `out=` merge may resize the buffer, so
+    its fixes are always guarded (shape only), and an allocation whose shape
+    is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
+    gets no fix: reuse would skip the draw.
+
+    **5. `# noqa`.** A `# noqa: ALC001` on any allocation of a group leaves the
+    whole group unfixed; its other allocations are reported without a fix.
+
+    **Cost, as measured** (`bench/alc001_safety.py`, CPU, `bench/out/alc001_safety.txt`;
+    GPU runs in `examples/RESULTS.md`). Over a vLLM-shaped loop whose chunk
+    outputs are fresh kernel results, every form gives bitwise-equal results and
+    a constant number of allocator calls (2 per accumulator for ping-pong, 1 for
+    the swap). Peak live memory equals the original's for 2 and 3 chunks; from
+    the 4th chunk on, any reuse form (the swap too) holds its scratch buffer
+    while the next chunk output is computed and the previous one is still bound:
+    one buffer per accumulator above the original. Allocating ping-pong's second
+    buffer at the first merge would cost that buffer from the first merge on, and
+    keeping the scratch after the loop would cost it during the work after the
+    loop. The guard costs about 1 µs of Python per merge (the allocation it
+    replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
+    proven.
+
+    **Assumptions of every fix**: a known merge kernel given the temporary by
+    position writes it there (reading it first would read uninitialised memory
+    in the original too); operands of arithmetic are tensors or numbers
+    (an object whose operator keeps its argument is not detected), no code reads
+    the function's variables through frames it was not handed, and known merge
+    kernels are matched by name.
 
     ## Options
     In `[tool.alloc-lint]` of `pyproject.toml`:
 
     - `extra-allocators`: more allocator functions, by qualified name
-      (`["mylib.ops.empty_like"]`); their first argument is the template.
-      `torch.empty_like` is always one.
+      (`["mylib.ops.empty_like"]`); a name ending in `_like` takes its first
+      argument as the template. `torch.empty_like` is always one; an initialising
+      one (`torch.zeros_like`, `torch.full_like`) gets its initialisation kept on
+      reuse, a random one (`torch.randn_like`) no fix.
     - `extra-merge-functions`: more calls that merge into the temporary under any
       keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
       `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
-      reference to its arguments and writes its outputs in full.
+      reference to its arguments, writes its outputs in full (receiving the
+      temporary only where it writes) and is not differentiated through; without
+      that, a fix that merges through it is unsafe.
     """
 
     code = "ALC001"
@@ -171,11 +310,10 @@ class AllocInLoopMerge(Rule):
     fix_availability = "sometimes"
     options = ("extra-allocators", "extra-merge-functions")
 
-    # Spellings the rule is being extended to (issue 10): `torch.empty(acc.shape,
-    # ...)` and `acc.new_empty(...)` on any receiver. The text predicate accepts
-    # them already; keep these lists in step with what `check` resolves.
-    shape_allocators = ("torch.empty",)
-    method_allocators = ("new_empty",)
+    # The longhand spellings (issue 10), for the text prefilter: `torch.empty(X.shape,
+    # ...)` and `X.new_empty(...)`-style methods on any receiver (`allocation_kind`).
+    shape_allocators = tuple(sorted(SHAPE_SPELLINGS))
+    method_allocators = tuple(sorted(METHOD_ALLOCATORS))
 
     def might_match(self, text: str, config) -> bool:
         return might_have_finding(text, *self.callee_names(config))
@@ -187,19 +325,19 @@ class AllocInLoopMerge(Rule):
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
-        if not any(n in ctx.text for n in last_names(ctx.config.allocators)):
+        functions, methods = self.callee_names(ctx.config)
+        if not any(n in ctx.text for n in functions | methods):
             return []
         diagnostics: list[Diagnostic] = []
         claimed: set = set()  # statements already rewritten by a group's fix
-        names_in_use: dict = {}  # per scope: identifiers, and spare names handed out
+        facts: dict = {}  # per scope: names, classifier, identifiers (and spare names handed out)
         for loop in ctx.index.loops:
             for block in loop.blocks:
                 for group in _find_groups(block, loop, ctx, allocators):
                     scope_node = loop.scope.node
-                    if id(scope_node) not in names_in_use:
-                        names_in_use[id(scope_node)] = _identifiers(scope_node)
-                    diagnostics.extend(_diagnose(group, loop, ctx, claimed,
-                                                 names_in_use[id(scope_node)]))
+                    if id(scope_node) not in facts:
+                        facts[id(scope_node)] = _scope_facts(loop, ctx)
+                    diagnostics.extend(_diagnose(group, loop, ctx, claimed, facts[id(scope_node)]))
         return diagnostics
 
 
@@ -244,12 +382,13 @@ def _rebinding_pairs(stmt: ast.stmt):
 def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozenset):
     """Candidate groups in one statement list: allocations, then a merge call
     receiving them and the accumulators, then the rebindings."""
-    allocs: dict[str, list[tuple[int, ast.Assign]]] = {}
+    allocs: dict[str, list[tuple[int, ast.stmt]]] = {}
     for i, stmt in enumerate(block):
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
-                and isinstance(stmt.value, ast.Call) and stmt.value.args \
-                and not isinstance(stmt.value.args[0], ast.Starred):
-            allocs.setdefault(stmt.targets[0].id, []).append((i, stmt))
+        target = alloc_target(stmt)
+        if target is not None and isinstance(stmt.value, ast.Call) \
+                and not any(isinstance(a, ast.Starred) for a in stmt.value.args) \
+                and all(k.arg for k in stmt.value.keywords):
+            allocs.setdefault(target.id, []).append((i, stmt))
     if not allocs:
         return
     merge_names = last_names(ctx.config.merge_functions)
@@ -274,7 +413,7 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             if keyword and not known_merge and not _out_like(keyword):
                 continue
             alloc_index, alloc = before[-1]
-            if ctx.resolver.qualified_name(alloc.value.func, loop.scope) not in allocators:
+            if allocation_kind(alloc.value, ctx, loop, allocators) is None:
                 continue
             pair = _find_rebinding(block, m, temp, passed)
             if pair is None:
@@ -286,6 +425,41 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             pairs.append(Pair(temp, target.id, alloc, alloc_index, arg_node, rebind, value, target, deletes))
         if pairs:
             yield pairs
+
+
+def alloc_target(stmt: ast.stmt) -> ast.Name | None:
+    """The name a statement binds, for `T = f(...)` and `T: type = f(...)`."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0]
+    if isinstance(stmt, ast.AnnAssign) and stmt.simple and isinstance(stmt.target, ast.Name) and stmt.value:
+        return stmt.target
+    return None
+
+
+
+
+def _shape_of_name(node: ast.AST) -> bool:
+    """`X.shape` or `X.size()` of a plain name."""
+    if isinstance(node, ast.Attribute) and node.attr == "shape":
+        return isinstance(node.value, ast.Name)
+    return isinstance(node, ast.Call) and not node.args and not node.keywords \
+        and isinstance(node.func, ast.Attribute) and node.func.attr == "size" and isinstance(node.func.value, ast.Name)
+
+
+def allocation_kind(call: ast.Call, ctx: FileContext, loop: Loop, allocators: frozenset) -> str | None:
+    """The allocator a call stands for (a qualified name, or `Tensor.new_empty`
+    for the method spellings), or None when it is not one ALC001 knows."""
+    qualified = ctx.resolver.qualified_name(call.func, loop.scope) or ""
+    if qualified in allocators:
+        if qualified.endswith("_like") and not (call.args or any(k.arg == "input" for k in call.keywords)):
+            return None
+        return qualified
+    if qualified in SHAPE_SPELLINGS and call.args and _shape_of_name(call.args[0]):
+        return qualified
+    if isinstance(call.func, ast.Attribute) and call.func.attr in METHOD_ALLOCATORS \
+            and isinstance(call.func.value, ast.Name) and not qualified and (call.args or call.keywords):
+        return f"Tensor.{call.func.attr}"
+    return None
 
 
 def _del_names(stmt: ast.Delete):
@@ -304,21 +478,168 @@ def _find_rebinding(block, merge_index, temp, passed):
     return None
 
 
-# --- safety --------------------------------------------------------------------------
+# --- facts about a scope, computed once ------------------------------------------------
 
 
-def _loop_parts(loop: Loop) -> list:
-    parts = list(loop.node.body)
-    if isinstance(loop.node, (ast.For, ast.AsyncFor)):
-        parts.append(loop.node.target)
+@dataclass(eq=False)
+class ScopeFacts:
+    node: ast.AST
+    params: set
+    local_names: set  # names bound in the scope itself (not in nested scopes)
+    captured: set  # names other scopes may see (closures, global/nonlocal)
+    identifiers: set  # every identifier: fresh names must avoid them
+    classifier: UseClassifier
+    # A call that can reach every variable (`locals()`, `eval`, frames) or that
+    # exposes uninitialised memory (`resize_`): no fix in the scope is safe.
+    dynamic: str | None = None
+
+
+def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
+    node = loop.scope.node
+    params = set()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
+    local_names = {n.id for n in walk_scope(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    classifier = classifier_for(ctx, loop.scope)
+    captured = captured_names(node, NESTED_SCOPES)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        # Module (or class) level: every function of the module may read these names.
+        captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
+                     for n in ast.walk(other) if isinstance(n, ast.Name)}
+    return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
+                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier))
+
+
+# --- the pieces of a group -----------------------------------------------------------
+
+LIKE = "like"  # allocators whose first argument is a template tensor
+INITIALISATION = {  # last name of an allocator -> how a reused buffer is re-initialised
+    "empty_like": None, "empty": None, "new_empty": None,
+    "zeros_like": "zero", "zeros": "zero", "new_zeros": "zero",
+    "ones_like": "one", "ones": "one", "new_ones": "one",
+    "full_like": "fill", "full": "fill", "new_full": "fill",
+}
+RANDOM_ALLOCATORS = frozenset({"rand_like", "randn_like", "randint_like", "rand", "randn", "randint",
+                               "bernoulli", "normal"})
+
+
+TORCH_LIKE_ALLOCATORS = frozenset({"torch.empty_like", "torch.zeros_like", "torch.ones_like", "torch.full_like"})
+
+
+def _allocator(pair: Pair, ctx: FileContext, loop: Loop) -> str:
+    return allocation_kind(pair.alloc.value, ctx, loop, frozenset(ctx.config.allocators)) or ""
+
+
+def _template(pair: Pair, ctx: FileContext, loop: Loop):
+    """The template argument of a `*_like` allocator (positional or `input=`), or None."""
+    call = pair.alloc.value
+    if _allocator(pair, ctx, loop).endswith("_like"):
+        if call.args:
+            return call.args[0]
+        return next(k.value for k in call.keywords if k.arg == "input")
+    return None
+
+
+def _fill_value(call: ast.Call):
+    """The fill value of `full`/`full_like`/`new_full`, or None."""
+    if call.args[1:2]:
+        return call.args[1]
+    return next((k.value for k in call.keywords if k.arg == "fill_value"), None)
+
+
+def _exact_like_call(pair: Pair, ctx: FileContext, loop: Loop) -> bool:
+    """`ALLOC(X)` (or `full_like(X, v)`): a template name and nothing else, so
+    the buffer has X's dtype, device, shape and strides (for a dense X)."""
+    call = pair.alloc.value
+    allocator = _allocator(pair, ctx, loop)
+    if allocator not in TORCH_LIKE_ALLOCATORS:
+        return False  # another library's `*_like`: what it gives is not known
+    template = _template(pair, ctx, loop)
+    others = [a for a in (*call.args, *(k.value for k in call.keywords)) if a is not template]
+    expected = [_fill_value(call)] if allocator == "torch.full_like" else []
+    return isinstance(template, ast.Name) and others == expected
+
+
+def _other_arguments(pair: Pair, ctx: FileContext, loop: Loop) -> list:
+    """Every argument but the template, and a method allocator's receiver."""
+    call = pair.alloc.value
+    template = _template(pair, ctx, loop)
+    found = [a for a in (*call.args, *(k.value for k in call.keywords)) if a is not template]
+    if _allocator(pair, ctx, loop).startswith("Tensor."):
+        found.append(call.func.value)
+    return found
+
+
+def _loop_region(loop: ast.AST) -> list:
+    """What runs on every iteration: the body, a `while` test, a `for` target."""
+    parts = list(loop.body)
+    if isinstance(loop, ast.While):
+        parts.append(loop.test)
+    else:
+        parts.append(loop.target)
     return parts
+
+
+def _bound_in(parts, name: str, exclude=()) -> bool:
+    for tree in parts:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load) \
+                    and node not in exclude:
+                return True
+        if flow.binds_otherwise(tree, name):
+            return True
+    return False
+
+
+def _merge_trust(call: ast.Call, group: list, ctx: FileContext, loop: Loop) -> str | None:
+    """How the merge call is known to keep no reference, write its outputs in
+    full and not be differentiated through: 'kernel' (a known or configured
+    merge kernel), 'out' (a torch operator writing its `out=`), or None."""
+    qualified = ctx.resolver.qualified_name(call.func, loop.scope) or ""
+    namespace, _, last = qualified.rpartition(".")
+    if namespace in TORCH_NAMESPACES:
+        outs = [k for k in call.keywords if k.arg == "out"]
+        if len(group) == 1 and outs and outs[0].value is group[0].merge_arg:
+            return "out"
+        return None
+    if flow.callee_name(call) in last_names(ctx.config.merge_functions):
+        return "kernel"
+    return None
+
+
+def _keyword_of(arg: ast.Name, parents: dict) -> str | None:
+    parent = parents.get(arg)
+    return parent.arg if isinstance(parent, ast.keyword) else None
+
+
+def _output_keyword(keyword: str) -> bool:
+    """Does a keyword name an output of a merge kernel (`output`, `output_lse`,
+    `out`, `result_out`, `v_merged`), rather than an input (`prefix_output`,
+    `suffix_lse`, `v_a`)? Positional arguments carry no name; a known kernel
+    is assumed to receive the temporary only where it writes (a buffer read
+    before it is written would be uninitialised in the original too)."""
+    k = keyword.lower()
+    if k.startswith(("prefix", "suffix", "input", "in_", "src", "lhs", "rhs")):
+        return False
+    return k.startswith("out") or k.endswith(("_out", "output")) or "merged" in k or k in ("dst", "dest", "result")
+
+
+def _noqa_line(pairs: list, ctx: FileContext) -> int | None:
+    from ..engine import is_suppressed  # the engine imports the rules
+
+    for p in pairs:
+        line = p.alloc.value.lineno
+        if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
+            return line
+    return None
 
 
 def _temp_is_private(pair: Pair, scope_node: ast.AST) -> bool:
     """T occurs nowhere but in its allocation, the merge call, the rebinding
     and `del T`: it is never read later, never escapes, and the code is not
     already in the lazy-init form (which reads `T is None`)."""
-    allowed = {id(pair.alloc.targets[0]), id(pair.merge_arg), id(pair.rebind_value)}
+    allowed = {id(alloc_target(pair.alloc)), id(pair.merge_arg), id(pair.rebind_value)}
     for stmt in pair.deletes:
         allowed.update(id(t) for t in _del_names(stmt))
     if any(id(n) not in allowed for n in flow.name_nodes(scope_node, pair.temp)):
@@ -326,115 +647,380 @@ def _temp_is_private(pair: Pair, scope_node: ast.AST) -> bool:
     return not flow.binds_otherwise(scope_node, pair.temp)
 
 
-def _accumulator_is_private(pair: Pair, group: list, loop: Loop, ctx: FileContext) -> bool:
-    """A's buffer gains no reference inside the loop that could outlive the
-    iteration; A is not shared with a closure or another scope."""
-    scope_node = loop.scope.node
-    parents = ctx.index.parents
-    for node in ast.walk(scope_node):
-        if isinstance(node, (ast.Global, ast.Nonlocal)) and pair.acc in node.names:
-            return False
-        if isinstance(node, (ast.Name, ast.arg)) and (getattr(node, "id", None) or getattr(node, "arg", None)) \
-                == pair.acc and flow.in_nested_scope(node, scope_node, parents):
-            return False
-    qualify = lambda expr: ctx.resolver.qualified_name(expr, loop.scope)  # noqa: E731
-    templates = {id(p.alloc.value.args[0]) for p in group}
-    rebind_targets = {id(p.rebind_target) for p in group}
-    for part in _loop_parts(loop):
-        for node in flow.name_nodes(part, pair.acc):
-            if isinstance(node.ctx, ast.Load):
-                if id(node) in templates or flow.read_is_transient(node, parents, qualify):
-                    continue
-                return False
-            if isinstance(node.ctx, ast.Del):
-                return False
-            if id(node) in rebind_targets or _seed_value(node, parents) is not None:
-                continue
-            if isinstance(parents.get(node), ast.AugAssign):
-                continue  # in place: the buffer stays the accumulator's
-            return False
-    return True
-
-
-def _template_is_stable(pair: Pair, group: list, loop: Loop) -> bool:
-    """The allocation's template has the same shape on every iteration: an
-    accumulator of the group, or a name the loop never rebinds."""
-    template = pair.alloc.value.args[0]
-    if not isinstance(template, ast.Name):
-        return False
-    if template.id in {p.acc for p in group}:
-        return True
-    if template.id in {p.temp for p in group}:
-        return False
-    return not flow.is_rebound_in(_loop_parts(loop), template.id)
-
-
-def _seed_value(node: ast.Name, parents: dict):
-    """For a store of an accumulator, the expression it receives (None if it is
-    not a plain assignment we can read)."""
-    parent = parents.get(node)
-    if isinstance(parent, (ast.Tuple, ast.List)):
-        holder = parents.get(parent)
-        if isinstance(holder, ast.Assign) and parent in holder.targets and \
-                isinstance(holder.value, (ast.Tuple, ast.List)) and len(holder.value.elts) == len(parent.elts):
-            return holder.value.elts[parent.elts.index(node)]
-        if isinstance(holder, ast.Assign) and parent in holder.targets:
-            return holder.value  # unpacking a call's result
-        return None
-    if isinstance(parent, ast.Assign) and node in parent.targets:
-        return parent.value
-    if isinstance(parent, (ast.AnnAssign, ast.NamedExpr)) and parent.target is node and parent.value is not None:
-        return parent.value
-    return None
-
-
-def _first_value_origin(pair: Pair, loop: Loop, ctx: FileContext) -> tuple[str, str | None]:
-    """How the accumulator gets buffers other than from the temporary: the
-    worst origin over every such assignment in the function, and one example."""
-    scope = loop.scope
-    parents = ctx.index.parents
-    node = scope.node
-    params = set()
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        a = node.args
-        params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x}
-    local_names = {n.id for n in walk_scope(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    qualify = lambda expr: ctx.resolver.qualified_name(expr, scope)  # noqa: E731
-    if pair.acc in params:
-        return "external", pair.acc
-    seeds = []  # (origin, source text) of every other assignment to A
-    for name in walk_scope(node):
-        if not (isinstance(name, ast.Name) and name.id == pair.acc and isinstance(name.ctx, ast.Store)):
-            continue
-        if name is pair.rebind_target or isinstance(parents.get(name), ast.AugAssign):
-            continue
-        value = _seed_value(name, parents)
-        if value is None:
-            seeds.append(("external", pair.acc))
-        else:
-            seeds.append((flow.value_origin(value, params, local_names, qualify), ast.unparse(value)))
-    if not seeds:
-        return "external", pair.acc  # a global
-    origin = flow.worst(*(o for o, _ in seeds))
-    example = next(text for o, text in seeds if o == origin)
-    if origin in ("owned", "none"):
-        if loop.enclosing and not _reassigned_before(loop, pair.acc):
-            return "opaque", f"{pair.acc} (from an earlier pass of the enclosing loop)"
-        for name in flow.name_nodes(node, pair.acc):
-            if isinstance(name.ctx, ast.Load) and name.lineno < loop.node.lineno \
-                    and not flow.read_is_transient(name, parents, qualify):
-                return "opaque", f"{pair.acc} (aliased before the loop)"
-    return origin, example
-
-
 def _reassigned_before(loop: Loop, acc: str) -> bool:
+    """Is A bound by a statement of the loop's own block, before the loop (so
+    every entry starts from that value, not from an earlier pass)?"""
     for stmt in loop.container[:loop.container.index(loop.node)]:
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for target in targets:
                 elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
                 if any(isinstance(e, ast.Name) and e.id == acc for e in elts):
                     return True
     return False
+
+
+# --- the analysis of a group ---------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What the analysis proved about one group."""
+
+    no_fix: list = field(default_factory=list)  # reasons no fix can be offered
+    unsafe: list = field(default_factory=list)  # reasons no fix is safe
+    guard: list = field(default_factory=list)  # (temp, template name, full check or shape only)
+    guard_reason: str | None = None
+    reinit: list = field(default_factory=list)  # statements re-initialising a reused buffer
+    swap: str = "safe"  # "safe" | "unsafe" | "never"
+    swap_reason: str | None = None
+
+
+def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
+    """None when the allocation is needed (report nothing); else a Verdict."""
+    scope_node, parents, classifier = facts.node, ctx.index.parents, facts.classifier
+    temps, accs = [p.temp for p in group], [p.acc for p in group]
+    if len(set(accs)) != len(accs) or set(temps) & set(accs):
+        return None
+    if any(not _temp_is_private(p, scope_node) for p in group):
+        return None
+    if (set(accs) | set(temps)) & facts.captured:
+        return None
+    region = _loop_region(loop.node)
+    templates = {}
+    for p in group:
+        template = _template(p, ctx, loop)
+        if template is not None:
+            if not isinstance(template, ast.Name) or template.id in temps:
+                return None
+            if template.id not in accs and _bound_in(region, template.id):
+                return None  # a per-iteration template: the allocation may be needed
+            templates[p.temp] = template.id
+        names = set()
+        for arg in _other_arguments(p, ctx, loop):
+            for n in ast.walk(arg):
+                if isinstance(n, ast.Name) and (n.id in temps or n.id not in accs and _bound_in(region, n.id)):
+                    return None  # a per-iteration size, dtype or device
+                if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
+                        and not ctx.resolver.is_builtin(n.id, loop.scope):
+                    names.add(n.id)
+        if template is None and len(names) == 1:
+            templates[p.temp] = names.pop()  # `torch.empty(X.shape, dtype=X.dtype)`: X's metadata alone
+
+    merge_call = parents[group[0].merge_arg]
+    if isinstance(merge_call, ast.keyword):
+        merge_call = parents[merge_call]
+    trust = _merge_trust(merge_call, group, ctx, loop)
+    preassigned = {id(alloc_target(p.alloc)): Kind.REBIND for p in group}
+    preassigned.update({id(p.rebind_value): Kind.REBIND for p in group})
+    for p in group:  # the allocation's own arguments: read for their metadata or value
+        for arg in (*p.alloc.value.args, *(k.value for k in p.alloc.value.keywords)):
+            preassigned[id(arg)] = Kind.TEMPLATE
+        if _allocator(p, ctx, loop).startswith("Tensor."):
+            preassigned[id(p.alloc.value.func.value)] = Kind.TEMPLATE  # `X.new_empty(...)` reads X's metadata
+    merge_args = [a for a in (*merge_call.args, *(k.value for k in merge_call.keywords)) if isinstance(a, ast.Name)]
+    if trust:
+        preassigned.update({id(a): Kind.MERGE_ARG for a in merge_args})
+
+    uses = classifier.uses(set(accs) | set(temps), region, boundary=loop.node, preassigned=preassigned)
+    if any(u.kind is Kind.ESCAPE for u in uses):
+        return None
+
+    verdict = Verdict()
+    if facts.dynamic:
+        verdict.unsafe.append(facts.dynamic)
+    callee = ast.unparse(merge_call.func)
+    if trust is None:
+        short = callee.rsplit(".", 1)[-1]
+        verdict.unsafe.append(
+            f"`{callee}` (line {merge_call.lineno}) is not a known merge kernel: it may keep a reference to its "
+            f"arguments, not write its output in full, or be differentiated through; if it does none of these, "
+            f"add `{short}` to `extra-merge-functions` in `[tool.alloc-lint]`")
+    if trust == "kernel":
+        for p in group:
+            keyword = _keyword_of(p.merge_arg, parents)
+            if keyword is not None and not _output_keyword(keyword):
+                verdict.unsafe.append(
+                    f"`{p.temp}` is passed to `{callee}` (line {merge_call.lineno}) as `{keyword}=`, a name for "
+                    f"an input: a merge kernel is trusted to write its outputs in full, not to write what it reads")
+    merge_arg_ids = {id(a) for a in merge_args}
+    for use in uses:
+        if use.kind is Kind.ASYNC:
+            verdict.no_fix.append(use.reason)
+        elif use.grad and use.kind is Kind.INPLACE and trust == "out":
+            # An in-place write that autograd records makes the tensor require
+            # grad, and a torch `out=` operator then raises before any reuse.
+            continue
+        elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
+            verdict.unsafe.append(use.reason)
+
+    _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
+    _check_initialisation(group, loop, ctx, trust, verdict)
+    _check_ownership(group, loop, ctx, facts, templates, verdict)
+    verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
+    verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
+    return verdict
+
+
+def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict):
+    """Same shape, dtype, device and strides at every merge of one entry: proven,
+    or guarded by a metadata check (only `ALLOC(X)` alone), or no fix."""
+    accs = {p.acc for p in group}
+    parents, classifier = ctx.index.parents, facts.classifier
+    region = _loop_region(loop.node)
+    header = [loop.node.iter] if isinstance(loop.node, (ast.For, ast.AsyncFor)) else []
+    loop_target = loop.node.target if isinstance(loop.node, (ast.For, ast.AsyncFor)) else None
+
+    def bound_in_loop(name, exclude_target=False):
+        exclude = set(ast.walk(loop_target)) if exclude_target and loop_target is not None else ()
+        return _bound_in(region, name, exclude)
+
+    qualify = classifier.qualify
+    private: dict = {}
+    first_line = min(p.alloc.lineno for p in group)
+    restarts = Restarts(loop.node, parents, accs, {id(p.rebind_target) for p in group}, first_line, bound_in_loop)
+    template_of = {p.acc: templates.get(p.temp) for p in group}
+
+    def unproven(name):
+        """Why `name`'s metadata may change between merges, or None."""
+        if name in accs:
+            restart = restarts.restarts(name)
+            if restart:
+                stmt = parents.get(restart[0])
+                stmt = parents.get(stmt) if isinstance(stmt, (ast.Tuple, ast.List)) else stmt
+                return (f"`{ast.unparse(stmt).splitlines()[0]}` (line {restart[0].lineno}) may rebind `{name}` "
+                        "after a merge")
+            if template_of.get(name) != name:
+                return f"`{name}` is another accumulator, whose shape is not proven constant"
+            resized = next((u for u in uses if u.name == name and u.resizes and u.harmless), None)
+            if resized is not None:
+                where = classifier.quote(classifier.expression_of(resized.node))
+                return f"`{where}` (line {resized.line}) may resize `{name}`"
+            return None
+        reason = name_is_owned_local(name, facts.node, facts.params, facts.local_names, facts.captured)
+        if reason:
+            return reason
+        use = metadata_changing_use(classifier.uses({name}, region + header, boundary=loop.node,
+                                                    preassigned=preassigned))
+        if use is not None:
+            return use.reason or f"`{name}` may change at line {use.line}"
+        # Before the loop (or between two entries into it, inside an enclosing
+        # loop), only bindings and harmless reads: an alias made there
+        # (`holder = [tpl]`) could let code in the loop resize it.
+        inside = {id(n) for tree in region + header for n in ast.walk(tree)}
+        for node in walk_scope(facts.node):
+            if isinstance(node, ast.Name) and node.id == name and id(node) not in inside \
+                    and isinstance(node.ctx, ast.Load) and (node.lineno < loop.node.lineno or loop.enclosing):
+                use = classifier.classify(node, preassigned=preassigned)
+                if not use.keeps_metadata:
+                    return use.reason or f"`{name}` may change at line {use.line}"
+        # A tensor someone else may hold (a parameter, an attribute's value, an
+        # opaque call's result) can be changed in place by code the loop calls
+        # without passing it (`regrow(state)` resizing `state.buf`).
+        if not private.setdefault(name, _private_value(name, facts, parents, qualify)):
+            call = opaque_call(region + header, classifier, classifier.merge_names,
+                               ignore=[merge_call, *(p.alloc.value for p in group)])
+            if call is not None:
+                return (f"`{name}` may be reachable from outside the function, and "
+                        f"`{classifier.quote(call)}` (line {call.lineno}) could change it")
+        return None
+
+    callee = ast.unparse(merge_call.func)
+    for p in group:
+        template = templates.get(p.temp)
+        reasons = [unproven(template)] if template is not None else []
+        for arg in _other_arguments(p, ctx, loop):
+            for n in ast.walk(arg):
+                if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
+                        and not ctx.resolver.is_builtin(n.id, loop.scope):
+                    reasons.append(unproven(n.id))
+        reasons = [r for r in reasons if r]
+        if reasons:
+            if _guardable(p, ctx, loop, template):
+                verdict.guard.append((p.temp, template, True))
+                verdict.guard_reason = verdict.guard_reason or reasons[0]
+            else:
+                verdict.no_fix.append(f"the buffer's shape, dtype or device may change between merges: "
+                                      f"{reasons[0]}")
+        elif trust == "out":
+            # An `out=` operator resizes its output to the result's shape when
+            # they differ (broadcasting): a reused buffer would then keep a shape a
+            # fresh one does not have. Everything else about the buffer is proven
+            # constant, so comparing shapes decides reuse.
+            reason = f"`{callee}` resizes its `out=` tensor to the result's shape"
+            if template is not None and _shape_is_template(p, ctx, loop, template):
+                verdict.guard.append((p.temp, template, False))
+                verdict.guard_reason = verdict.guard_reason or reason
+            else:
+                verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+
+
+def _shape_is_template(pair, ctx, loop, template) -> bool:
+    """Does a fresh buffer take its shape from `template` (`*_like(X, ...)`,
+    `torch.empty(X.shape, ...)`, `Y.new_empty(X.size(), ...)`)?"""
+    call = pair.alloc.value
+    if _template(pair, ctx, loop) is not None:
+        return True
+    return bool(call.args) and _shape_of_name(call.args[0]) and ast.unparse(call.args[0]).startswith(template + ".")
+
+
+def _private_value(name: str, facts: ScopeFacts, parents: dict, qualify) -> bool:
+    """Is every value `name` is bound to in the function a fresh tensor (so that
+    only this function can reach it)? Its uses are checked separately."""
+    if name in facts.params:
+        return False
+    bindings = [n for n in walk_scope(facts.node)
+                if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)]
+    return bool(bindings) and all(seed_of(n, parents, facts.params, facts.local_names, qualify).origin
+                                  in (Origin.OWNED, Origin.NONE) for n in bindings)
+
+
+def _guardable(pair, ctx, loop, template) -> bool:
+    """Is a fresh buffer's metadata that of `template` alone, so that the guard
+    `T.shape != X.shape or ... or T.stride() != X.stride()` decides reuse?
+    `torch.*_like(X)`, `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
+    `X.new_empty(X.shape)`."""
+    if template is None:
+        return False
+    if _exact_like_call(pair, ctx, loop):
+        return True
+    call, allocator = pair.alloc.value, _allocator(pair, ctx, loop)
+
+    def of_template(node, attr):
+        return isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) \
+            and node.value.id == template
+
+    shape = call.args[0] if len(call.args) == 1 else None
+    shape_ok = shape is not None and _shape_of_name(shape) and ast.unparse(shape).startswith(template + ".")
+    if allocator == "torch.empty":
+        keywords = {k.arg: k.value for k in call.keywords}
+        return shape_ok and set(keywords) == {"dtype", "device"} and of_template(keywords["dtype"], "dtype") \
+            and of_template(keywords["device"], "device")
+    if allocator == "Tensor.new_empty":
+        return shape_ok and not call.keywords and call.func.value.id == template
+    return False
+
+
+def _check_initialisation(group, loop, ctx, trust, verdict):
+    """A reused buffer must hold what a fresh one would, where the merge might read it."""
+    for p in group:
+        allocator = _allocator(p, ctx, loop)
+        last = allocator.rsplit(".", 1)[-1]
+        func = ast.unparse(p.alloc.value.func)
+        if last in RANDOM_ALLOCATORS:
+            verdict.no_fix.append(f"`{func}` draws random numbers: a reused buffer would skip the draw")
+            continue
+        if last not in INITIALISATION:
+            if trust is None:  # a trusted merge writes every element: the contents do not matter
+                verdict.unsafe.append(f"`{func}` is assumed to return a fresh buffer whose contents the merge "
+                                      "never reads")
+            continue
+        kind = INITIALISATION[last]
+        if kind is None or trust is not None:
+            continue  # uninitialised, or the merge provably writes every element
+        reinit = reinitialisation(p.temp, allocator, p.alloc.value)
+        if reinit is None:
+            verdict.no_fix.append(f"the fill value of `{func}` could not be read")
+        else:
+            verdict.reinit.append(reinit)
+
+
+def _check_ownership(group, loop, ctx, facts, templates, verdict):
+    """The swap writes into the accumulator's first value from the second merge
+    on: safe only when every seed is a fresh tensor nothing else references,
+    with the temporaries' dtype, device, shape and strides."""
+    parents, classifier = ctx.index.parents, facts.classifier
+    qualify = facts.classifier.qualify
+    merge_mode = classifier.grad_mode(group[0].alloc)
+    worst_origin, reason = Origin.NONE, None
+
+    def note(origin, why):
+        nonlocal worst_origin, reason
+        if _RANK_ORIGIN[origin] > _RANK_ORIGIN[worst_origin]:
+            worst_origin, reason = origin, why
+
+    for p in group:
+        if p.acc in facts.params:
+            note(Origin.EXTERNAL, f"`{p.acc}` is a parameter: the caller's tensor")
+            continue
+        if p.acc not in facts.local_names:
+            note(Origin.EXTERNAL, f"`{p.acc}` is a global")
+            continue
+        seeds = []
+        for name in walk_scope(facts.node):
+            if isinstance(name, ast.Name) and name.id == p.acc and isinstance(name.ctx, ast.Store) \
+                    and name is not p.rebind_target and not isinstance(parents.get(name), ast.AugAssign):
+                seeds.append(seed_of(name, parents, facts.params, facts.local_names, qualify, ctx.lines))
+        if not seeds:
+            note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
+            continue
+        for seed in seeds:
+            where = f"`{seed.text}` (line {seed.target.lineno})"
+            if seed.origin is not Origin.OWNED:
+                if seed.origin is not Origin.NONE:
+                    note(seed.origin, f"{where}: {seed.reason}")
+                continue
+            mode = classifier.grad_mode(seed.target)
+            grad_free = ("no_grad", "inference")
+            if (mode == "inference") != (merge_mode == "inference"):
+                # An inference tensor cannot be written outside inference mode, and a
+                # buffer made outside it is not an inference tensor as the merge's are.
+                note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
+                                    "`torch.inference_mode()` and the loop is not")
+            elif merge_mode in grad_free and mode not in grad_free and _inherits_grad(seed.value, qualify):
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from a tensor that may), while "
+                                    "the loop's buffers do not: the swap could return it")
+            elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
+                func = ast.unparse(p.alloc.value.func)
+                note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
+                                    f"`{ast.unparse(p.alloc.value)}` allocates" if _template(p, ctx, loop) is not None
+                     else f"{where} may not have the layout of the buffers `{func}` allocates")
+        if loop.enclosing and not _reassigned_before(loop, p.acc):
+            note(Origin.OPAQUE, f"`{p.acc}` may start from an earlier pass of the enclosing loop")
+        # Nothing may keep the first value before the loop (or in a `for` iterable).
+        before = [n for n in walk_scope(facts.node)
+                  if isinstance(n, ast.Name) and n.id == p.acc and isinstance(n.ctx, ast.Load)
+                  and n.lineno < loop.node.lineno]
+        if isinstance(loop.node, (ast.For, ast.AsyncFor)):
+            before += [n for n in ast.walk(loop.node.iter) if isinstance(n, ast.Name) and n.id == p.acc]
+        for n in before:
+            use = classifier.classify(n)
+            if not use.harmless or use.kind is Kind.ESCAPE:
+                note(Origin.OPAQUE, use.reason or f"line {use.line} uses the first value of `{p.acc}`")
+    if worst_origin is Origin.EXTERNAL:
+        verdict.swap, verdict.swap_reason = "never", reason
+    elif worst_origin is Origin.OPAQUE:
+        verdict.swap, verdict.swap_reason = "unsafe", reason
+
+
+def _inherits_grad(value: ast.expr, qualify) -> bool:
+    """Is an owned seed computed from other tensors (so it requires grad when
+    they do), rather than made by a factory (`torch.zeros`, `torch.*_like`)?"""
+    if isinstance(value, ast.Call):
+        name = qualify(value.func) or ""
+        return not (name.startswith("torch.") and name.rsplit(".", 1)[-1] in
+                    {"empty", "zeros", "ones", "full", "rand", "randn", "randint", "empty_like", "zeros_like",
+                     "ones_like", "full_like", "rand_like", "randn_like", "randint_like"})
+    if isinstance(value, ast.IfExp):
+        return _inherits_grad(value.body, qualify) or _inherits_grad(value.orelse, qualify)
+    return True
+
+
+def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
+    """Does an owned seed have the dtype, device, shape and strides of the
+    buffers the allocation gives? Proven by syntax (`ALLOC(A)` alone, or a
+    seed `torch.zeros_like(X)` / `X.clone()` for `ALLOC(X)` alone), or checked
+    at run time by the guard."""
+    if any(t == pair.temp and full for t, _, full in verdict.guard):
+        return True
+    if not _exact_like_call(pair, ctx, loop):
+        return False
+    template = templates[pair.temp]
+    return template == pair.acc or matches_template(seed.value, template, lambda e: ctx.resolver.qualified_name(
+        e, loop.scope))
+
+
+_RANK_ORIGIN = {Origin.NONE: 0, Origin.OWNED: 1, Origin.OPAQUE: 2, Origin.EXTERNAL: 3}
 
 
 # --- diagnostics and fixes -----------------------------------------------------------
@@ -470,37 +1056,49 @@ def _fresh_name(base: str, taken: set[str]) -> str:
     return candidate
 
 
-def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_use: set):
+def _release_after(loop: Loop) -> bool:
+    """Drop the scratch buffers after the loop unless nothing runs there but a
+    plain return (the function's end frees them anyway)."""
+    container, node = loop.container, loop.node
+    after = container[container.index(node) + 1:]
+    if not after:
+        return bool(loop.enclosing) or container is not getattr(loop.scope.node, "body", None)
+    nxt = after[0]
+    if isinstance(nxt, ast.Return):
+        value = nxt.value
+        elts = value.elts if isinstance(value, ast.Tuple) else [value]
+        return not all(e is None or isinstance(e, (ast.Name, ast.Constant)) for e in elts)
+    return True
+
+
+def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, facts: ScopeFacts):
     # A group is reported whole or not at all: if one accumulator of a merge
     # needs its fresh buffer, the pattern is not the wasteful one.
-    scope_node = loop.scope.node
-    temps, accs = [p.temp for p in pairs], [p.acc for p in pairs]
-    if len(set(accs)) != len(accs) or set(temps) & set(accs):
-        return []
-    if not all(_temp_is_private(p, scope_node) and _template_is_stable(p, pairs, loop)
-               and _accumulator_is_private(p, pairs, loop, ctx) for p in pairs):
-        return []
     group = pairs
-
-    origins = [_first_value_origin(p, loop, ctx) for p in group]
-    origin = flow.worst(*(o for o, _ in origins))
-    example = next((e for o, e in origins if o == origin), None)
+    verdict = _analyse(group, loop, ctx, facts)
+    if verdict is None:
+        return []
 
     statements = [p.alloc for p in group] + [p.rebind for p in group] + [d for p in group for d in p.deletes]
     indices = sorted(p.alloc_index for p in group)
-    reason = None
+    noqa = _noqa_line(group, ctx)
+    no_fix = list(verdict.no_fix)
+    if noqa is not None:
+        no_fix.insert(0, f"`# noqa` on line {noqa} suppresses an allocation of this group, which is fixed "
+                         "whole or not at all")
     if indices != list(range(indices[0], indices[0] + len(indices))):
-        reason = "the group's allocations are not adjacent statements"
+        no_fix.append("the group's allocations are not adjacent statements")
     elif not all(_alone_on_lines(s, ctx) for s in statements):
-        reason = "a statement of the pattern shares its line with another statement"
+        no_fix.append("a statement of the pattern shares its line with another statement")
     elif any(id(s) in claimed for s in statements):
-        reason = "a statement of the pattern belongs to another group's fix"
-    elif origin not in ("owned", "none") and not _rebindings_adjacent(group, loop):
-        reason = ("the group's rebindings are not adjacent statements (a statement between them could "
-                  "skip some, and the two buffers of each accumulator rotate together)")
-    fixes = [] if reason else _fixes(group, loop, origin, example, names_in_use, ctx.lines)
+        no_fix.append("a statement of the pattern belongs to another group's fix")
+    elif verdict.swap != "safe" and not _rebindings_adjacent(group, loop):
+        no_fix.append("the group's rebindings are not adjacent statements (a statement between them could "
+                      "skip some, and the two buffers of each accumulator rotate together)")
+    fixes = [] if no_fix else _fixes(group, loop, verdict, facts.identifiers, ctx.lines)
     if fixes:
         claimed.update(id(s) for s in statements)
+    reason = no_fix[0] if no_fix else None
 
     diagnostics = []
     for p in group:
@@ -510,6 +1108,8 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
                    f"and rebind `{p.acc}`; allocate it once and reuse it")
         if reason:
             message += f" (no automatic fix: {reason})"
+        elif verdict.unsafe:
+            message += f" (no safe fix: {verdict.unsafe[0]}; `--unsafe-fixes` applies one that assumes it does not)"
         diagnostics.append(Diagnostic(
             code="ALC001", name="alloc-in-loop-merge", filename=ctx.filename,
             line=call.lineno, column=ctx.char_column(call.lineno, call.col_offset) + 1,
@@ -532,7 +1132,7 @@ def _rebindings_adjacent(group: list, loop: Loop) -> bool:
     return where == list(range(where[0], where[0] + len(where)))
 
 
-def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
+def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: set) -> FixPlan:
     ordered = sorted(group, key=lambda p: p.alloc_index)
     pairs = [(p.acc, p.temp, _fresh_name(p.temp, names_in_use) if form == "pingpong" else None)
              for p in ordered]
@@ -543,23 +1143,18 @@ def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
     deletes = []
     for p in ordered:
         deletes.extend(d for d in p.deletes if d not in deletes)
+    guard = None
+    if verdict.guard:
+        guard = " or ".join(metadata_differs(t, x, FULL_METADATA if full else ("shape",))
+                            for t, x, full in verdict.guard)
+    scratch = tuple(temp for _, temp, _ in pairs)
+    released = tuple(name for _, temp, spare in pairs for name in (temp, spare) if name)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
-                   release=_work_follows(loop))
+                   guard=guard, drop=scratch if guard else (), reinit=tuple(verdict.reinit),
+                   release=released if _release_after(loop) else ())
 
 
-def _work_follows(loop: Loop) -> bool:
-    """Whether the function goes on working after the loop: anything but the
-    end of the function or a `return` of plain names follows it."""
-    after = loop.container[loop.container.index(loop.node) + 1:]
-    if not after:
-        scope = loop.scope.node
-        return not (isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)) and loop.container is scope.body)
-    following = after[0]
-    if isinstance(following, ast.Return):
-        value = following.value
-        parts = value.elts if isinstance(value, ast.Tuple) else [value]
-        return not all(p is None or isinstance(p, (ast.Name, ast.Constant)) for p in parts)
-    return True
+FULL_METADATA = ("shape", "dtype", "device", "stride()")
 
 
 def metadata_differs(temp: str, template: str, checks=("shape", "dtype", "device")) -> str:
@@ -568,54 +1163,46 @@ def metadata_differs(temp: str, template: str, checks=("shape", "dtype", "device
     return " or ".join(f"{temp}.{c} != {template}.{c}" for c in checks)
 
 
-_FILLS = {"zeros": "{t}.zero_()", "zeros_like": "{t}.zero_()",
-          "ones": "{t}.fill_(1)", "ones_like": "{t}.fill_(1)"}
-
-
 def reinitialisation(temp: str, qualified: str, call: ast.Call) -> str | None:
     """The statement that gives a reused buffer what the initialising allocator
     `qualified` (e.g. "torch.zeros_like") gave it: for FixPlan.reinit. None if
-    the allocator does not initialise (empty*) or is not known here."""
-    name = qualified.rsplit(".", 1)[-1]
-    if name in _FILLS:
-        return _FILLS[name].format(t=temp)
-    if name in ("full", "full_like"):
-        fill = call.args[1] if len(call.args) > 1 else \
-            next((k.value for k in call.keywords if k.arg == "fill_value"), None)
-        return f"{temp}.fill_({ast.unparse(fill)})" if fill is not None else None
-    return None
+    the allocator does not initialise (empty*), is not known here, or its fill
+    value cannot be read."""
+    kind = INITIALISATION.get(qualified.rsplit(".", 1)[-1])
+    if kind == "zero":
+        return f"{temp}.zero_()"
+    if kind == "one":
+        return f"{temp}.fill_(1)"
+    value = _fill_value(call) if kind == "fill" else None
+    return f"{temp}.fill_({ast.unparse(value)})" if value is not None else None
 
 
 def _operations(plan: FixPlan, lines: list) -> tuple:
     """The edit operations (alloc_lint.edits) that carry out `plan`:
 
-        T_alt = U_alt = None              before the loop (ping-pong only)
-        T = None                          just before the loop
-        ...
-            if T is None [or guard]:      the group's allocations, lazily
-                T = ALLOC(A)
-                U = ALLOC(B)
-            [else:                        re-initialisation on reuse
-                T.zero_()]
-            merge(T, U, A, B, ...)
-            A, T = T, A                   swap; ping-pong: A, T, T_alt = T, T_alt, T
-        T = U = None                      after the loop, where work follows
-
-    Ping-pong allocates the spare lazily: the rotation leaves T None after the
-    first merge, so the second merge allocates the second buffer, when the
-    accumulator's first value has been dropped."""
+    - before the loop, `T = None` (and ping-pong's `T_alt = None`): every entry
+      into the loop starts without buffers;
+    - the allocations wrapped in `if T is None:` (with a guard, `if T is None
+      or <T's metadata differs from X's>:`, whose block first drops the old
+      buffers so none is held while the new ones are allocated), and an
+      `else:` re-initialising a reused buffer where the allocator initialises;
+    - each rebinding replaced by the swap or the rotation; `del T` dropped;
+    - after the loop, the scratch buffers released (`T = None`)."""
     at = lambda stmt: position(stmt, lines)  # noqa: E731
-    temps = [temp for _, temp, _ in plan.pairs]
     spares = [spare for _, _, spare in plan.pairs if spare]
-    condition = f"{plan.first_temp} is None" + (f" or {plan.guard}" if plan.guard else "")
     ops = [InsertBefore(at(plan.loop), " = ".join([*spares, "None"]))] if spares else []
     ops.append(InsertBefore(at(plan.loop), f"{plan.first_temp} = None"))
-    ops.append(Wrap(tuple(at(s) for s in plan.allocs), f"if {condition}", orelse="\n".join(plan.reinit)))
+    header = f"if {plan.first_temp} is None"
+    if plan.guard:
+        header += f" or {plan.guard}"
+    if plan.drop:
+        ops.append(InsertBefore(at(plan.allocs[0]), f"{' = '.join(plan.drop)} = None  # not held while reallocating"))
+    ops.append(Wrap(tuple(at(s) for s in plan.allocs), header, orelse="\n".join(plan.reinit)))
     ops += [Replace(at(s), _rebinding(s, plan.pairs, plan.form)) for s in plan.rebinds]
-    ops += [Replace(at(s), _without_temps(s, set(temps)) or "") for s in plan.deletes]
+    temps = {temp for _, temp, _ in plan.pairs}
+    ops += [Replace(at(s), _without_temps(s, temps) or "") for s in plan.deletes]
     if plan.release:
-        released = [name for _, temp, spare in plan.pairs for name in (temp, spare) if name]
-        ops.append(InsertAfter(at(plan.loop), " = ".join([*released, "None"])))
+        ops.append(InsertAfter(at(plan.loop), f"{' = '.join(plan.release)} = None"))
     return tuple(ops)
 
 
@@ -647,22 +1234,33 @@ def _without_temps(stmt: ast.Delete, temps: set[str]) -> str | None:
     return f"del {', '.join(kept)}" if kept else None
 
 
-def _fixes(group: list, loop: Loop, origin: str, example: str | None, names_in_use: set,
-           lines: list) -> list[Fix]:
+def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: list) -> list[Fix]:
     accs = ", ".join(f"`{p.acc}`" for p in group)
     temps = ", ".join(f"`{p.temp}`" for p in group)
     swap_message = f"Allocate {temps} once, lazily, and swap with {accs} after each merge"
     pingpong_message = (f"Allocate two buffers per accumulator once, lazily, and alternate them "
                         f"(the first value of {accs} is only read)")
+    extra = ""
+    if verdict.guard:
+        what = "shape, dtype, device or strides" if any(full for _, _, full in verdict.guard) else "shape"
+        extra += f"; reallocate when the template's {what} changes ({verdict.guard_reason})"
+    if verdict.reinit:
+        extra += f"; re-initialise a reused buffer ({', '.join(f'`{r}`' for r in verdict.reinit)})"
+    assumptions = "; ".join(verdict.unsafe)
+    safety = "unsafe" if verdict.unsafe else "safe"
+    suffix = f"; assumes that none of this happens: {assumptions}" if assumptions else ""
 
-    def fix(applicability: str, message: str, form: str) -> Fix:
-        return Fix(applicability, message, form, _operations(_plan(form, group, loop, names_in_use), lines))
+    def fix(applicability, form, message):
+        plan = _plan(form, group, loop, verdict, names_in_use)
+        return Fix(applicability, message + extra + (suffix if applicability == "unsafe" else ""), form,
+                   _operations(plan, lines))
 
-    if origin in ("owned", "none"):
-        return [fix("safe", swap_message, "swap")]
-    if origin == "external":
-        return [fix("safe", pingpong_message + f"; a swap would overwrite `{example}`, which the caller owns",
-                    "pingpong")]
-    unsafe = (swap_message + f"; assumes the first value of {accs} (from `{example}`) is referenced "
-              "nowhere else and has the layout of a fresh buffer")
-    return [fix("unsafe", unsafe, "swap"), fix("safe", pingpong_message, "pingpong")]
+    if verdict.swap == "safe":
+        return [fix(safety, "swap", swap_message)]
+    if verdict.swap == "never":
+        return [fix(safety, "pingpong", pingpong_message + f"; a swap would overwrite the first value "
+                                                           f"({verdict.swap_reason})")]
+    swap_assumption = (f"; assumes the first value of {accs} ({verdict.swap_reason}) is referenced nowhere "
+                       "else and has the layout of a fresh buffer")
+    return [fix("unsafe", "swap", swap_message + swap_assumption),
+            fix(safety, "pingpong", pingpong_message)]
