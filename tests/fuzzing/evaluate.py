@@ -1,0 +1,143 @@
+"""Judge one program: check it, fix it (safe, and with unsafe fixes), run the
+original and every rewrite on the same inputs, and say what changed.
+
+Only the public API is used: alloc_lint.check_source / fix_source / Config,
+and engine.check_text(prefilter=False) for the prefilter's soundness.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import traceback
+from dataclasses import dataclass, field
+
+import alloc_lint
+from alloc_lint import engine
+
+from .oracle import differences, execute, peak_increase
+
+STATUSES = ("fixed-safe", "fixed-unsafe-only", "not-fixed", "not-detected")
+
+
+def make_config(meta_config: dict) -> alloc_lint.Config:
+    cfg = alloc_lint.Config()
+    cfg.allocators = tuple(cfg.allocators) + tuple(
+        a for a in meta_config.get("allocators", ()) if a not in cfg.allocators)
+    cfg.merge_functions = tuple(cfg.merge_functions) + tuple(
+        m for m in meta_config.get("merge_functions", ()) if m not in cfg.merge_functions)
+    return cfg
+
+
+@dataclass
+class ModeResult:
+    """One fix mode (safe / unsafe): what the rewrite did."""
+    text: str
+    changed: bool
+    forms: list = field(default_factory=list)  # forms of the fixes applied
+    diffs: list = field(default_factory=list)  # observable differences when run
+    static: list = field(default_factory=list)  # rewrite problems: parse, idempotence, leftovers, noqa
+    error: str | None = None  # FixError message
+    peak: str | None = None  # "peak A->B" when the rewrite holds more bytes at its worst moment
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.diffs or self.static)
+
+
+@dataclass
+class Verdict:
+    seed: int | None
+    tags: list
+    status: str = "not-detected"
+    safe: ModeResult | None = None
+    unsafe: ModeResult | None = None
+    original_raised: tuple | None = None
+    crash: str | None = None  # the tool raised
+    prefilter_miss: bool = False  # findings only without the prefilter
+    silent_no_fix: int = 0  # findings with neither a fix nor a reason
+
+    @property
+    def miscompiled(self) -> bool:
+        return bool(self.crash) or (self.safe is not None and self.safe.bad)
+
+    @property
+    def unsafe_broken(self) -> bool:
+        return self.unsafe is not None and self.unsafe.bad
+
+
+def _fix_forms(diagnostics, unsafe: bool):
+    forms = []
+    for d in diagnostics:
+        fix = d.fix_for(unsafe)
+        if fix is not None:
+            forms.append(f"{fix.applicability}:{fix.form}")
+    return sorted(set(forms))
+
+
+def _static_problems(text: str, fixed, cfg, unsafe: bool, noqa_temps) -> list[str]:
+    problems = []
+    try:
+        ast.parse(fixed.text)
+    except SyntaxError as exc:
+        return [f"rewrite does not parse: {exc}"]
+    again = alloc_lint.fix_source(fixed.text, config=cfg, unsafe_fixes=unsafe)
+    if again.text != fixed.text:
+        problems.append("not idempotent: fixing the rewrite changes it again")
+    left = [d for d in alloc_lint.check_source(fixed.text, config=cfg) if d.fix_for(unsafe)]
+    if left:
+        problems.append(f"rewrite still has {len(left)} fixable ALC001 (line {left[0].line})")
+    # A group with a suppressed allocation is not fixed: every line that names one
+    # of its temporaries stays as it was.
+    for temp in noqa_temps:
+        def mentions(source):
+            return sorted(ln for ln in source.splitlines() if re.search(rf"\b{re.escape(temp)}\b", ln))
+        if mentions(fixed.text) != mentions(text):
+            problems.append(f"noqa ignored: the group of `{temp}` was rewritten")
+    return problems
+
+
+def evaluate(program, run_unsafe: bool = True) -> Verdict:
+    text, meta = program.text, program.meta
+    verdict = Verdict(meta.get("seed"), list(meta.get("tags", [])))
+    cfg = make_config(meta.get("config", {}))
+    try:
+        diagnostics = alloc_lint.check_source(text, config=cfg)
+        unfiltered = engine.check_text(text, "<string>", cfg, prefilter=False)
+        safe = alloc_lint.fix_source(text, config=cfg, unsafe_fixes=False)
+        unsafe = alloc_lint.fix_source(text, config=cfg, unsafe_fixes=True) if run_unsafe else None
+    except Exception:  # noqa: BLE001: the tool must not raise on a valid program
+        verdict.crash = traceback.format_exc(limit=6)
+        return verdict
+    verdict.prefilter_miss = len(unfiltered) > len(diagnostics)
+    verdict.silent_no_fix = sum(1 for d in diagnostics if not d.fixes and not d.no_fix_reason)
+    if not diagnostics:
+        verdict.status = "not-detected"
+    elif safe.text != text:
+        verdict.status = "fixed-safe"
+    elif unsafe is not None and unsafe.text != text:
+        verdict.status = "fixed-unsafe-only"
+    else:
+        verdict.status = "not-fixed"
+    if verdict.status in ("not-detected", "not-fixed") and not (unsafe and unsafe.text != text):
+        return verdict
+
+    original = execute(text, meta)
+    verdict.original_raised = original.exception
+    outcomes = {}
+    for mode, fixed in (("safe", safe), ("unsafe", unsafe)):
+        if fixed is None:
+            continue
+        result = ModeResult(fixed.text, fixed.text != text, _fix_forms(diagnostics, mode == "unsafe"),
+                            error=fixed.error)
+        if result.changed:
+            try:
+                result.static = _static_problems(text, fixed, cfg, mode == "unsafe", meta.get("noqa_temps", []))
+            except Exception:  # noqa: BLE001
+                result.static = ["tool raised on the rewrite: " + traceback.format_exc(limit=4)]
+        if result.changed and not any("does not parse" in s for s in result.static):
+            if fixed.text not in outcomes:
+                after = execute(fixed.text, meta)
+                outcomes[fixed.text] = (differences(original, after), peak_increase(original, after))
+            result.diffs, result.peak = outcomes[fixed.text]
+        setattr(verdict, mode, result)
+    return verdict

@@ -1,0 +1,746 @@
+"""ALC001 program generator.
+
+A program is a function `run(...)` holding the ALC001 pattern in one of its
+real shapes (the SKELETON: group of accumulators, merge call, loop, how the
+first iteration is handled, where the first value comes from, how the chunk is
+made, how the temporary is allocated), plus statements drawn from ITEMS, a
+table of uses of the accumulator A, the temporary T, the template X and their
+aliases, each placed in a slot of the program:
+
+    def run(x, parts, ...):
+        <head>                 # global declarations
+        <setup>                # lists the items store into, helpers
+        <init>                 # the accumulators' first values
+        <pre>                  # slot "pre": before the loop
+        for p in parts:        # or range / enumerate / zip / while / nested
+            <read>             # the chunk of this iteration
+            <top>              # slot "top"
+            if A is None: ...  # first-iteration special case, if any
+            T = torch.empty_like(X)
+            <mid1>             # slot "mid1"
+            merge(T, A, chunk)
+            <mid2>             # slot "mid2"
+            A = T
+            del T              # optional
+            <end>              # slot "end"
+        <post>                 # slot "post": after the loop
+        return A, <extras>
+
+Holes in item code: {A} {Al} an accumulator (of the group, the second one),
+{T} its temporary, {X} its allocation template, {o} the chunk, {i} the loop
+index, {x} the input. Each item and skeleton choice carries a TAG: the class
+of issue 8 it exercises (c1..c12), or views / containers / attrs / closures /
+generators for the ways a reference is kept, or harmless.
+
+Every program is determined by its seed: `generate(seed)`.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+
+SLOTS = ("pre", "top", "mid1", "mid2", "end", "post")
+CLASSES = ("c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12",
+           "views", "containers", "attrs", "closures", "generators", "harmless")
+CLASS_NAMES = {
+    "c1": "unknown calls keep references",
+    "c2": "merge call keeps / reads its output",
+    "c3": "first value not owned",
+    "c4": "loop header uses",
+    "c5": "allocator keywords, broadcast first value",
+    "c6": "template / accumulator not stable",
+    "c7": "autograd",
+    "c8": "CUDA-stream-like uses",
+    "c9": "configured allocators",
+    "c10": "allocator spellings (prefilter)",
+    "c11": "noqa on one allocation",
+    "c12": "peak memory (fresh chunks, work after the loop)",
+    "views": "views / aliases of A kept",
+    "containers": "A kept in containers",
+    "attrs": "A kept in attributes / globals",
+    "closures": "A captured by closures / local helpers",
+    "generators": "generators (yield, lazy generator expressions)",
+    "harmless": "harmless uses only",
+}
+
+DEFAULT_SHAPE = (3, 4)
+
+
+@dataclass
+class Program:
+    text: str
+    meta: dict  # inputs (shape, k, lengths, input_seed), config, tags, noqa lines
+
+    def header(self) -> str:
+        return "# fuzz-meta: " + json.dumps(self.meta, sort_keys=True) + "\n"
+
+
+def parse_header(text: str) -> dict | None:
+    for line in text.splitlines():
+        if line.startswith("# fuzz-meta: "):
+            return json.loads(line[len("# fuzz-meta: "):])
+    return None
+
+
+# --- the table of statements ---------------------------------------------------------
+
+@dataclass
+class Item:
+    name: str
+    tag: str
+    slots: tuple
+    code: str
+    setup: str = ""  # before the loop (at the top of run)
+    module: str = ""  # module level
+    fuzz: tuple = ()  # names imported from fuzzlib
+    imports: tuple = ()  # modules imported
+    params: tuple = ()  # parameters of run() it uses
+    ret: str = ""  # added to what run() returns
+    head: str = ""  # first statement of run() (global declarations)
+    needs: frozenset = frozenset()  # index | nodel | init | x2d
+    none_ok: bool = False  # fine when A is None or unbound (first iteration)
+    makes_generator: bool = False
+
+
+def _items():
+    I = Item  # noqa: N806
+    anywhere = ("pre", "top", "mid1", "mid2", "end")
+    inside = ("top", "mid1", "mid2", "end")
+    items = [
+        # c1: unknown calls that keep references
+        I("keep", "c1", anywhere, "keep({A})", fuzz=("keep",), none_ok=True),
+        I("register-before", "c1", ("pre",), "register({A})", fuzz=("register",), needs=frozenset({"init"})),
+        I("pool-submit", "c1", inside, "pool.submit(torch.sum, {A})", fuzz=("pool",)),
+        I("setitem", "c1", inside, "operator.setitem(cache, len(cache), {A})", fuzz=("cache",),
+          imports=("operator",)),
+        I("set_", "c1", ("mid1", "mid2", "end"), "snapshot.set_({A})", setup="snapshot = torch.empty(0)",
+          ret="snapshot"),
+        I("logger", "c1", inside, 'logger.debug("acc %s", {A})', fuzz=("logger",)),
+        I("custom-op", "c1", inside, "torch.ops.fuzzlib.append({A})"),
+        I("callback", "c1", anywhere, "cb({A})", params=("cb",), none_ok=True),
+        I("keep-temp", "c1", ("mid1", "mid2"), "keep({T})", fuzz=("keep",)),
+        I("custom-op-temp", "c1", ("mid1",), "torch.ops.fuzzlib.append({T})"),
+        I("keep-alias", "c1", inside, "cur = {A}\nkeep(cur)", fuzz=("keep",)),
+        I("temp-after", "c1", ("end", "post"), "sums.append({T}.sum())", setup="sums = []", ret="sums",
+          needs=frozenset({"nodel"})),
+        I("print-temp-after", "c1", ("end",), "print({T})", needs=frozenset({"nodel"})),
+        # c3: the first value bound to another name before the loop
+        I("alias-before", "c3", ("pre",), "first = {A}", ret="first", needs=frozenset({"init"})),
+        # c4: header uses are skeleton choices (see LOOP_HEADERS); walrus alias in the body
+        I("walrus-alias", "c4", inside, "if (snap := {A}) is not None:\n    snaps.append(snap)",
+          setup="snaps = []", ret="snaps", none_ok=True),
+        # c6: restarts and template rebinds
+        I("restart-dtype", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.double()", needs=frozenset({"index"})),
+        I("restart-caller", "c6", ("end",), "if {i} == 1:\n    {A} = x", needs=frozenset({"index", "x2d"})),
+        I("restart-fresh", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.clone()", needs=frozenset({"index"})),
+        I("template-data", "c6", ("end",), "{X}.data = {X}.data.double()", needs=frozenset({"tplname"})),
+        I("template-resize", "c6", ("end",), "{X}.resize_({X}.shape[0] + 1, *{X}.shape[1:])",
+          needs=frozenset({"tplname"})),
+        I("template-shrink", "c6", ("end",), "{X} = {X}[1:]", needs=frozenset({"tplname"})),
+        I("template-regrow", "c6", ("end",), "regrow()", setup=(
+            "def regrow():\n    nonlocal {X}\n    {X} = {X}.double()"), needs=frozenset({"tplname"})),
+        # c8: CUDA-stream-like uses
+        I("record-stream", "c8", inside, "{A}.record_stream(side)", params=("side",)),
+        I("non-blocking", "c8", inside, 'hosts.append({A}.to("cpu", non_blocking=True, copy=True))',
+          setup="hosts = []", ret="hosts"),
+        I("non-blocking-copy", "c8", inside, "stage.copy_({A}, non_blocking=True)",
+          setup="stage = torch.zeros(*x.shape)", ret="stage", needs=frozenset({"x2d"})),
+        I("side-stream", "c8", inside, "with torch.cuda.stream(side):\n    side_sums.append({A} * 2)",
+          setup="side_sums = []", params=("side",), ret="side_sums"),
+        I("capture-ctx", "c8", inside, "with capture({A}):\n    pass", fuzz=("capture",)),
+        I("sync-after", "c8", ("end",), "side.synchronize()", params=("side",), none_ok=True),
+        # containers
+        I("list-append", "containers", inside, "hist.append({A})", setup="hist = []", ret="hist"),
+        I("list-iadd", "containers", inside, "hist += [{A}]", setup="hist = []", ret="hist"),
+        I("list-insert", "containers", inside, "hist.insert(0, {A})", setup="hist = []", ret="hist"),
+        I("dict-store", "containers", inside, "book[len(book)] = {A}", setup="book = {{}}", ret="book"),
+        I("tuple-pair", "containers", inside, "pairs.append(({A}, {o}))", setup="pairs = []", ret="pairs"),
+        I("set-add", "containers", inside, "seen.add({A})", setup="seen = set()", ret="len(seen)"),
+        I("module-list", "containers", inside, "HIST.append({A})", module="HIST = []"),
+        # attrs
+        I("attr-state", "attrs", inside, "state.last = {A}", params=("state",)),
+        I("setattr", "attrs", inside, 'setattr(state, "last", {A})', params=("state",)),
+        I("holder", "attrs", inside, "holder.value = {A}", module="class Holder:\n    value = None",
+          setup="holder = Holder()", ret="holder"),
+        I("class-attr", "attrs", inside, "Holder.value = {A}", module="class Holder:\n    value = None"),
+        I("global", "attrs", inside, "LAST = {A}", module="LAST = None", head="global LAST"),
+        # closures
+        I("lambda-default", "closures", inside, "fns.append(lambda a={A}: a.sum())", setup="fns = []",
+          ret="[f() for f in fns]"),
+        I("lambda-late", "closures", inside, "fns.append(lambda: {A}.sum())", setup="fns = []",
+          ret="[f() for f in fns]"),
+        I("partial", "closures", inside, "fns.append(functools.partial(torch.sum, {A}))", setup="fns = []",
+          imports=("functools",), ret="[f() for f in fns]"),
+        I("local-helper", "closures", inside, "stash({A})",
+          setup="kept = []\ndef stash(t):\n    kept.append(t)", ret="kept"),
+        I("def-default", "closures", inside, "def peek(a={A}):\n    return a * 1\nfns.append(peek)",
+          setup="fns = []", ret="[f() for f in fns]"),
+        # generators
+        I("yield", "generators", inside, "yield {A}", makes_generator=True),
+        I("yield-clone", "generators", inside, "yield {A}.clone()", makes_generator=True),
+        I("yield-sum", "generators", inside, "yield {A}.sum()", makes_generator=True),
+        I("genexp", "generators", inside, "gens.append(q.sum() for q in [{A}])", setup="gens = []", ret="gens"),
+        # harmless uses
+        I("shape", "harmless", anywhere, "rows = {A}.shape[0]", needs=frozenset({"init"})),
+        I("assert-shape", "harmless", inside, "assert {A}.shape == {o}.shape"),
+        I("item", "harmless", inside, "sums.append({A}.sum().item())", setup="sums = []", ret="sums"),
+        I("print", "harmless", inside, "print({A}.sum().item())"),
+        I("print-tensor", "harmless", inside, "print({A})"),
+        I("metadata", "harmless", inside, "meta.append(({A}.numel(), {A}.dim(), len({A}), {A}.dtype, {A}.stride()))",
+          setup="meta = []", ret="meta"),
+        I("total", "harmless", inside, "total = {A}.sum() + total", setup="total = 0", ret="total"),
+        I("isfinite", "harmless", inside, "if not bool(torch.isfinite({A}).all()):\n    raise ValueError('nan')"),
+        I("is-none", "harmless", inside, "if {A} is None:\n    raise ValueError('none')", none_ok=False),
+        I("clone-kept", "harmless", inside, "hist.append({A}.clone())", setup="hist = []", ret="hist"),
+        I("temp-shape", "harmless", ("mid1", "mid2"), "assert {T}.shape == {T}.shape"),
+        I("max", "harmless", inside, "peak_value = float({A}.max())", setup="peak_value = 0.0",
+          ret="peak_value"),
+    ]
+    # views and aliases of A, kept in a name, a list, a dict, an attribute
+    views = [("[0]", True), ("[:, 1:]", True), (".view(-1)", True), (".reshape(-1)", True),
+             (".detach()", True), (".data", True), (".float()", True), (".contiguous()", True),
+             (".to(torch.float32)", True), (".cpu()", True), (".T", True), (".unsqueeze(0)", True),
+             (".narrow(0, 0, 1)", True), (".split(1)[0]", True), (".unbind()[0]", True),
+             (".requires_grad_(False)", True), (".numpy()", True), (".view_as({A})", True),
+             (".double()", False), (".clone()", False), (" * 1", False), (".abs()", False),
+             (".tolist()", False)]
+    funcs = [("torch.as_tensor({A})", True), ("torch.atleast_2d({A})", True), ("torch.flatten({A})", True),
+             ("torch.squeeze({A})", True), ("torch.cat([{A}])", False), ("torch.stack([{A}])", False)]
+    for n, (expr, aliases) in enumerate([("{A}" + v, a) for v, a in views] + funcs):
+        tag = "views" if aliases else "harmless"
+        items.append(I(f"view{n}-name", tag, inside, f"v = {expr}", ret="v", needs=frozenset({"x2d"})))
+        items.append(I(f"view{n}-list", tag, inside, f"vs.append({expr})", setup="vs = []", ret="vs",
+                       needs=frozenset({"x2d"})))
+    return items
+
+
+ITEMS = _items()
+
+
+# --- skeleton choices ---------------------------------------------------------------
+
+# First values of an accumulator shaped like x: (expression, tag, extra setup lines, extra return)
+OWNED_INITS = ["torch.zeros_like(x)", "x.clone()", "x * 1.0", "torch.zeros(x.shape)", "torch.full_like(x, 0.5)",
+               "x + 0", "torch.zeros(*x.shape)"]
+NONOWNED_INITS = [
+    ("x", "c3"), ("+x", "c3"), ("x.detach()", "c3"), ("x[:]", "c3"), ("x.view_as(x)", "c3"),
+    ("x.float()", "c3"), ("x.contiguous()", "c3"), ("x.to(torch.float32)", "c3"), ("state.buf", "c3"),
+    ("G0", "c3"), ("parts[0]", "c3"), ("torch.zeros(x.shape, out=x)", "c3"), ("CHAINED", "c3"),
+    ("torch.zeros_like(x, requires_grad=True)", "c3"), ("INFERENCE", "c3"), ("attend(x, parts[0])", "c3"),
+    ("attend_padded(x, parts[0])", "c3"), ("attend_ws(x, parts[0])", "c3"), ("passthrough(x)", "c3"),
+    ("make_acc(x)", "c3"), ("torch.zeros_like(x, dtype=torch.bfloat16)", "c5"),
+    ("torch.zeros_like(x, dtype=torch.float64)", "c5"), ("torch.zeros(1, x.shape[-1]).expand_as(x)", "c5"),
+    ("torch.zeros(1, x.shape[-1])", "c5"), ("torch.zeros_like(x).t().contiguous().t()", "c5"),
+]
+LSE_OWNED = ['torch.full_like(x_lse, float("-inf"))', "x_lse.clone()", "x_lse - 1.0", "torch.zeros_like(x_lse)"]
+LSE_NONOWNED = ["x_lse", "lses[0]", "+x_lse", "x_lse.detach()"]
+FIRST_EXPRS = [("{o}", "c3"), ("{o}.clone()", None), ("{o} * 1", None), ("+{o}", "c3"), ("{o}.detach()", "c3"),
+               ("{o}[:]", "c3"), ("{o}.float()", "c3"), ("passthrough({o})", "c3")]
+
+ONE_ACC_MERGES = {
+    "add": ["torch.add({A}, {o}, out={T})", "torch.add({o}, {A}, out={T})", "torch.maximum({A}, {o}, out={T})",
+            "torch.addcmul({A}, {o}, {o}, value=0.5, out={T})", "torch.sub({A}, {o}, alpha=0.5, out={T})",
+            "torch.lerp({A}, {o}, 0.5, out={T})"],
+    "addself": ["torch.addcmul({T}, {A}, {o}, out={T})", "torch.add({T}, {A}, out={T})"],
+    "combine": ["combine({T}, {A}, {o})", "combine(out={T}, a={A}, b={o})"],
+    "fold": ["fold({T}, {A}, {o})"],
+}
+USER_MERGES = {  # name -> (behaviour, source when defined in the program)
+    "blend": "def blend(out, a, b):\n    torch.add(a, b, out=out)\n    TRACE.append(out)",
+    "accumulate": "def accumulate(out, a, b):\n    out.add_(a)\n    out.add_(b)",
+    "splice": "def splice(out, a, b):\n    out[:1] = a[:1] + b[:1]",
+    "fuse": "def fuse(out, a, b):\n    torch.add(a, b, out=out)",
+    "wmerge": "def wmerge(out, a, b, w):\n    out.copy_(a * w + b)",
+}
+ALLOC_SPELLINGS = [  # (template of the call, tag, setup, module import)
+    ("torch.empty_like({X}{kw})", None, "", ""),
+    ("empty_like({X}{kw})", "c10", "", "from torch import empty_like"),
+    ("alloc({X}{kw})", "c10", "alloc = torch.empty_like", ""),
+    ("(torch).empty_like({X}{kw})", "c10", "", ""),
+    ("torch.\\\n    empty_like({X}{kw})", "c10", "", ""),
+    ("torch.empty_like(\n    {X}{kw}\n)", "c10", "", ""),
+    ("torch.empty_like(input={X}{kw})", "c10", "", ""),
+    ("{X}.new_empty({X}.shape{kw})", "c10", "", ""),
+]
+ALLOC_KEYWORDS = [  # (keyword text, tag, needs)
+    (", dtype=torch.float32", "c5", ()), (", dtype=torch.float64", "c5", ()), (", dtype={X}.dtype", "harmless", ()),
+    (", device={X}.device", "harmless", ()), (', device="cpu"', "c5", ()), (", requires_grad=False", "harmless", ()),
+    (", memory_format=torch.contiguous_format", "c5", ()), (", memory_format=torch.preserve_format", "c5", ()),
+    (", layout=torch.strided", "harmless", ()), (", requires_grad=True", "c5", ("nograd",)),
+    (", dtype=torch.float16 if {i} < 2 else torch.float32", "c6", ("index",)),
+    (", dtype={o}.dtype", "c6", ()),
+]
+CONFIGURED_ALLOCATORS = {  # allocator -> (call template, tag)
+    "torch.zeros_like": "torch.zeros_like({X})",
+    "torch.ones_like": "torch.ones_like({X})",
+    "torch.full_like": "torch.full_like({X}, 0.5)",
+}
+
+
+class Builder:
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.tags: set[str] = set()
+        self.shape_tags: list[str] = []
+        self.fuzz: set[str] = set()
+        self.imports: set[str] = set()
+        self.from_imports: set[str] = set()
+        self.module: list[str] = []
+        self.params = ["x", "parts"]
+        self.head: list[str] = []
+        self.setup: list[str] = []
+        self.init: list[str] = []
+        self.slots = {s: [] for s in SLOTS}
+        self.ret_extra: list[str] = []
+        self.config = {"allocators": [], "merge_functions": []}
+        self.meta: dict = {"shape": list(DEFAULT_SHAPE), "k": 4}
+        self.noqa_temps: list[str] = []  # the temporaries of a group with a noqa
+        self.generator = False
+        self.wrap = None  # with-statement around the loop
+        self.decorator = None
+
+    def pick(self, seq):
+        return self.rng.choice(seq)
+
+    def chance(self, p):
+        return self.rng.random() < p
+
+    def param(self, name):
+        if name not in self.params:
+            self.params.append(name)
+
+    def module_once(self, code):
+        if code and code not in self.module:
+            self.module.append(code)
+
+    def setup_once(self, code):
+        if code and code not in self.setup:
+            self.setup.append(code)
+
+
+def _fmt(code: str, holes: dict) -> str:
+    return code.format(**holes)
+
+
+def _indent(code: str, level: int) -> list[str]:
+    pad = "    " * level
+    return [pad + line if line.strip() else line for line in code.split("\n")]
+
+
+def generate(seed: int) -> Program:
+    b = Builder(seed)
+    rng = b.rng
+
+    # --- the group ---
+    kind = b.pick(["add"] * 4 + ["attn"] * 3 + ["state", "addself", "combine", "combine", "user", "user",
+                                                "twin", "fold", "ragged"])
+    b.shape_tags.append("group:" + kind)
+    k = 2 if kind in ("attn", "state", "twin") else 1
+    style = b.pick([("output", "output_tmp", "output_lse", "output_lse_tmp"), ("acc", "tmp", "acc_lse", "tmp_lse"),
+                    ("o_acc", "o_new", "lse", "lse_new"), ("out", "buf", "out2", "buf2")])
+    A, T = style[0], style[1]
+    Al, Tl = (style[2], style[3]) if k == 2 else (None, None)
+    accs, temps = [A] + ([Al] if k == 2 else []), [T] + ([Tl] if k == 2 else [])
+    if k == 2:
+        b.param("lses")
+    if kind in ("attn", "state"):
+        b.param("x_lse")
+
+    # --- the loop ---
+    if kind == "ragged":
+        loop = "for"
+        b.meta["lengths"] = b.pick([[3, 3, 2, 2, 2], [3, 3, 3, 4, 4], [2, 3, 3, 3], [3, 3, 2]])
+        b.tags.add("c6")
+    else:
+        loop = b.pick(["for", "range", "enum", "while"] + (["zip", "zip"] if k == 2 else []))
+    nested = kind != "ragged" and b.chance(0.15)
+    b.shape_tags.append("loop:" + loop + ("+nested" if nested else ""))
+    index = {"for": None, "zip": None, "range": "i", "enum": "i", "while": "i"}[loop]
+    first_cond = "i == 1" if loop == "while" else "i == 0"
+    read: list[str] = []
+    if loop == "for":
+        header = "for p in parts:"
+    elif loop == "zip":
+        header = "for p, lp in zip(parts, lses):"
+    elif loop == "range":
+        header = "for i in range(len(parts)):"
+        read.append("p = parts[i]")
+    elif loop == "enum":
+        header = "for i, (p, lp) in enumerate(zip(parts, lses)):" if k == 2 and b.chance(0.5) else \
+            "for i, p in enumerate(parts):"
+    else:
+        header = "while i < len(parts):"
+        read += ["p = parts[i]", "i += 1"]
+    if k == 2 and "lp" not in header:
+        read.insert(1 if loop == "range" else len(read), "lp = lses[i - 1]" if loop == "while" else
+                    "lp = lses[i]" if index else "")
+        if not index:  # "for p in parts" with two accumulators: go by zip instead
+            header, read = "for p, lp in zip(parts, lses):", []
+    read = [r for r in read if r]
+
+    # --- the chunk ---
+    if k == 1:
+        chunk = b.pick(["p", "p", "attend", "padded", "ws", "passthrough", "arith", "clone"])
+        o, l_ = "o", None
+        read.append({"p": "o = p", "attend": "o = attend(x, p)", "padded": "o = attend_padded(x, p)",
+                     "ws": "o = attend_ws(x, p)", "passthrough": "o = passthrough(p)", "arith": "o = p * 2.0",
+                     "clone": "o = p.clone()"}[chunk])
+        if chunk in ("attend", "padded", "ws", "passthrough"):
+            b.fuzz.add(read[-1].split("= ")[1].split("(")[0])
+    else:
+        chunk = b.pick(["p", "p", "attend2", "padded"])
+        o, l_ = "o", "l"
+        read.append({"p": "o, l = p, lp", "attend2": "o, l = attend2(x, p, lp)",
+                     "padded": "o, l = attend_padded(x, p), lp + 0.0"}[chunk])
+        if chunk != "p":
+            b.fuzz.add({"attend2": "attend2", "padded": "attend_padded"}[chunk])
+    b.shape_tags.append("chunk:" + chunk)
+    fresh_chunk = chunk in ("attend", "attend2", "padded", "arith", "clone")
+
+    # --- the first value ---
+    if kind == "ragged":
+        first = "pre"
+    else:
+        first = b.pick(["pre"] * 3 + ["none_continue", "none_else"] +
+                       (["i0_continue", "i0_else"] if index else []))
+    b.shape_tags.append("first:" + first)
+    init_tag = None
+    second_shape_like = "x_lse" if kind in ("attn", "state") else "x"
+    if first == "pre":
+        if kind == "ragged":
+            b.init.append(f"{A} = parts[0].clone()")
+        else:
+            owned = b.chance(0.5)
+            for n, acc in enumerate(accs):
+                if n == 1 and kind != "twin":
+                    expr = b.pick(LSE_OWNED) if owned or b.chance(0.5) else b.pick(LSE_NONOWNED)
+                    if expr in LSE_NONOWNED:
+                        b.tags.add("c3")
+                    if expr.startswith("lses"):
+                        b.param("lses")
+                    b.init.append(f"{acc} = {expr}")
+                    continue
+                if owned:
+                    expr, tag = b.pick(OWNED_INITS), None
+                else:
+                    expr, tag = b.pick(NONOWNED_INITS)
+                if kind == "twin" and n == 1:
+                    expr, tag = b.pick([("torch.zeros_like(x, dtype=torch.float64)", None), ("x * 2.0", None),
+                                        ("x", "c3")])
+                init_tag = tag
+                if tag:
+                    b.tags.add(tag)
+                if expr == "CHAINED":
+                    b.init.append(f"{acc} = base{n} = torch.zeros_like(x)")
+                    b.ret_extra.append(f"base{n}")
+                elif expr == "INFERENCE":
+                    b.init.append(f"with torch.inference_mode():\n    {acc} = torch.zeros_like(x)")
+                else:
+                    b.init.append(f"{acc} = {expr}")
+                    if expr == "G0":
+                        b.module_once(f"G0 = torch.zeros({DEFAULT_SHAPE[0]}, {DEFAULT_SHAPE[1]})")
+                    if expr.startswith("state"):
+                        b.param("state")
+                    for name in ("attend_padded", "attend_ws", "attend", "passthrough", "make_acc"):
+                        if expr.startswith(name + "("):
+                            b.fuzz.add(name)
+    else:
+        fexpr, ftag = b.pick(FIRST_EXPRS)
+        if ftag:
+            b.tags.add(ftag)
+        if "passthrough" in fexpr:
+            b.fuzz.add("passthrough")
+        chunks = [o, l_] if k == 2 else [o]
+        if kind == "twin":
+            chunks = [o, f"{o} * 2.0"]
+        values = [fexpr.format(o=c) for c in chunks]
+        assign = (f"{', '.join(accs)} = {', '.join(values)}" if k == 2 and b.chance(0.5)
+                  else "\n".join(f"{a} = {v}" for a, v in zip(accs, values)))
+        declare = first.startswith("none") or b.chance(0.6)
+        if declare:
+            b.init.append(f"{A} = None" if k == 1 or b.chance(0.5) else f"{A} = {Al} = None")
+        test = f"{A} is None" if first.startswith("none") else first_cond
+    init_declared = first == "pre" or (first != "pre" and declare)
+
+    # --- allocation ---
+    templates = list(accs)
+    tplname = None
+    if kind == "twin" and b.chance(0.4):
+        templates = [accs[1], accs[0]]  # the temporaries take each other's template
+        b.tags.add("c6")
+    elif k == 1 and kind not in ("ragged", "fold") and b.chance(0.25):
+        tpl_choice = b.pick(["tpl", "x", "o", "p"])
+        if tpl_choice == "tpl":
+            tplname = "tpl"
+            b.setup.append(f"tpl = {b.pick(['x.clone()', 'torch.zeros_like(x)', 'x'])}")
+            templates = ["tpl"]
+        else:
+            templates = [tpl_choice]
+    b.shape_tags.append("template:" + ("acc" if templates == accs else "other"))
+    spelling, sp_tag, sp_setup, sp_import = ALLOC_SPELLINGS[0] if b.chance(0.7) else b.pick(ALLOC_SPELLINGS)
+    allocator_calls = []
+    alloc_kind = "empty_like"
+    if kind == "fold":
+        b.config["allocators"].append("torch.empty")
+        b.tags.add("c9")
+        width = b.pick(["{X}.shape[-1]", "x.shape[-1]", "widths[{i}]" if index else "x.shape[-1]"])
+        if "widths" in width:
+            b.param("widths")
+            b.tags.add("c6")
+        allocator_calls = [f"torch.empty({{X}}.shape[0], {width})"]
+        spelling = None
+    elif kind == "addself" or (k == 1 and b.chance(0.1)):
+        alloc_kind = b.pick(["empty_like"] + list(CONFIGURED_ALLOCATORS))
+        if alloc_kind != "empty_like":
+            b.config["allocators"].append(alloc_kind)
+            b.tags.add("c9")
+            allocator_calls = [CONFIGURED_ALLOCATORS[alloc_kind]] * k
+            spelling = None
+    if spelling is not None:
+        if sp_tag:
+            b.tags.add(sp_tag)
+        b.setup_once(sp_setup)
+        if sp_import:
+            b.module_once(sp_import)
+        kw = ""
+        if b.chance(0.2):
+            kw, kw_tag, kw_needs = b.pick(ALLOC_KEYWORDS)
+            if "index" in kw_needs and not index:
+                kw = ""
+            else:
+                b.tags.add(kw_tag)
+                if "nograd" in kw_needs:
+                    b.wrap = "with torch.no_grad():"
+        allocator_calls = [spelling.replace("{kw}", kw)] * k
+    holes_base = {"o": o, "x": "x", "i": index or "0", "p": "p"}
+    alloc_lines = [f"{t} = " + _fmt(call, {**holes_base, "X": tpl}) for t, call, tpl in
+                   zip(temps, allocator_calls, templates)]
+    if b.chance(0.08):  # noqa on one allocation of the group
+        n = rng.randrange(len(alloc_lines))
+        last = alloc_lines[n].split("\n")
+        last[0] += b.pick(["  # noqa: ALC001", "  # noqa"]) if len(last) == 1 else ""
+        if len(last) == 1:
+            alloc_lines[n] = last[0]
+            b.noqa_temps = list(temps)
+            b.tags.add("c11")
+
+    # --- the merge ---
+    holes = {**holes_base, "A": A, "T": T, "Al": Al or A, "Tl": Tl or T, "X": templates[0], "l": l_ or "l"}
+    if kind in ("add", "ragged"):
+        merge = b.pick(ONE_ACC_MERGES["add"])
+    elif kind in ONE_ACC_MERGES:
+        merge = b.pick(ONE_ACC_MERGES[kind])
+        if kind == "addself":
+            b.tags.add("c9" if alloc_kind != "empty_like" else "c2")
+        if kind in ("combine", "fold"):
+            b.config["merge_functions"].append(kind)
+            b.fuzz.add(kind)
+    elif kind == "user":
+        name = b.pick(list(USER_MERGES))
+        b.tags.add("c7" if name == "wmerge" else "c2")
+        if b.chance(0.5):
+            b.module_once(USER_MERGES[name])
+            if name == "blend":
+                b.module_once("TRACE = []")
+        else:
+            b.fuzz.add(name)
+        if name == "wmerge":
+            b.param("w")
+            merge = "wmerge({T}, {A}, {o}, w)"
+            if b.chance(0.7):
+                b.slots["post"].append("{A}.sum().backward()")
+        else:
+            merge = name + "({T}, {A}, {o})"
+    elif kind == "attn":
+        b.fuzz.add("merge_attn_states")
+        merge = b.pick(["merge_attn_states(output={T}, output_lse={Tl}, prefix_output={A}, prefix_lse={Al},\n"
+                        "                  suffix_output={o}, suffix_lse={l})",
+                        "merge_attn_states({T}, {Tl}, {A}, {Al}, {o}, {l})"])
+    elif kind == "state":
+        b.fuzz.add("merge_state")
+        merge = "merge_state({A}, {Al}, {o}, {l}, {T}, {Tl})"
+    else:  # twin
+        b.fuzz.add("combine2")
+        b.config["merge_functions"].append("combine2")
+        merge = "combine2({T}, {Tl}, {A}, {Al}, {o})"
+    merge = _fmt(merge, holes)
+
+    # --- rebinding ---
+    if k == 2 and b.chance(0.5):
+        rebind = [f"{A}, {Al} = {T}, {Tl}"]
+    else:
+        rebind = [f"{a} = {t}" for a, t in zip(accs, temps)]
+    has_del = b.chance(0.3)
+    dels = ([f"del {', '.join(temps)}"] if b.chance(0.5) else [f"del {t}" for t in temps]) if has_del else []
+
+    # --- a second, independent group in the same loop ---
+    group2 = []
+    if kind in ("add", "attn") and b.chance(0.12):
+        b.shape_tags.append("groups:2")
+        b.init.append(b.pick(["acc2 = torch.zeros_like(x)", "acc2 = x.clone()", "acc2 = x"]))
+        group2 = ["tmp2 = torch.empty_like(acc2)", "torch.mul(acc2, 0.5, out=tmp2)" if b.chance(0.3) else
+                  f"torch.add(acc2, {o}, out=tmp2)", "acc2 = tmp2"]
+        b.ret_extra.append("acc2")
+
+    # --- the loop header: uses of A there (c4) ---
+    if init_declared and first == "pre" and b.chance(0.12):
+        if loop == "for":
+            header = b.pick([f"for p in shifted({A}, parts):", f"for p in track({A}, parts):",
+                             f"for p in parts[: {A}.shape[0] + len(parts)]:",
+                             f"for p in (q + {A}.mean() for q in parts):"])
+            for name in ("shifted", "track"):
+                if name in header:
+                    b.fuzz.add(name)
+            b.tags.add("c4")
+        elif loop == "while":
+            header = b.pick([f"while i < len(parts) and note({A}):",
+                             f"while (cur := {A}) is not None and i < len(parts):",
+                             f"while i < len(parts) and {A}.shape[0] > 0:"])
+            if "note" in header:
+                b.fuzz.add("note")
+            if "cur :=" in header:
+                b.slots["top"].append("snaps.append(cur)")
+                b.setup_once("snaps = []")
+                b.ret_extra.append("snaps")
+            b.tags.add("c4")
+    if loop == "while" and k == 1 and first != "pre" and templates == accs and b.chance(0.15):
+        header = "while (tpl := pick(parts, i)) is not None:"
+        b.fuzz.add("pick")
+        read = ["p = tpl", "i += 1"] + read[2:]
+        alloc_lines = [line.replace(f"({A}", "(tpl", 1) for line in alloc_lines]
+        b.tags.add("c4")
+    if loop == "while":
+        b.setup.insert(0, "i = 0")
+
+    # --- statements from the table ---
+    grad = "w" in b.params
+    n_items = rng.choice([0, 1, 1, 2, 2, 3])
+    candidates = [it for it in ITEMS if _applicable(it, index, has_del, tplname, init_declared, first, kind)]
+    chosen = []
+    for _ in range(n_items):
+        item = b.pick(candidates)
+        if item.name in (c.name for c, _ in chosen):
+            continue
+        slots = [s for s in item.slots if _slot_ok(s, item, first, init_declared)]
+        if not slots:
+            continue
+        chosen.append((item, b.pick(slots)))
+    for item, slot in chosen:
+        b.tags.add(item.tag)
+        if item.makes_generator:
+            b.generator = True
+        for name in item.fuzz:
+            b.fuzz.add(name)
+        b.imports.update(item.imports)
+        for p_ in item.params:
+            b.param(p_)
+        b.module_once(item.module)
+        b.setup_once(_fmt(item.setup, {**holes, "X": templates[0]}))
+        if item.head and item.head not in b.head:
+            b.head.append(item.head)
+        if item.ret and item.ret not in b.ret_extra:
+            b.ret_extra.append(_fmt(item.ret, holes))
+        code = _fmt(item.code, holes)
+        if slot == "top" and first != "pre" and not item.none_ok:
+            code = f"if {A} is not None:\n" + "\n".join(_indent(code, 1))
+        b.slots[slot].append(code)
+
+    # c12: work after the loop that allocates, while scratch buffers may still be alive
+    if b.chance(0.25):
+        b.slots["post"].append(b.pick([f"{A} = {A} * 2 + 1", f"scaled = {A} * 2\n{A} = scaled + scaled"]))
+        if fresh_chunk:
+            b.tags.add("c12")
+    elif fresh_chunk:
+        b.tags.add("c12")
+
+    # c7: grad contexts around the loop
+    if b.wrap is None and b.chance(0.12):
+        b.wrap = b.pick(["with torch.no_grad():", "with torch.inference_mode():",
+                         "with torch.no_grad():\n    with torch.enable_grad():"])
+        b.tags.add("c7")
+    elif b.chance(0.05):
+        b.decorator = b.pick(["@torch.no_grad()", "@torch.inference_mode()"])
+        b.tags.add("c7")
+    if grad:
+        b.tags.add("c7")
+
+    # --- put it together ---
+    body: list[str] = []  # the loop body
+    body += read
+    body += b.slots["top"]
+    pattern = alloc_lines + b.slots["mid1"] + [merge] + b.slots["mid2"] + rebind + dels + group2 + b.slots["end"]
+    if kind == "ragged":
+        body.append(f"if {o}.shape != {A}.shape:\n    results.append({A})\n    {A} = {o}.clone()\n    continue")
+        b.setup_once("results = []")
+        body += pattern
+    elif first == "pre":
+        body += pattern
+    elif first.endswith("continue"):
+        body.append(f"if {test}:\n" + "\n".join(_indent(assign, 1)) + "\n    continue")
+        body += pattern
+    else:
+        body.append(f"if {test}:\n" + "\n".join(_indent(assign, 1)) + "\nelse:\n" +
+                    "\n".join(_indent("\n".join(pattern), 1)))
+    loop_code = header + "\n" + "\n".join(_indent("\n".join(body), 1))
+    before_loop = b.init + b.slots["pre"]
+    if nested:
+        b.setup_once("results = []")
+        inner = "\n".join(before_loop + [loop_code, f"results.append({A})"])
+        if loop == "while":
+            inner = "i = 0\n" + inner
+            b.setup = [s for s in b.setup if s != "i = 0"]
+        loop_code = "for batch in range(2):\n" + "\n".join(_indent(inner, 1))
+        before_loop = []
+    if b.wrap:
+        depth = b.wrap.count("\n") + 1
+        loop_code = b.wrap + "\n" + "\n".join(_indent(loop_code, depth))
+    returns = ["results"] if (nested or kind == "ragged") else list(accs)
+    if kind == "ragged":
+        b.slots["post"].insert(0, f"results.append({A})")
+    returns += b.ret_extra
+    ret_stmt = ("return " if not b.generator else "yield ") + ", ".join(returns)
+    fn_body = b.head + b.setup + before_loop + [loop_code] + b.slots["post"] + [ret_stmt]
+    if b.generator:
+        fn_body.append("return")
+
+    module = ["import torch"] + [f"import {m}" for m in sorted(b.imports)]
+    if b.fuzz:
+        module.append("from fuzzlib import " + ", ".join(sorted(b.fuzz)))
+    module += b.module
+    text = "\n".join(module) + "\n\n\n" + (b.decorator + "\n" if b.decorator else "") + \
+        f"def run({', '.join(b.params)}):\n" + "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
+    if b.chance(0.1):  # c10: torch under another name
+        text = text.replace("import torch\n", "import torch as th\n", 1).replace("torch.", "th.")
+        text = text.replace("(torch)", "(th)")
+        b.tags.add("c10")
+    hazards = b.tags - {"harmless"}
+    tags = sorted(hazards) if hazards else ["harmless"]  # "harmless": no hazard at all
+    meta = dict(b.meta)
+    meta.update(input_seed=seed, seed=seed, tags=tags, shape_tags=b.shape_tags, noqa_temps=b.noqa_temps,
+                config={k_: v for k_, v in b.config.items() if v})
+    return Program(text, meta)
+
+
+def _applicable(item: Item, index, has_del, tplname, init_declared, first, kind) -> bool:
+    needs = item.needs
+    if "index" in needs and not index:
+        return False
+    if "nodel" in needs and has_del:
+        return False
+    if "tplname" in needs and not tplname:
+        return False
+    if "init" in needs and first != "pre":
+        return False
+    if "x2d" in needs and kind == "ragged":
+        return False
+    return True
+
+
+def _slot_ok(slot, item, first, init_declared) -> bool:
+    if slot == "pre" and first != "pre" and not item.none_ok:
+        return False
+    if slot in ("pre", "top") and not init_declared:
+        return False
+    return True
