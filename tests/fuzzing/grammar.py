@@ -382,7 +382,8 @@ def generate(seed: int) -> Program:
 
     # --- the chunk ---
     if k == 1:
-        chunk = b.pick(["p", "p", "attend", "padded", "ws", "passthrough", "arith", "clone"])
+        chunk = b.pick(["p", "passthrough", "arith", "clone"] if kind == "ragged" else
+                       ["p", "p", "attend", "padded", "ws", "passthrough", "arith", "clone"])
         o, l_ = "o", None
         read.append({"p": "o = p", "attend": "o = attend(x, p)", "padded": "o = attend_padded(x, p)",
                      "ws": "o = attend_ws(x, p)", "passthrough": "o = passthrough(p)", "arith": "o = p * 2.0",
@@ -454,7 +455,7 @@ def generate(seed: int) -> Program:
             b.fuzz.add("passthrough")
         chunks = [o, l_] if k == 2 else [o]
         if kind == "twin":
-            chunks = [o, f"{o} * 2.0"]
+            chunks = [o, f"({o} * 2.0)"]
         values = [fexpr.format(o=c) for c in chunks]
         assign = (f"{', '.join(accs)} = {', '.join(values)}" if k == 2 and b.chance(0.5)
                   else "\n".join(f"{a} = {v}" for a, v in zip(accs, values)))
@@ -482,21 +483,24 @@ def generate(seed: int) -> Program:
     spelling, sp_tag, sp_setup, sp_import = ALLOC_SPELLINGS[0] if b.chance(0.7) else b.pick(ALLOC_SPELLINGS)
     allocator_calls = []
     alloc_kind = "empty_like"
-    if kind == "fold":
+    if kind == "fold":  # a configured shape allocator: every argument must be stable
         b.config["allocators"].append("torch.empty")
         b.tags.add("c9")
-        width = b.pick(["{X}.shape[-1]", "x.shape[-1]", "widths[{i}]" if index else "x.shape[-1]"])
+        b.setup.append("n_rows = x.shape[0]")
+        width = b.pick(["width", "x.shape[-1]", "{X}.shape[-1]"] + (["widths[{i}]"] * 2 if index else []))
+        if width == "width":
+            b.setup.append("width = x.shape[-1]")
         if "widths" in width:
             b.param("widths")
             b.tags.add("c6")
-        allocator_calls = [f"torch.empty({{X}}.shape[0], {width})"]
+        allocator_calls = [f"torch.empty(n_rows, {width})"]
         spelling = None
-    elif kind == "addself" or (k == 1 and b.chance(0.1)):
-        alloc_kind = b.pick(["empty_like"] + list(CONFIGURED_ALLOCATORS))
-        if alloc_kind != "empty_like":
+    elif k == 1 and kind != "ragged" and (kind == "addself" or b.chance(0.15)):
+        alloc_kind = b.pick(["empty_like"] + list(CONFIGURED_ALLOCATORS) * 2)
+        if alloc_kind != "empty_like":  # an initialising allocator, configured
             b.config["allocators"].append(alloc_kind)
             b.tags.add("c9")
-            allocator_calls = [CONFIGURED_ALLOCATORS[alloc_kind]] * k
+            allocator_calls = [CONFIGURED_ALLOCATORS[alloc_kind]]
             spelling = None
     if spelling is not None:
         if sp_tag:
@@ -507,14 +511,15 @@ def generate(seed: int) -> Program:
         kw = ""
         if b.chance(0.2):
             kw, kw_tag, kw_needs = b.pick(ALLOC_KEYWORDS)
-            if "index" in kw_needs and not index:
+            if ("index" in kw_needs and not index) or "new_empty" in spelling:
                 kw = ""
             else:
                 b.tags.add(kw_tag)
                 if "nograd" in kw_needs:
                     b.wrap = "with torch.no_grad():"
         allocator_calls = [spelling.replace("{kw}", kw)] * k
-    holes_base = {"o": o, "x": "x", "i": index or "0", "p": "p"}
+    # the index of this iteration (a while loop has already counted it)
+    holes_base = {"o": o, "x": "x", "i": "i - 1" if loop == "while" else index or "0", "p": "p"}
     alloc_lines = [f"{t} = " + _fmt(call, {**holes_base, "X": tpl}) for t, call, tpl in
                    zip(temps, allocator_calls, templates)]
     if b.chance(0.08):  # noqa on one allocation of the group
@@ -550,7 +555,7 @@ def generate(seed: int) -> Program:
             b.param("w")
             merge = "wmerge({T}, {A}, {o}, w)"
             if b.chance(0.7):
-                b.slots["post"].append("{A}.sum().backward()")
+                b.slots["post"].append(f"{A}.sum().backward()")
         else:
             merge = name + "({T}, {A}, {o})"
     elif kind == "attn":
@@ -586,7 +591,7 @@ def generate(seed: int) -> Program:
 
     # --- the loop header: uses of A there (c4) ---
     if init_declared and first == "pre" and b.chance(0.12):
-        if loop == "for":
+        if header == "for p in parts:":
             header = b.pick([f"for p in shifted({A}, parts):", f"for p in track({A}, parts):",
                              f"for p in parts[: {A}.shape[0] + len(parts)]:",
                              f"for p in (q + {A}.mean() for q in parts):"])

@@ -266,6 +266,7 @@ class Describer:
     def __init__(self):
         self.storages = {}
         self.seen = {}
+        self.alive = []
 
     def __call__(self, v, depth=0):
         if depth > 12:
@@ -277,6 +278,7 @@ class Describer:
         if id(v) in self.seen:
             return ("ref", self.seen[id(v)])
         self.seen[id(v)] = len(self.seen)
+        self.alive.append(v)  # ids stay unique while the description is made
         if isinstance(v, torch.Tensor):
             return self.tensor(v, depth)
         if isinstance(v, (list, tuple, set, frozenset)):
