@@ -67,6 +67,9 @@ def merge_state(v_a, s_a, v_b, s_b, v_merged, s_merged):
         _lse_merge(v_merged, s_merged, v_a, s_a, v_b, s_b)
 
 
+merge_state_v2 = merge_state
+
+
 # --- configured merge functions (programs using them configure them) ----------------
 
 def combine(out, a, b):

@@ -261,6 +261,7 @@ ALLOC_SPELLINGS = [  # (template of the call, tag, setup, module import)
     ("torch.\\\n    empty_like({X}{kw})", "c10", "", ""),
     ("torch.empty_like(\n    {X}{kw}\n)", "c10", "", ""),
     ("torch.empty_like(input={X}{kw})", "c10", "", ""),
+    ("\\\n    = torch.empty_like({X}{kw})", "c10", "", ""),  # `T \` newline `= ...`
     ("{X}.new_empty({X}.shape{kw})", "c10", "", ""),
 ]
 ALLOC_KEYWORDS = [  # (keyword text, tag, needs)
@@ -336,6 +337,10 @@ def generate(seed: int) -> Program:
     # --- the group ---
     kind = b.pick(["add"] * 4 + ["attn"] * 3 + ["state", "addself", "combine", "combine", "user", "user",
                                                 "twin", "fold", "ragged"])
+    four_d = kind == "add" and b.chance(0.12)  # channels_last needs 4-D tensors
+    if four_d:
+        b.meta["shape"] = [2, 3, 2, 2]
+        b.shape_tags.append("4d")
     b.shape_tags.append("group:" + kind)
     k = 2 if kind in ("attn", "state", "twin") else 1
     style = b.pick([("output", "output_tmp", "output_lse", "output_lse_tmp"), ("acc", "tmp", "acc_lse", "tmp_lse"),
@@ -423,7 +428,11 @@ def generate(seed: int) -> Program:
                         b.param("lses")
                     b.init.append(f"{acc} = {expr}")
                     continue
-                if owned:
+                if four_d:
+                    expr, tag = b.pick([("torch.zeros_like(x)", None), ("x.clone()", None), ("x", "c3"),
+                                        ("torch.zeros_like(x, memory_format=torch.channels_last)", "c5"),
+                                        ("x.contiguous(memory_format=torch.channels_last)", "c3")])
+                elif owned:
                     expr, tag = b.pick(OWNED_INITS), None
                 else:
                     expr, tag = b.pick(NONOWNED_INITS)
@@ -509,7 +518,11 @@ def generate(seed: int) -> Program:
         if sp_import:
             b.module_once(sp_import)
         kw = ""
-        if b.chance(0.2):
+        if four_d and b.chance(0.6):
+            kw = b.pick([", memory_format=torch.channels_last", ", memory_format=torch.preserve_format",
+                         ", memory_format=torch.contiguous_format"])
+            b.tags.add("c5")
+        elif b.chance(0.2):
             kw, kw_tag, kw_needs = b.pick(ALLOC_KEYWORDS)
             if ("index" in kw_needs and not index) or "new_empty" in spelling:
                 kw = ""
@@ -520,8 +533,8 @@ def generate(seed: int) -> Program:
         allocator_calls = [spelling.replace("{kw}", kw)] * k
     # the index of this iteration (a while loop has already counted it)
     holes_base = {"o": o, "x": "x", "i": "i - 1" if loop == "while" else index or "0", "p": "p"}
-    alloc_lines = [f"{t} = " + _fmt(call, {**holes_base, "X": tpl}) for t, call, tpl in
-                   zip(temps, allocator_calls, templates)]
+    alloc_lines = [(f"{t} " if call.startswith("\\") else f"{t} = ") + _fmt(call, {**holes_base, "X": tpl})
+                   for t, call, tpl in zip(temps, allocator_calls, templates)]
     if b.chance(0.08):  # noqa on one allocation of the group
         n = rng.randrange(len(alloc_lines))
         last = alloc_lines[n].split("\n")
@@ -564,8 +577,9 @@ def generate(seed: int) -> Program:
                         "                  suffix_output={o}, suffix_lse={l})",
                         "merge_attn_states({T}, {Tl}, {A}, {Al}, {o}, {l})"])
     elif kind == "state":
-        b.fuzz.add("merge_state")
-        merge = "merge_state({A}, {Al}, {o}, {l}, {T}, {Tl})"
+        name = b.pick(["merge_state", "merge_state_v2"])
+        b.fuzz.add(name)
+        merge = name + "({A}, {Al}, {o}, {l}, {T}, {Tl})"
     else:  # twin
         b.fuzz.add("combine2")
         b.config["merge_functions"].append("combine2")

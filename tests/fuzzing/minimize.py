@@ -39,7 +39,8 @@ def _candidates(text: str):
                 inner = lines[stmt.body[0].lineno - 1: stmt.body[-1].end_lineno]
                 shift = stmt.body[0].col_offset - stmt.col_offset
                 edits.append((start, stmt.end_lineno, [ln[shift:] if ln[:shift].isspace() else ln for ln in inner]))
-    for start, end, repl in sorted(edits, key=lambda e: -e[0]):
+    # big pieces first (helpers, whole blocks), then single statements from the end
+    for start, end, repl in sorted(edits, key=lambda e: (-(e[1] - e[0]), -e[0])):
         yield "".join(lines[: start - 1] + repl + lines[end:])
 
 
@@ -55,7 +56,7 @@ def still_bad(text: str, meta: dict, mode: str, want: set, raised: bool) -> bool
         ast.parse(text)
     except SyntaxError:
         return False
-    verdict = evaluate(Program(text, meta), run_unsafe=(mode == "unsafe"))
+    verdict = evaluate(Program(text, meta), run_unsafe=(mode == "unsafe"), static="static" in want)
     if verdict.crash:
         return "crash" in want
     result = getattr(verdict, mode)
@@ -94,9 +95,12 @@ def tool_revision() -> str:
     import alloc_lint
 
     root = Path(alloc_lint.__file__).resolve().parent.parent
+    if (root / "REVISION").exists():  # a snapshot (git archive) of some commit
+        return (root / "REVISION").read_text().strip()
     try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+        # the last commit that changed the tool itself (a branch may have moved on elsewhere)
+        rev = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h", "--", "alloc_lint"],
+                             capture_output=True, text=True, check=True).stdout.strip()
         branch = subprocess.run(["git", "-C", str(root), "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "alloc_lint"],

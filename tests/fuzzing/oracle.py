@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 FUZZLIB_PATH = Path(__file__).with_name("fuzzlib.py")
 _FUZZLIB_CODE = compile(FUZZLIB_PATH.read_text(), str(FUZZLIB_PATH), "exec")
 FILL = 1000.0  # what uninitialised memory holds
-TIME_LIMIT = 10.0  # seconds per execution
+TIME_LIMIT = 3.0  # seconds per execution (they take milliseconds; minimising makes endless loops)
 
 _EMPTY_OPS = {
     "aten.empty_like.default", "aten.empty.memory_format", "aten.empty_strided.default",
@@ -231,17 +231,23 @@ class _Timeout(BaseException):
 
 @contextlib.contextmanager
 def _time_limit(seconds):
+    """Raise _Timeout in the program after `seconds`, and again every 0.2 s
+    while it is still running (a raise inside a finalizer is swallowed)."""
+    active = [True]
+
     def expire(signum, frame):
-        raise _Timeout()
+        if active[0]:
+            raise _Timeout()
 
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
     old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
     try:
         yield
     finally:
+        active[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
@@ -340,11 +346,33 @@ class Outcome:
     stdout: str = ""
     warnings: tuple = ()
     exception: tuple | None = None
+    backward: tuple | str | None = None  # backward() through the results after the call
     stale: tuple = ()
     calls: int = 0
     bytes: int = 0
     peak: int = 0
     notes: list = field(default_factory=list)
+
+
+def _backward(result):
+    """backward() after the call, through every result that has a graph: the
+    caller's gradients (leaf .grad, in the arguments) are then compared too."""
+    roots = [t for t in _flat(result) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    if not roots:
+        return None
+    try:
+        sum(t.float().sum() for t in roots).backward()
+    except Exception as exc:  # noqa: BLE001: an observable like any other
+        return ("raised", type(exc).__name__, str(exc))
+    return "ok"
+
+
+def _flat(value):
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _flat(v)]
+    return [value]
 
 
 def _module_state(namespace, describe):
@@ -385,6 +413,7 @@ def execute(text: str, meta: dict, entry: str = "run") -> Outcome:
                         items.append(item)
                         snapshots.append(item.detach().clone() if isinstance(item, torch.Tensor) else item)
                     result = ("yielded", items, snapshots)
+                outcome.backward = _backward(result)
         except _Timeout:
             outcome.exception = ("Timeout", "")
         except Exception as exc:  # noqa: BLE001: the program's own exception is an observable
@@ -407,14 +436,14 @@ def execute(text: str, meta: dict, entry: str = "run") -> Outcome:
 
 
 # Each observable, in the order a report names them.
-OBSERVABLES = ("exception", "result", "args", "stored", "stdout", "warnings", "stale")
+OBSERVABLES = ("exception", "result", "args", "stored", "stdout", "warnings", "stale", "backward")
 
 
 def differences(original: Outcome, fixed: Outcome) -> list[str]:
     """What the fixed program did differently (empty: nothing observable), and
     whether it asked the allocator for more."""
     diffs = [name for name in OBSERVABLES if getattr(original, name) != getattr(fixed, name)]
-    if fixed.calls > original.calls:
+    if fixed.calls > original.calls and not (original.exception and not diffs):  # not on a shared error path
         diffs.append(f"calls {original.calls}->{fixed.calls}")
     return diffs
 
@@ -424,6 +453,6 @@ def peak_increase(original: Outcome, fixed: Outcome) -> str | None:
     Reported apart from `differences`: holding a scratch buffer between
     iterations raises the peak wherever the chunk's own computation allocates,
     so even the upstream swap form does it (see the report)."""
-    if fixed.peak > original.peak:
+    if fixed.peak > original.peak and not original.exception:
         return f"peak {original.peak}->{fixed.peak}"
     return None
