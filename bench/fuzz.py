@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
 from fuzzing import parallel  # noqa: E402
 from fuzzing.__main__ import describe  # noqa: E402
 from fuzzing.evaluate import evaluate  # noqa: E402
-from fuzzing.grammar import generate  # noqa: E402
+from fuzzing.grammar import Program, generate  # noqa: E402
 from fuzzing.minimize import minimize, tool_revision  # noqa: E402
 from fuzzing.report import Tally  # noqa: E402
 
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     lint = tool_revision()
-    key = f"{args.seed}-{args.n}-{lint.replace('/', '_').replace('@', '-')}"
+    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{args.seed}-{args.n}-{lint}").strip("_")
     progress = args.progress or Path.home() / ".cache" / "alloc-lint-fuzz" / f"progress-{key}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
     done, summaries = set(), []
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
         if kind in kinds_seen:
             continue
         kinds_seen.add(kind)
-        small = minimize(generate(s["seed"]), "safe", budget=200)
+        program = Program(*s["program"]) if s.get("program") else generate(s["seed"])
+        small = minimize(program, "safe", budget=200)
         examples.append(describe(small, evaluate(small)))
 
     judged = len(summaries)

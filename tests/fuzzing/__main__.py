@@ -31,7 +31,10 @@ def describe(program: Program, verdict) -> str:
         if result is None or not result.changed:
             continue
         out.append(f"--- {mode} rewrite {result.forms}: "
-                   + ("BAD " + "; ".join(result.diffs + result.static) if result.bad else "same behaviour"))
+                   + ("BAD " + "; ".join(result.diffs + result.static) if result.bad else "same behaviour")
+                   + (f" ({result.peak})" if result.peak else ""))
+        if result.detail:
+            out.append(f"    first difference: {result.detail}")
         out.append("".join(difflib.unified_diff(program.text.splitlines(True), result.text.splitlines(True),
                                                 "original", mode, n=2)))
     return "\n".join(out)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import alloc_lint
 from alloc_lint import engine
 
-from .oracle import differences, execute, peak_increase
+from .oracle import differences, explain, peak_increase, run_program
 
 STATUSES = ("fixed-safe", "fixed-unsafe-only", "not-fixed", "not-detected")
 
@@ -38,6 +38,7 @@ class ModeResult:
     static: list = field(default_factory=list)  # rewrite problems: parse, idempotence, leftovers, noqa
     error: str | None = None  # FixError message
     peak: str | None = None  # "peak A->B" when the rewrite holds more bytes at its worst moment
+    detail: str = ""  # where the first difference is
 
     @property
     def bad(self) -> bool:
@@ -124,9 +125,9 @@ def evaluate(program, run_unsafe: bool = True, static: bool = True) -> Verdict:
     if verdict.status in ("not-detected", "not-fixed") and not (unsafe and unsafe.text != text):
         return verdict
 
-    original = execute(text, meta)
+    original = run_program(text, meta)
     if original.warnings:  # warn-once warnings fire in the first run only: compare against a second
-        original = execute(text, meta)
+        original = run_program(text, meta)
     verdict.original_raised = original.exception
     outcomes = {}
     for mode, fixed in (("safe", safe), ("unsafe", unsafe)):
@@ -141,9 +142,10 @@ def evaluate(program, run_unsafe: bool = True, static: bool = True) -> Verdict:
                 result.static = ["tool raised on the rewrite: " + traceback.format_exc(limit=4)]
         if result.changed and not any("does not parse" in s for s in result.static):
             if fixed.text not in outcomes:
-                after = execute(fixed.text, meta)
-                outcomes[fixed.text] = (differences(original, after), peak_increase(original, after))
-            result.diffs, result.peak = outcomes[fixed.text]
+                after = run_program(fixed.text, meta)
+                outcomes[fixed.text] = (differences(original, after), peak_increase(original, after),
+                                        explain(original, after))
+            result.diffs, result.peak, result.detail = outcomes[fixed.text]
             if meta.get("check_peak") and result.peak:  # a regression case that pins peak memory
                 result.diffs = result.diffs + [result.peak]
         setattr(verdict, mode, result)

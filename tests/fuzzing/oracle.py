@@ -388,7 +388,7 @@ def _module_state(namespace, describe):
     return tuple(items)
 
 
-def execute(text: str, meta: dict, entry: str = "run") -> Outcome:
+def execute(text: str, meta: dict, entry: str = "run", time_limit: float = TIME_LIMIT) -> Outcome:
     seed = meta.get("input_seed", 0)
     lib = fresh_fuzzlib()
     outcome = Outcome()
@@ -405,7 +405,7 @@ def execute(text: str, meta: dict, entry: str = "run") -> Outcome:
             fn = namespace[entry]
             args = make_inputs(list(inspect.signature(fn).parameters), meta, seed, mode)
             outcome.args = args
-            with _time_limit(TIME_LIMIT), _cuda_stand_ins(mode), mode:
+            with _time_limit(time_limit), _cuda_stand_ins(mode), mode:
                 result = fn(*args)
                 if isinstance(result, types.GeneratorType):  # a generator program: its consumer
                     items, snapshots = [], []
@@ -435,6 +435,16 @@ def execute(text: str, meta: dict, entry: str = "run") -> Outcome:
     return outcome
 
 
+def run_program(text: str, meta: dict) -> Outcome:
+    """execute(), again with a long limit when it timed out: a loaded machine or
+    the first run in a process (lazy imports) is slow; an endless loop is not
+    made faster by the retry."""
+    outcome = execute(text, meta)
+    if outcome.exception == ("Timeout", ""):
+        outcome = execute(text, meta, time_limit=10 * TIME_LIMIT)
+    return outcome
+
+
 # Each observable, in the order a report names them.
 OBSERVABLES = ("exception", "result", "args", "stored", "stdout", "warnings", "stale", "backward")
 
@@ -446,6 +456,30 @@ def differences(original: Outcome, fixed: Outcome) -> list[str]:
     if fixed.calls > original.calls and not (original.exception and not diffs):  # not on a shared error path
         diffs.append(f"calls {original.calls}->{fixed.calls}")
     return diffs
+
+
+TENSOR_FIELDS = ("kind", "dtype", "shape", "stride", "offset", "requires_grad", "is_inference", "storage #",
+                 "bytes", "grad")
+
+
+def explain(original: Outcome, fixed: Outcome) -> str:
+    """Where the first difference is: the observable, the path into it, both sides."""
+    def walk(a, b, path):
+        if a == b:
+            return None
+        if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+            is_tensor = len(a) == len(TENSOR_FIELDS) and a[:1] == ("tensor",)
+            for n, (u, v) in enumerate(zip(a, b)):
+                found = walk(u, v, path + [TENSOR_FIELDS[n] if is_tensor else str(n)])
+                if found:
+                    return found
+        return f"{'/'.join(path)}: {str(a)[:120]}  ->  {str(b)[:120]}"
+
+    for name in OBSERVABLES:
+        found = walk(getattr(original, name), getattr(fixed, name), [name])
+        if found:
+            return found
+    return ""
 
 
 def peak_increase(original: Outcome, fixed: Outcome) -> str | None:

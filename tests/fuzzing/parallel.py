@@ -13,6 +13,9 @@ def _init(paths):
     import torch
 
     torch.set_num_threads(1)
+    from .oracle import execute  # warm up: the first run in a process pays for lazy imports
+
+    execute("import torch\ndef run(x, parts):\n    return torch.empty_like(x) + x\n", {})
 
 
 def judge(seeds) -> list[dict]:
@@ -24,7 +27,7 @@ def judge(seeds) -> list[dict]:
     out = []
     for seed in seeds:
         program = generate(seed)
-        out.append(summarize(evaluate(program), program.meta))
+        out.append(summarize(evaluate(program), program.meta, program.text))
     return out
 
 

@@ -16,9 +16,12 @@ def _kinds(result) -> list:
     return kinds
 
 
-def summarize(verdict, meta) -> dict:
-    """A small, picklable record of one verdict."""
+def summarize(verdict, meta, text=None) -> dict:
+    """A small, picklable record of one verdict (with the program when it was
+    miscompiled, so that it can be minimised whatever the grammar becomes)."""
+    bad = verdict.miscompiled or verdict.unsafe_broken
     return {
+        "program": (text, meta) if bad and text is not None else None,
         "seed": verdict.seed,
         "tags": verdict.tags,
         "shape_tags": meta.get("shape_tags", []),
