@@ -64,6 +64,15 @@ def test_rewrites_parse_are_idempotent_and_leave_no_fixable_finding(sample):
                         + _report_first(bad, mode))
 
 
+def test_prefilter_keeps_every_program_with_a_finding(sample):
+    """Issue 8 class 10: check_source and check_text(prefilter=False) agree."""
+    missed = [s["seed"] for s in sample if s["prefilter_miss"]]
+    if missed:
+        program = generate(missed[0])
+        pytest.fail(f"the prefilter skipped {len(missed)} programs that have findings (seeds {missed[:20]}); "
+                    f"the first:\n{program.text}")
+
+
 def test_the_generator_makes_programs_worth_judging(sample):
     """Guards the arbiter against decay: most originals run, and many programs
     hold a finding (whatever the analysis decides about fixing it)."""
@@ -84,6 +93,8 @@ def test_corpus_regressions(path: Path):
     program = load(path)
     verdict = evaluate(program)
     assert not verdict.miscompiled, describe(program, verdict)
+    if program.meta.get("check_prefilter"):
+        assert not verdict.prefilter_miss, "the text prefilter skips a file with a finding:\n" + program.text
 
 
 # --- the oracle itself: it must see what a wrong rewrite changes -----------------------
