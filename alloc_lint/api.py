@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from . import engine
 from .config import Config
 from .diagnostics import Diagnostic
+from .edits import FixError, apply_operations, fix_edits
 
 MAX_PASSES = 5  # fixing re-checks the result; one pass normally suffices
 
@@ -31,14 +32,16 @@ class FixResult:
         return self.fixed > 0
 
 
-def _unique_fixes(diagnostics, unsafe_fixes: bool):
-    seen, fixes = set(), []
+def _operations(diagnostics, unsafe_fixes: bool) -> list:
+    """The operations of every fix to apply, each group's fix once (the
+    diagnostics of one group share it)."""
+    seen, operations = set(), []
     for d in diagnostics:
         fix = d.fix_for(unsafe_fixes)
-        if fix is not None and id(fix.plan) not in seen:
-            seen.add(id(fix.plan))
-            fixes.append(fix)
-    return fixes
+        if fix is not None and fix.operations not in seen:
+            seen.add(fix.operations)
+            operations.extend(fix.operations)
+    return operations
 
 
 def fix_source(text: str, filename: str = "<string>", config: Config | None = None,
@@ -51,10 +54,8 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
         fixable = [d for d in diagnostics if d.fix_for(unsafe_fixes)]
         if not fixable:
             break
-        from .fixer import FixError, apply_plans  # LibCST is only imported when something is fixed
-
         try:
-            result.text = apply_plans(result.text, [f.plan for f in _unique_fixes(fixable, unsafe_fixes)])
+            result.text = apply_operations(result.text, _operations(fixable, unsafe_fixes))
         except FixError as exc:
             result.error = str(exc)
             break
@@ -67,19 +68,18 @@ def fix_source(text: str, filename: str = "<string>", config: Config | None = No
 
 
 def attach_edits(text: str, diagnostics: list[Diagnostic]) -> None:
-    """Fill in each fix's text edits (for JSON and SARIF output)."""
-    from .fixer import FixError, apply_plans, line_edits
-
+    """Fill in each fix's text edits (for JSON and SARIF output). `text` is
+    the text the diagnostics were found in. A fix whose operations cannot be
+    carried out is reported without edits."""
     done = {}
     for d in diagnostics:
         for fix in d.fixes:
-            key = id(fix.plan)
-            if key not in done:
+            if fix.operations not in done:
                 try:
-                    done[key] = line_edits(text, apply_plans(text, [fix.plan]))
+                    done[fix.operations] = fix_edits(text, fix.operations)
                 except FixError:
-                    done[key] = None  # reported without edits
-            fix.edits = done[key]
+                    done[fix.operations] = None
+            fix.edits = done[fix.operations]
 
 
 class FileChanged(Exception):

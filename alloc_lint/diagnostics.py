@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,11 @@ class Edit:
 class Fix:
     applicability: str  # "safe" | "unsafe"
     message: str
-    form: str  # "swap" | "pingpong"
-    # Opaque to everything but the rule's fixer: what the codemod needs.
-    plan: Any = field(default=None, repr=False, compare=False)
-    edits: list[Edit] | None = None
+    form: str  # the rule's name for the shape of the rewrite ("swap", "pingpong", ...)
+    # What the fix does: alloc_lint.edits operations on the checked text (data:
+    # cached, pickled, turned into edits without the rule's syntax trees).
+    operations: tuple = field(default=(), repr=False)
+    edits: list[Edit] | None = None  # filled in for JSON/SARIF by api.attach_edits
 
 
 @dataclass

@@ -13,8 +13,6 @@ import tokenize
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .analysis.names import last_names
-from .analysis.prefilter import might_have_finding
 from .config import Config
 from .diagnostics import Diagnostic, FileError
 from .lines import split_lines
@@ -70,9 +68,10 @@ def parse(text: str, filename: str) -> ast.Module:
 
 
 def might_match(text: str, config: Config) -> bool:
-    """Cheap text checks that only skip files which provably cannot match
-    (see analysis/prefilter.py)."""
-    return might_have_finding(text, last_names(config.allocators))
+    """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
+    is sound, so a file for which this is False has no finding at all."""
+    return any(rule.might_match(text, config) for rule in ALL_RULES
+               if config.is_selected(rule.code, rule.name))
 
 
 # --- noqa ---------------------------------------------------------------------------
@@ -159,7 +158,7 @@ def _read(path: str, config: Config, prefilter: bool, hashing: bool):
 
     Returns (path, stat key, content hash, text to parse or None, result or
     None); a result is (diagnostics, error message, kept by the prefilter) and
-    is what the cache stores: no fix plans (they hold syntax trees)."""
+    is what the cache stores (fixes are data: edits.py operations)."""
     from .cache import Cache, content_hash
 
     try:
@@ -186,9 +185,6 @@ def _parse(item, config: Config):
         diagnostics, error = check_text(text, path, config, prefilter=False), None
     except SourceError as exc:
         diagnostics, error = [], str(exc)
-    for d in diagnostics:
-        for fix in d.fixes:
-            fix.plan = None
     return path, (diagnostics, error, True)
 
 

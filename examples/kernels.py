@@ -12,9 +12,20 @@ suffix with the prefix's head stride (and assumes the token stride is heads * he
 stride), as vLLM's Triton kernel did when FlashAttention's padded-V outputs came along.
 Only padded_v_layout_hazard.py uses it.
 
-attention_with_lse is the plain attention the examples use to make their per-chunk
-partial results up front (in make_inputs), so that the loops measured by verify.py
-allocate nothing but their own buffers.
+flash_attn_with_lse(q, k, v, scale, causal=False) stands in for FlashAttention with
+return_softmax_lse=True: a fresh output [tokens, heads, v_head_dim] (bf16) and a fresh
+lse [heads, tokens] (fp32) per call, as the examples' loops get them from the real
+kernel. On CUDA it is PyTorch's fused memory-efficient attention (no [heads, tokens,
+keys] workspace, like FlashAttention), checked once against the plain formula; on CPU,
+and on CUDA if that check fails, the plain formula (see ATTENTION_IMPL).
+
+gather_cache copies a chunk of a paged cache into a preallocated workspace (vLLM's
+gather_and_maybe_dequant_cache / cp_gather_cache): it allocates nothing.
+
+Every kernel runs through launch(), so that examples/verify.py can treat it as one
+opaque launch: on CPU its tracker then counts only the tensors a kernel returns, not
+the torch reference's temporaries (a fused GPU kernel has none), and its per-iteration
+memory traces are keyed on kernel calls ("merge", "attention", ...).
 """
 
 import torch
@@ -190,9 +201,33 @@ if triton is not None:
 
 # --------------------------------------------------------------------------- entry points
 
+# Set by examples/verify.py while it measures: called as LAUNCH_HOOK(name, fn, args,
+# kwargs) instead of fn(*args, **kwargs). None: kernels run directly.
+LAUNCH_HOOK = None
+
+
+def launch(name, fn, *args, **kwargs):
+    """Run one kernel; verify.py's hook sees it as a single launch called `name`."""
+    if LAUNCH_HOOK is None:
+        return fn(*args, **kwargs)
+    return LAUNCH_HOOK(name, fn, args, kwargs)
+
 
 def merge_attn_states(output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse):
     """Merge two partial attention states into output / output_lse (in place)."""
+    launch("merge", _merge_attn_states, output, output_lse, prefix_output, prefix_lse,
+           suffix_output, suffix_lse)  # fmt: skip
+
+
+def merge_attn_states_prefix_strides(
+    output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse
+):
+    """merge_attn_states with vLLM's old stride assumption (see the module docstring)."""
+    launch("merge", _merge_attn_states_prefix_strides, output, output_lse, prefix_output,
+           prefix_lse, suffix_output, suffix_lse)  # fmt: skip
+
+
+def _merge_attn_states(output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse):
     _check_shapes(output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse)
     if not output.is_cuda:
         _merge_reference(output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse)
@@ -224,12 +259,10 @@ def merge_attn_states(output, output_lse, prefix_output, prefix_lse, suffix_outp
     )
 
 
-def merge_attn_states_prefix_strides(
+def _merge_attn_states_prefix_strides(
     output, output_lse, prefix_output, prefix_lse, suffix_output, suffix_lse
 ):
-    """merge_attn_states with vLLM's old stride assumption (see the module docstring).
-
-    Outputs are indexed as [tokens, heads, head_dim] with token stride heads * head
+    """Outputs are indexed as [tokens, heads, head_dim] with token stride heads * head
     stride; the prefix and the suffix both with the prefix's head stride, the output
     with its own. LSEs are taken as contiguous [heads, tokens].
     """
@@ -271,26 +304,142 @@ def merge_attn_states_prefix_strides(
     )
 
 
-# --------------------------------------------------------------------------- input helpers
+# --------------------------------------------------------------------------- attention
+
+# What flash_attn_with_lse runs on CUDA; verify.py reports it.
+ATTENTION_IMPL = None
 
 
-def attention_with_lse(q, k, v, scale, key_mask=None, out_dtype=torch.bfloat16):
-    """Plain attention returning (out [T, H, Dv] in out_dtype, lse [H, T] fp32).
+def flash_attn_with_lse(q, k, v, scale, causal=False):
+    """Attention of q [T, H, Dqk] on k [K, H, Dqk], v [K, H, Dv].
 
-    q [T, H, Dqk], k [K, H, Dqk], v [K, H, Dv]; key_mask, if given, is a bool tensor
-    broadcastable to [H, T, K] (True = attend). Rows with no keys get lse -inf and a zero
-    output, as FlashAttention 3 returns them. Computed in fp32; used only to make inputs.
+    Returns a fresh output [T, H, Dv] in v's dtype (contiguous, as FlashAttention returns
+    it) and a fresh lse [H, T] in fp32; rows that saw no keys get lse -inf and output 0.
+    `causal` masks key j > query i (top-left aligned, for T == K).
     """
+    return launch("attention", _attention, q, k, v, scale, causal)
+
+
+def _attention(q, k, v, scale, causal):
+    if q.is_cuda and _fused_attention_ok():
+        return _attention_fused(q, k, v, scale, causal)
+    return _attention_reference(q, k, v, scale, causal)
+
+
+def _attention_reference(q, k, v, scale, causal):
+    """The formula, in fp32 (materialises the [H, T, K] scores)."""
     scores = torch.einsum("thd,khd->htk", q.float(), k.float()) * scale
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask, NEG_INF)
+    if causal:
+        mask = torch.ones(q.shape[0], k.shape[0], dtype=torch.bool, device=q.device).tril()
+        scores.masked_fill_(~mask, NEG_INF)
     lse = torch.logsumexp(scores, dim=-1)
     probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num_(0.0)
     out = torch.einsum("htk,khd->thd", probs, v.float())
-    # Contiguous, as attention kernels return them (einsum leaves [T, H, D] permuted).
-    return out.to(out_dtype, memory_format=torch.contiguous_format), lse.contiguous()
+    # Contiguous, as FlashAttention returns it (einsum leaves [T, H, D] permuted).
+    out = out.to(v.dtype, memory_format=torch.contiguous_format).contiguous()
+    return out, lse.contiguous()
+
+
+def _attention_fused(q, k, v, scale, causal):
+    """PyTorch's memory-efficient attention kernel; [B, H, T, D] views of [T, H, D]."""
+    as_bhtd = lambda t: t.unsqueeze(0).transpose(1, 2)  # noqa: E731
+    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+        as_bhtd(q), as_bhtd(k), as_bhtd(v), None, True, 0.0, causal, scale=scale
+    )[:2]
+    # out [1, H, T, Dv] is a view of a contiguous [1, T, H, Dv] buffer; lse is padded
+    # to a multiple of 32 tokens.
+    return out[0].transpose(0, 1).contiguous(), lse[0, :, : q.shape[0]].contiguous()
+
+
+def _fused_attention_ok():
+    """Check the fused kernel once against the formula; fall back to it if it differs."""
+    global ATTENTION_IMPL
+    if ATTENTION_IMPL is None:
+        g = torch.Generator().manual_seed(1234)
+        problems = []
+        # The examples' layouts: MLA's v is a view of the up-projection [K, H, 128 + 128],
+        # the padded-V backend's v is contiguous; the ring's block is causal.
+        for t, n, dqk, dv, causal in (
+            (40, 24, 192, 128, False),
+            (40, 24, 192, 192, False),
+            (48, 48, 128, 128, True),
+        ):
+            q, k = (randn((m, 2, dqk), g, "cuda") for m in (t, n))
+            v = randn((n, 2, 128 + dv), g, "cuda")[..., 128:] if dv == 128 else randn(
+                (n, 2, dv), g, "cuda"
+            )
+            try:
+                out, lse = _attention_fused(q, k, v, dqk**-0.5, causal)
+                ref_out, ref_lse = _attention_reference(q, k, v, dqk**-0.5, causal)
+                torch.testing.assert_close(out.float(), ref_out.float(), atol=2e-2, rtol=2e-2)
+                torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-4)
+                assert out.is_contiguous() and lse.is_contiguous()
+            except Exception as exc:  # any failure: use the formula and say why
+                first_line = (str(exc).splitlines() or [""])[0][:200]
+                problems.append(f"{type(exc).__name__}: {first_line}")
+        if problems:
+            failed = "; ".join(problems)
+            ATTENTION_IMPL = f"plain formula (fused kernel check failed: {failed})"
+        else:
+            ATTENTION_IMPL = "torch.ops.aten._scaled_dot_product_efficient_attention"
+    return ATTENTION_IMPL.startswith("torch.ops")
+
+
+# --------------------------------------------------------------------------- caches
+
+
+def gather_cache(src_cache, dst, block_table, start, num_tokens):
+    """Copy tokens [start, start + num_tokens) of one sequence's paged cache into dst.
+
+    src_cache [num_blocks, block_size, width], block_table [max_blocks] (int); writes
+    dst[:num_tokens] in place, as vLLM's gather kernels write the chunked-prefill
+    workspace.
+    """
+    launch("gather", _gather_cache, src_cache, dst, block_table, start, num_tokens)
+
+
+def _gather_cache(src_cache, dst, block_table, start, num_tokens):
+    block_size = src_cache.shape[1]
+    positions = torch.arange(start, start + num_tokens, device=src_cache.device)
+    slots = block_table[positions // block_size] * block_size + positions % block_size
+    torch.index_select(src_cache.flatten(0, 1), 0, slots, out=dst[:num_tokens])
+
+
+# --------------------------------------------------------------------------- input helpers
 
 
 def randn(shape, generator, device, dtype=torch.bfloat16):
     """Random normal values drawn on the CPU, so every device gets the same inputs."""
     return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+
+
+def split_kv_attention(q, k_cache, v_cache, seq_lens, num_splits, split_len):
+    """Flash-decoding's first kernel: every KV split of every request, in one launch.
+
+    q [batch, kv_heads, group, dim]; k_cache, v_cache [batch, max_len, kv_heads, dim];
+    seq_lens [batch]. Returns fresh fp32 partials, as the split kernel writes them to
+    its workspace: outputs [num_splits, batch, heads, dim] and lse [num_splits, heads,
+    batch]; a split past the end of a request saw no keys (lse -inf, output 0).
+    """
+    return launch("split_attention", _split_kv_attention, q, k_cache, v_cache, seq_lens,
+                  num_splits, split_len)  # fmt: skip
+
+
+def _split_kv_attention(q, k_cache, v_cache, seq_lens, num_splits, split_len):
+    batch, kv_heads, group, dim = q.shape
+    heads = kv_heads * group
+    split_out = torch.empty((num_splits, batch, heads, dim), device=q.device)
+    split_lse = torch.empty((num_splits, heads, batch), device=q.device)
+    scale = dim**-0.5
+    for s in range(num_splits):
+        keys = slice(s * split_len, (s + 1) * split_len)
+        k, v = k_cache[:, keys].float(), v_cache[:, keys].float()
+        scores = torch.einsum("bkgd,blkd->kgbl", q.float(), k) * scale
+        positions = torch.arange(keys.start, keys.stop, device=q.device)
+        in_context = positions[None, :] < seq_lens[:, None]  # [batch, split_len]
+        scores.masked_fill_(~in_context, NEG_INF)
+        lse = torch.logsumexp(scores, dim=-1)  # -inf where the split is past the end
+        probs = torch.exp(scores - lse[..., None]).nan_to_num_(0.0)
+        split_out[s] = torch.einsum("kgbl,blkd->bkgd", probs, v).reshape(batch, heads, dim)
+        split_lse[s] = lse.reshape(heads, batch)
+    return split_out, split_lse

@@ -1,63 +1,70 @@
 """MLA chunked-prefill context attention, written as vLLM 0.21.0 writes it.
 
 During prefill, the new tokens of a request must attend to its whole cached context.
-vLLM's MLA backend (MLACommonImpl._compute_prefill_context) gathers that context from
-the latent KV cache one workspace-sized chunk at a time, runs attention of the new
-tokens against each chunk, and folds each chunk's partial result (output and
-log-sum-exp) into the running result with merge_attn_states. The loop allocates a new
-pair of merge targets for every chunk: 2 * (chunks - 1) allocations of the full output
-size per layer and prefill step.
+vLLM's MLA backend (MLACommonImpl._compute_prefill_context) does it one workspace-sized
+chunk at a time: it gathers the chunk's latent KV from the paged cache into the
+workspace, up-projects it (kv_b_proj) into per-head keys and values, runs attention of
+the new tokens on the chunk, which returns a fresh output and log-sum-exp, and folds
+them into the running result with merge_attn_states. The loop allocates a new pair of
+merge targets for every chunk: 2 * (chunks - 1) allocations of the full output size per
+layer and prefill step. As in vLLM, the previous chunk's output stays bound to
+attn_output while the next chunk is gathered, up-projected and attended.
 
 Shapes: output bf16 [tokens, heads, v_head_dim], lse fp32 [heads, tokens].
 """
 
-from dataclasses import dataclass
-
 import torch
 
-from kernels import attention_with_lse, merge_attn_states, randn
-
-QK_NOPE_HEAD_DIM = 128
-QK_ROPE_HEAD_DIM = 64
-QK_HEAD_DIM = QK_NOPE_HEAD_DIM + QK_ROPE_HEAD_DIM
+from kernels import flash_attn_with_lse, gather_cache, merge_attn_states, randn
+from mla_common import QK_HEAD_DIM, MLALayerWeights, make_chunked_prefill, make_weights
 
 CHUNK_PARAM = "chunks"  # the size that sets the number of merges (verify.py --chunks)
 SMALL = {"tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16}  # CI sizes
+SWEEP = (4, 16, 64)  # chunk counts of the GPU report's sweep
 
 
-@dataclass
-class ChunkedContextMetadata:
-    seq_tot: list[int]  # context tokens gathered per chunk
-
-
-@dataclass
-class PrefillMetadata:
-    chunked_context: ChunkedContextMetadata | None
-
-
-class MLAPrefillContext:
+class MLAPrefillContext(MLALayerWeights):
     """The part of an MLA attention layer that attends to the cached context."""
 
-    def __init__(self, chunk_outputs, chunk_lses):
-        self.chunk_outputs = chunk_outputs
-        self.chunk_lses = chunk_lses
+    def _run_prefill_context_chunk(self, prefill, chunk_idx, q, k, v):
+        # FlashAttention with return_softmax_lse=True (kernels.flash_attn_with_lse).
+        assert prefill.chunked_context is not None
+        return flash_attn_with_lse(q, k, v, self.scale)
 
-    def _run_prefill_context_chunk(self, prefill, chunk_idx, q):
-        # Stands in for FlashAttention over the gathered latent KV of chunk
-        # `chunk_idx`. Its results were computed up front (make_inputs), so the
-        # only allocations in the loop below are the loop's own.
-        return self.chunk_outputs[chunk_idx], self.chunk_lses[chunk_idx]
-
-    def _compute_prefill_context(self, q, prefill_metadata):
+    def _compute_prefill_context(self, q, kv_c_and_k_pe_cache, attn_metadata):
+        assert attn_metadata.prefill is not None
+        prefill_metadata = attn_metadata.prefill
         assert prefill_metadata.chunked_context is not None
 
         output = None
         iters = len(prefill_metadata.chunked_context.seq_tot)
+        workspace = prefill_metadata.chunked_context.workspace
         for i in range(iters):
+            toks = prefill_metadata.chunked_context.seq_tot[i]
+            gather_cache(
+                src_cache=kv_c_and_k_pe_cache,
+                dst=workspace,
+                block_table=prefill_metadata.block_table,
+                start=prefill_metadata.chunked_context.starts[i],
+                num_tokens=toks,
+            )
+
+            kv_c_normed = workspace[:toks][..., : self.kv_lora_rank]
+            k_pe = workspace[:toks][..., self.kv_lora_rank :].unsqueeze(1)
+
+            kv_nope = self.kv_b_proj(kv_c_normed)[0].view(
+                -1, self.num_heads, self.qk_nope_head_dim + self.v_head_dim
+            )
+            k_nope, v = kv_nope.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+
+            k = self._concat_k_nope_k_pe(k_nope, k_pe)
+
             attn_output, attn_softmax_lse = self._run_prefill_context_chunk(
                 prefill=prefill_metadata,
                 chunk_idx=i,
                 q=q,
+                k=k,
+                v=v,
             )
 
             if output is None:
@@ -80,25 +87,20 @@ class MLAPrefillContext:
         return output, output_lse
 
 
-def make_inputs(device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=64):
-    """Fresh prefill queries and per-chunk attention results over random context chunks."""
+def make_inputs(device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=256):
+    """The layer, its prefill queries and a cached context of chunks * chunk_len tokens."""
     g = torch.Generator().manual_seed(seed)
+    impl = MLAPrefillContext(heads, dim, make_weights(g, device, heads, dim))
     q = randn((tokens, heads, QK_HEAD_DIM), g, device)
-    scale = QK_HEAD_DIM**-0.5
-    outputs, lses = [], []
-    for _ in range(chunks):
-        k = randn((chunk_len, heads, QK_HEAD_DIM), g, device)
-        v = randn((chunk_len, heads, dim), g, device)
-        out, lse = attention_with_lse(q, k, v, scale)
-        outputs.append(out)
-        lses.append(lse)
-    prefill = PrefillMetadata(ChunkedContextMetadata(seq_tot=[chunk_len] * chunks))
-    return {"impl": MLAPrefillContext(outputs, lses), "q": q, "prefill": prefill}
+    cache, attn_metadata = make_chunked_prefill(g, device, chunks, chunk_len)
+    return {"impl": impl, "q": q, "kv_c_and_k_pe_cache": cache, "attn_metadata": attn_metadata}
 
 
 def run_loop(inputs):
-    """Call the loop on inputs from make_inputs; returns (output, output_lse)."""
-    return inputs["impl"]._compute_prefill_context(inputs["q"], inputs["prefill"])
+    """The call under test; returns (output, output_lse)."""
+    return inputs["impl"]._compute_prefill_context(
+        inputs["q"], inputs["kv_c_and_k_pe_cache"], inputs["attn_metadata"]
+    )
 
 
 def run(device, seed=0, **size):

@@ -1,64 +1,133 @@
-"""MLA chunked-prefill context under context parallelism, simulated in one process.
+"""MLA chunked-prefill context under decode context parallelism, simulated in one process.
 
-With context parallelism the cached context of a long request is spread over the ranks
-of a context-parallel group: the context chunks are dealt round-robin to the ranks,
-each rank attends the prefill queries to its own chunks, and one all-gather brings
-every rank's partial results (output and log-sum-exp per chunk) to every rank, which
-folds them into the context attention result. The fold is vLLM 0.21.0's loop
-(MLACommonImpl._context_parallel_compute_prefill_context), with its fresh pair of
-merge targets per chunk.
+With decode context parallelism (DCP) the KV cache of a request is spread over the
+ranks of a DCP group, token t on rank t % world_size. vLLM 0.21.0's
+MLACommonImpl._context_parallel_compute_prefill_context attends the prefill queries to
+the cached context one chunk at a time: each rank gathers its own tokens of the chunk
+into the first part of the workspace, an all-gather brings every rank's tokens (a fresh
+tensor, copied into the rest of the workspace), reorg_kvcache puts them back in token
+order, and then, as without DCP, the chunk is up-projected and attended (a fresh output
+and lse per chunk) and folded into the running result with a fresh pair of merge
+targets per chunk.
 
-Here the ranks are simulated: make_inputs computes each rank's partial results and
-stacks them as the all-gather would ([world_size, chunks_per_rank, ...]).
+The other ranks are simulated: SimulatedDCPGroup holds their cache shards and answers
+the all-gather with their gathered tokens.
 """
-
-from dataclasses import dataclass
 
 import torch
 
-from kernels import attention_with_lse, merge_attn_states, randn
-
-QK_HEAD_DIM = 128 + 64  # nope + rope
+from kernels import flash_attn_with_lse, gather_cache, merge_attn_states, randn
+from mla_common import (
+    KV_LORA_RANK,
+    QK_HEAD_DIM,
+    QK_ROPE_HEAD_DIM,
+    MLALayerWeights,
+    make_chunked_prefill,
+    make_paged_cache,
+    make_weights,
+)
 
 CHUNK_PARAM = "chunks"
 SMALL = {  # CI sizes
-    "tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16, "cp_world_size": 2
+    "tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16, "dcp_world_size": 2
 }
 
 
-@dataclass
-class ChunkedContextMetadata:
-    seq_tot: list[int]  # context tokens per chunk, over all ranks
+class SimulatedDCPGroup:
+    """Stands in for the DCP process group; the other ranks' caches live here."""
+
+    def __init__(self, world_size, remote_caches):
+        self.world_size = world_size
+        self.remote_caches = remote_caches  # rank -> (cache, block_table), rank 0 is us
+
+    def all_gather(self, local, dim, start):
+        # Every other rank gathers the same local positions of its own shard.
+        parts = [local]
+        for rank in range(1, self.world_size):
+            cache, block_table = self.remote_caches[rank]
+            remote = torch.empty_like(local)
+            gather_cache(cache, remote, block_table, start, local.shape[0])
+            parts.append(remote)
+        return torch.cat(parts, dim=dim)
 
 
-class SimulatedCPGroup:
-    """Stands in for the context-parallel process group; all its ranks live here."""
+def reorg_kvcache(allgathered_kv_c_normed, allgathered_k_pe, dcp_world_size, toks):
+    """Rank-major all-gathered tokens back to token order (token t from rank t % W)."""
 
-    def __init__(self, rank_outputs, rank_lses):
-        self.world_size = len(rank_outputs)
-        self._gathered = (torch.stack(rank_outputs), torch.stack(rank_lses))
+    def reorder(t):
+        return t.view(dcp_world_size, toks, *t.shape[1:]).transpose(0, 1).flatten(0, 1)
 
-    def all_gather_partial_states(self):
-        # outputs [world_size, chunks_per_rank, tokens, heads, dim],
-        # lses [world_size, chunks_per_rank, heads, tokens]
-        return self._gathered
+    # reshape of a transposed view: fresh tensors, as vLLM's reorg (a cat) returns.
+    kv_c_normed = reorder(allgathered_kv_c_normed).contiguous()
+    k_pe = reorder(allgathered_k_pe).contiguous()
+    return kv_c_normed, k_pe
 
 
-class MLAContextParallelPrefill:
-    def __init__(self, cp_group):
-        self.cp_group = cp_group
+class MLAContextParallelPrefill(MLALayerWeights):
+    def __init__(self, num_heads, v_head_dim, kv_b_proj_weight, dcp_group):
+        super().__init__(num_heads, v_head_dim, kv_b_proj_weight)
+        self.dcp_group = dcp_group
 
-    def _context_parallel_compute_prefill_context(self, q, chunked_context):
-        cp_world_size = self.cp_group.world_size
-        gathered_output, gathered_lse = self.cp_group.all_gather_partial_states()
+    def _run_prefill_context_chunk(self, prefill, chunk_idx, q, k, v):
+        assert prefill.chunked_context is not None
+        return flash_attn_with_lse(q, k, v, self.scale)
+
+    def _context_parallel_compute_prefill_context(
+        self, q, kv_c_and_k_pe_cache, attn_metadata, dcp_world_size
+    ):
+        assert attn_metadata.prefill is not None
+        prefill_metadata = attn_metadata.prefill
+        assert prefill_metadata.chunked_context is not None
 
         output = None
-        iters = len(chunked_context.seq_tot)
+        iters = len(prefill_metadata.chunked_context.seq_tot)
+        workspace = prefill_metadata.chunked_context.workspace
+
         for i in range(iters):
-            # Chunk i was dealt to rank i % cp_world_size, as its (i // cp_world_size)-th.
-            src_rank, local_idx = i % cp_world_size, i // cp_world_size
-            attn_output = gathered_output[src_rank, local_idx]
-            attn_softmax_lse = gathered_lse[src_rank, local_idx]
+            toks = prefill_metadata.chunked_context.seq_tot[i]
+            gather_cache(
+                src_cache=kv_c_and_k_pe_cache,
+                dst=workspace,
+                block_table=prefill_metadata.block_table,
+                start=prefill_metadata.chunked_context.starts[i],
+                num_tokens=toks,
+            )
+            # workspace
+            # |------- N tokens --------|--------- N*dcp_size tokens ----------|
+            # |<- use for loca_gather ->|<--------- use for allgather -------->|
+            allgather_offset = workspace.shape[0] // (dcp_world_size + 1)
+            assert toks <= allgather_offset
+            local_gathered_kvcache = workspace[:toks]
+            cur_allgather_workspace = workspace[
+                allgather_offset : allgather_offset * (1 + dcp_world_size)
+            ]
+            cur_allgather_kvcache = cur_allgather_workspace[: toks * dcp_world_size]
+            cur_allgather_kvcache.copy_(
+                self.dcp_group.all_gather(
+                    local_gathered_kvcache, dim=0, start=prefill_metadata.chunked_context.starts[i]
+                )
+            )
+            allgatered_kv_c_normed, allgatered_k_pe = cur_allgather_kvcache.unsqueeze(1).split(
+                [self.kv_lora_rank, self.qk_rope_head_dim], dim=-1
+            )
+
+            kv_c_normed, k_pe = reorg_kvcache(
+                allgatered_kv_c_normed, allgatered_k_pe, dcp_world_size=dcp_world_size, toks=toks
+            )
+
+            kv_nope = self.kv_b_proj(kv_c_normed)[0].view(
+                -1, self.num_heads, self.qk_nope_head_dim + self.v_head_dim
+            )
+            k_nope, v = kv_nope.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+            k = self._concat_k_nope_k_pe(k_nope, k_pe)
+
+            attn_output, attn_softmax_lse = self._run_prefill_context_chunk(
+                prefill=prefill_metadata,
+                chunk_idx=i,
+                q=q,
+                k=k,
+                v=v,
+            )
 
             if output is None:
                 output = attn_output
@@ -81,33 +150,37 @@ class MLAContextParallelPrefill:
 
 
 def make_inputs(
-    device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=64, cp_world_size=4
+    device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=256, dcp_world_size=4
 ):
-    """Fresh queries; every simulated rank attends them to its share of the chunks."""
-    assert chunks % cp_world_size == 0, "chunks are dealt evenly to the ranks"
+    """The layer, its queries, and a context of chunks * chunk_len tokens over the ranks."""
+    assert chunk_len % dcp_world_size == 0, "every rank holds the same share of a chunk"
     g = torch.Generator().manual_seed(seed)
+    weights = make_weights(g, device, heads, dim)
     q = randn((tokens, heads, QK_HEAD_DIM), g, device)
-    scale = QK_HEAD_DIM**-0.5
-    rank_outputs = [[] for _ in range(cp_world_size)]
-    rank_lses = [[] for _ in range(cp_world_size)]
-    for i in range(chunks):
-        k = randn((chunk_len, heads, QK_HEAD_DIM), g, device)
-        v = randn((chunk_len, heads, dim), g, device)
-        out, lse = attention_with_lse(q, k, v, scale)
-        rank_outputs[i % cp_world_size].append(out)
-        rank_lses[i % cp_world_size].append(lse)
-    group = SimulatedCPGroup(
-        [torch.stack(o) for o in rank_outputs], [torch.stack(lse) for lse in rank_lses]
+    local_len = chunk_len // dcp_world_size
+    workspace_tokens = local_len * (dcp_world_size + 1)
+    cache, attn_metadata = make_chunked_prefill(g, device, chunks, local_len, workspace_tokens)
+    remote = {r: make_paged_cache(g, device, chunks * local_len) for r in range(1, dcp_world_size)}
+    assert attn_metadata.prefill.chunked_context.workspace.shape[1] == (
+        KV_LORA_RANK + QK_ROPE_HEAD_DIM
     )
-    chunked_context = ChunkedContextMetadata(seq_tot=[chunk_len] * chunks)
-    return {"impl": MLAContextParallelPrefill(group), "q": q, "chunked_context": chunked_context}
+    group = SimulatedDCPGroup(dcp_world_size, remote)
+    impl = MLAContextParallelPrefill(heads, dim, weights, group)
+    return {
+        "impl": impl,
+        "q": q,
+        "kv_c_and_k_pe_cache": cache,
+        "attn_metadata": attn_metadata,
+        "dcp_world_size": dcp_world_size,
+    }
 
 
 def run_loop(inputs):
-    """Call the loop on inputs from make_inputs; returns (output, output_lse)."""
+    """The call under test; returns (output, output_lse)."""
     return inputs["impl"]._context_parallel_compute_prefill_context(
-        inputs["q"], inputs["chunked_context"]
-    )
+        inputs["q"], inputs["kv_c_and_k_pe_cache"], inputs["attn_metadata"],
+        inputs["dcp_world_size"],
+    )  # fmt: skip
 
 
 def run(device, seed=0, **size):

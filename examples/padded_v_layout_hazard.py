@@ -1,11 +1,13 @@
 """Why the swap fix is unsafe when the accumulator starts as a tensor the loop does not own.
 
-The loop is vLLM 0.21.0's MLA prefill-context loop (as in mla_chunked_prefill.py), with
-two real details of that time:
+The loop is vLLM 0.21.0's MLA prefill-context loop (as in mla_chunked_prefill.py: every
+chunk is gathered, up-projected and attended inside the loop), with two real details of
+that time:
 
-* The attention backend pads V from 128 to 192 dims (the QK head dim) and returns the
-  output as a view, out_padded[..., :128]: shape [tokens, heads, 128], head stride 192,
-  token stride heads * 192. Every chunk's output is such a view.
+* The attention backend pads V from 128 to 192 dims (the QK head dim) for a
+  FlashAttention that needs equal head dims, and returns the output as a view,
+  out_padded[..., :128]: shape [tokens, heads, 128], head stride 192, token stride
+  heads * 192. Every chunk's output is such a view of a fresh padded output.
 * The merge kernel reads the prefix AND the suffix with the prefix's head stride (and
   token stride = heads * head stride), and writes the output with its own
   (kernels.merge_attn_states_prefix_strides).
@@ -31,17 +33,15 @@ A codemod must keep the program's behaviour, bugs included: here the swap change
 ping-pong keeps it.
 """
 
-from dataclasses import dataclass
-
 import torch
 
-from kernels import attention_with_lse, randn
+from kernels import flash_attn_with_lse, gather_cache, randn
 from kernels import merge_attn_states_prefix_strides as merge_attn_states
-
-QK_HEAD_DIM = 128 + 64  # nope + rope; V is padded to this
+from mla_common import QK_HEAD_DIM, MLALayerWeights, make_chunked_prefill, make_weights
 
 CHUNK_PARAM = "chunks"
 SMALL = {"tokens": 64, "heads": 4, "dim": 128, "chunks": 8, "chunk_len": 16}  # CI sizes
+SWEEP = (4, 16, 64)
 
 
 def expect_unsafe_equal(**size):
@@ -49,38 +49,51 @@ def expect_unsafe_equal(**size):
     return size.get("chunks", 16) < 4
 
 
-@dataclass
-class ChunkedContextMetadata:
-    seq_tot: list[int]
+class MLAPrefillContext(MLALayerWeights):
+    def _flash_attn_varlen_diff_headdims(self, q, k, v, softmax_scale):
+        # FlashAttention 2 needs V's head dim to be Q's: pad V, cut the output back.
+        padded_v = torch.nn.functional.pad(v, [0, q.shape[-1] - v.shape[-1]], value=0)
+        attn_out, lse = flash_attn_with_lse(q, k, padded_v, softmax_scale)
+        return attn_out[..., : v.shape[-1]], lse
 
+    def _run_prefill_context_chunk(self, prefill, chunk_idx, q, k, v):
+        assert prefill.chunked_context is not None
+        return self._flash_attn_varlen_diff_headdims(q, k, v, softmax_scale=self.scale)
 
-@dataclass
-class PrefillMetadata:
-    chunked_context: ChunkedContextMetadata | None
-
-
-class MLAPrefillContext:
-    def __init__(self, padded_outputs, chunk_lses, v_head_dim):
-        self.padded_outputs = padded_outputs
-        self.chunk_lses = chunk_lses
-        self.v_head_dim = v_head_dim
-
-    def _run_prefill_context_chunk(self, prefill, chunk_idx, q):
-        # Stands in for FlashAttention with V padded to the QK head dim; as in vLLM the
-        # padding is cut off by slicing, which leaves a strided view.
-        attn_output = self.padded_outputs[chunk_idx][..., : self.v_head_dim]
-        return attn_output, self.chunk_lses[chunk_idx]
-
-    def _compute_prefill_context(self, q, prefill_metadata):
+    def _compute_prefill_context(self, q, kv_c_and_k_pe_cache, attn_metadata):
+        assert attn_metadata.prefill is not None
+        prefill_metadata = attn_metadata.prefill
         assert prefill_metadata.chunked_context is not None
 
         output = None
         iters = len(prefill_metadata.chunked_context.seq_tot)
+        workspace = prefill_metadata.chunked_context.workspace
         for i in range(iters):
+            toks = prefill_metadata.chunked_context.seq_tot[i]
+            gather_cache(
+                src_cache=kv_c_and_k_pe_cache,
+                dst=workspace,
+                block_table=prefill_metadata.block_table,
+                start=prefill_metadata.chunked_context.starts[i],
+                num_tokens=toks,
+            )
+
+            kv_c_normed = workspace[:toks][..., : self.kv_lora_rank]
+            k_pe = workspace[:toks][..., self.kv_lora_rank :].unsqueeze(1)
+
+            kv_nope = self.kv_b_proj(kv_c_normed)[0].view(
+                -1, self.num_heads, self.qk_nope_head_dim + self.v_head_dim
+            )
+            k_nope, v = kv_nope.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+
+            k = self._concat_k_nope_k_pe(k_nope, k_pe)
+
             attn_output, attn_softmax_lse = self._run_prefill_context_chunk(
                 prefill=prefill_metadata,
                 chunk_idx=i,
                 q=q,
+                k=k,
+                v=v,
             )
 
             if output is None:
@@ -103,28 +116,21 @@ class MLAPrefillContext:
         return output, output_lse
 
 
-def make_inputs(device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=64):
-    """Fresh queries and per-chunk attention results with V zero-padded to QK_HEAD_DIM."""
+def make_inputs(device, seed=0, tokens=1024, heads=128, dim=128, chunks=16, chunk_len=256):
+    """The layer, its prefill queries and a cached context of chunks * chunk_len tokens."""
     assert dim < QK_HEAD_DIM, "the hazard needs padding"
     g = torch.Generator().manual_seed(seed)
+    impl = MLAPrefillContext(heads, dim, make_weights(g, device, heads, dim))
     q = randn((tokens, heads, QK_HEAD_DIM), g, device)
-    scale = QK_HEAD_DIM**-0.5
-    padded_outputs, lses = [], []
-    for _ in range(chunks):
-        k = randn((chunk_len, heads, QK_HEAD_DIM), g, device)
-        v = randn((chunk_len, heads, dim), g, device)
-        v_padded = torch.nn.functional.pad(v, [0, QK_HEAD_DIM - dim], value=0)
-        out, lse = attention_with_lse(q, k, v_padded, scale)  # out [tokens, heads, 192]
-        padded_outputs.append(out)
-        lses.append(lse)
-    prefill = PrefillMetadata(ChunkedContextMetadata(seq_tot=[chunk_len] * chunks))
-    impl = MLAPrefillContext(padded_outputs, lses, v_head_dim=dim)
-    return {"impl": impl, "q": q, "prefill": prefill}
+    cache, attn_metadata = make_chunked_prefill(g, device, chunks, chunk_len)
+    return {"impl": impl, "q": q, "kv_c_and_k_pe_cache": cache, "attn_metadata": attn_metadata}
 
 
 def run_loop(inputs):
-    """Call the loop on inputs from make_inputs; returns (output, output_lse)."""
-    return inputs["impl"]._compute_prefill_context(inputs["q"], inputs["prefill"])
+    """The call under test; returns (output, output_lse)."""
+    return inputs["impl"]._compute_prefill_context(
+        inputs["q"], inputs["kv_c_and_k_pe_cache"], inputs["attn_metadata"]
+    )
 
 
 def run(device, seed=0, **size):

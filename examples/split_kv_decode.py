@@ -2,10 +2,11 @@
 
 A decode step has one query token per request; with few requests and long contexts
 that cannot fill the GPU, so each request's KV cache is cut into splits attended in
-parallel. Every split leaves a partial output and its log-sum-exp (kept in fp32), and
-a combine step folds the splits together. Splits past the end of a short request saw
-no keys (lse -inf, output 0) and must fold in as nothing. This combine allocates a
-fresh pair of buffers per split.
+parallel. The split kernel (kernels.split_kv_attention, one launch for all splits, as
+in flash-decoding) writes every split's partial output and log-sum-exp (fp32) into a
+fresh workspace, and a combine step folds the splits together. Splits past the end of
+a short request saw no keys (lse -inf, output 0) and must fold in as nothing. This
+combine allocates a fresh pair of buffers per split.
 
 Shapes: partial outputs fp32 [num_splits, batch, heads, head_dim], lse fp32
 [num_splits, heads, batch]; the decode batch plays the role of the tokens.
@@ -13,12 +14,13 @@ Shapes: partial outputs fp32 [num_splits, batch, heads, head_dim], lse fp32
 
 import torch as th
 
-from kernels import merge_attn_states, randn
+from kernels import merge_attn_states, randn, split_kv_attention
 
 CHUNK_PARAM = "num_splits"
 SMALL = {  # CI sizes
     "batch": 8, "heads": 8, "kv_heads": 2, "dim": 128, "num_splits": 8, "split_len": 16
 }
+SWEEP = (4, 16, 64)
 
 
 def combine_kv_splits(split_out, split_lse, num_splits):
@@ -33,35 +35,33 @@ def combine_kv_splits(split_out, split_lse, num_splits):
     return acc, acc_lse
 
 
+def decode_attention(q, k_cache, v_cache, seq_lens, num_splits, split_len):
+    """One decode step of a GQA batch: the split kernel, then the combine."""
+    split_out, split_lse = split_kv_attention(q, k_cache, v_cache, seq_lens, num_splits,
+                                              split_len)  # fmt: skip
+    return combine_kv_splits(split_out, split_lse, num_splits)
+
+
 def make_inputs(
     device, seed=0, batch=32, heads=32, kv_heads=8, dim=128, num_splits=16, split_len=128
 ):
-    """Per-split partial results of a GQA decode batch with random context lengths."""
+    """A decode batch's queries and KV caches, with random context lengths."""
     g = th.Generator().manual_seed(seed)
-    group = heads // kv_heads
     max_len = num_splits * split_len
     seq_lens = th.randint(1, max_len + 1, (batch,), generator=g).to(device)
-    q = randn((batch, kv_heads, group, dim), g, device)
-    scale = dim**-0.5
-    split_out = th.empty((num_splits, batch, heads, dim), device=device)
-    split_lse = th.empty((num_splits, heads, batch), device=device)
-    for s in range(num_splits):
-        k = randn((batch, split_len, kv_heads, dim), g, device)
-        v = randn((batch, split_len, kv_heads, dim), g, device)
-        scores = th.einsum("bkgd,blkd->kgbl", q.float(), k.float()) * scale
-        positions = s * split_len + th.arange(split_len, device=device)
-        in_context = positions[None, :] < seq_lens[:, None]  # [batch, split_len]
-        scores.masked_fill_(~in_context, float("-inf"))
-        lse = th.logsumexp(scores, dim=-1)  # -inf where the split is past the end
-        probs = th.exp(scores - lse[..., None]).nan_to_num_(0.0)
-        split_out[s] = th.einsum("kgbl,blkd->bkgd", probs, v.float()).reshape(batch, heads, dim)
-        split_lse[s] = lse.reshape(heads, batch)
-    return {"split_out": split_out, "split_lse": split_lse, "num_splits": num_splits}
+    return {
+        "q": randn((batch, kv_heads, heads // kv_heads, dim), g, device),
+        "k_cache": randn((batch, max_len, kv_heads, dim), g, device),
+        "v_cache": randn((batch, max_len, kv_heads, dim), g, device),
+        "seq_lens": seq_lens,
+        "num_splits": num_splits,
+        "split_len": split_len,
+    }
 
 
 def run_loop(inputs):
-    """Call the loop on inputs from make_inputs; returns (acc, acc_lse)."""
-    return combine_kv_splits(**inputs)
+    """The call under test; returns (acc, acc_lse)."""
+    return decode_attention(**inputs)
 
 
 def run(device, seed=0, **size):

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from ..analysis import flow
 from ..analysis.names import last_names
+from ..analysis.prefilter import might_have_finding
 from ..analysis.scopes import Loop, walk_scope
 from ..diagnostics import Diagnostic, Fix
+from ..edits import InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
 
 
@@ -28,7 +30,7 @@ class Pair:
 
 @dataclass(eq=False)
 class FixPlan:
-    """What the codemod needs to rewrite one group (see alloc_lint.fixer)."""
+    """How one group is rewritten; `_operations` turns it into edit operations."""
 
     form: str  # "swap" | "pingpong"
     loop: ast.stmt
@@ -138,6 +140,9 @@ class AllocInLoopMerge(Rule):
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+
+    def might_match(self, text: str, config) -> bool:
+        return might_have_finding(text, last_names(config.allocators))
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         allocators = frozenset(ctx.config.allocators)
@@ -443,7 +448,7 @@ def _diagnose(pairs: list, loop: Loop, ctx: FileContext, claimed: set, names_in_
         reason = "a statement of the pattern shares its line with another statement"
     elif any(id(s) in claimed for s in statements):
         reason = "a statement of the pattern belongs to another group's fix"
-    fixes = [] if reason else _fixes(group, loop, origin, example, names_in_use)
+    fixes = [] if reason else _fixes(group, loop, origin, example, names_in_use, ctx.lines)
     if fixes:
         claimed.update(id(s) for s in statements)
 
@@ -478,18 +483,71 @@ def _plan(form: str, group: list, loop: Loop, names_in_use: set) -> FixPlan:
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp)
 
 
-def _fixes(group: list, loop: Loop, origin: str, example: str | None, names_in_use: set) -> list[Fix]:
+def _operations(plan: FixPlan, lines: list) -> tuple:
+    """The edit operations (alloc_lint.edits) that carry out `plan`."""
+    at = lambda stmt: position(stmt, lines)  # noqa: E731
+    spares = [f"{spare} = {_source(alloc.value, lines)}"
+              for (_, _, spare), alloc in zip(plan.pairs, plan.allocs) if spare]
+    ops = [InsertBefore(at(plan.loop), f"{plan.first_temp} = None"),
+           Wrap(tuple(at(s) for s in plan.allocs), f"if {plan.first_temp} is None", "\n".join(spares))]
+    ops += [Replace(at(s), _rebinding(s, plan.pairs, plan.form)) for s in plan.rebinds]
+    temps = {temp for _, temp, _ in plan.pairs}
+    ops += [Replace(at(s), _without_temps(s, temps) or "") for s in plan.deletes]
+    return tuple(ops)
+
+
+def _source(node: ast.expr, lines: list) -> str:
+    """The expression as written, where it is one line; else unparsed."""
+    if node.lineno == node.end_lineno:
+        line = lines[node.lineno - 1].encode("utf-8")
+        return line[node.col_offset:node.end_col_offset].decode("utf-8")
+    return ast.unparse(node)
+
+
+def _rebinding(stmt: ast.Assign, pairs, form: str) -> str:
+    """`A = T` -> `A, T = T, A` (swap) or `A, T, T_alt = T, T_alt, T` (ping-pong),
+    keeping any other elements of a tuple assignment."""
+    target, value = stmt.targets[0], stmt.value
+    if isinstance(target, ast.Name):
+        targets, values = [target.id], [value.id]
+    else:
+        targets = [ast.unparse(t) for t in target.elts]
+        values = [ast.unparse(v) for v in value.elts]
+    for acc, temp, spare in pairs:
+        if acc in targets and values[targets.index(acc)] == temp:
+            if form == "swap":
+                targets.append(temp)
+                values.append(acc)
+            else:
+                targets += [temp, spare]
+                values += [spare, temp]
+    return f"{', '.join(targets)} = {', '.join(values)}"
+
+
+def _without_temps(stmt: ast.Delete, temps: set[str]) -> str | None:
+    kept = []
+    for target in stmt.targets:
+        elts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+        kept += [ast.unparse(e) for e in elts if not (isinstance(e, ast.Name) and e.id in temps)]
+    return f"del {', '.join(kept)}" if kept else None
+
+
+def _fixes(group: list, loop: Loop, origin: str, example: str | None, names_in_use: set,
+           lines: list) -> list[Fix]:
     accs = ", ".join(f"`{p.acc}`" for p in group)
     temps = ", ".join(f"`{p.temp}`" for p in group)
     swap_message = f"Allocate {temps} once, lazily, and swap with {accs} after each merge"
     pingpong_message = (f"Allocate two buffers per accumulator once, lazily, and alternate them "
                         f"(the first value of {accs} is only read)")
+
+    def fix(applicability: str, message: str, form: str) -> Fix:
+        return Fix(applicability, message, form, _operations(_plan(form, group, loop, names_in_use), lines))
+
     if origin in ("owned", "none"):
-        return [Fix("safe", swap_message, "swap", _plan("swap", group, loop, names_in_use))]
+        return [fix("safe", swap_message, "swap")]
     if origin == "external":
-        return [Fix("safe", pingpong_message + f"; a swap would overwrite `{example}`, which the caller owns",
-                    "pingpong", _plan("pingpong", group, loop, names_in_use))]
+        return [fix("safe", pingpong_message + f"; a swap would overwrite `{example}`, which the caller owns",
+                    "pingpong")]
     unsafe = (swap_message + f"; assumes the first value of {accs} (from `{example}`) is referenced "
               "nowhere else and has the layout of a fresh buffer")
-    return [Fix("unsafe", unsafe, "swap", _plan("swap", group, loop, names_in_use)),
-            Fix("safe", pingpong_message, "pingpong", _plan("pingpong", group, loop, names_in_use))]
+    return [fix("unsafe", unsafe, "swap"), fix("safe", pingpong_message, "pingpong")]

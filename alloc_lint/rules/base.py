@@ -42,6 +42,12 @@ class Rule:
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         raise NotImplementedError
 
+    def might_match(self, text: str, config: Config) -> bool:
+        """A sound text test: False only when `check` provably reports nothing
+        for this text under this configuration. The engine parses a file only
+        when some selected rule's test holds. The default keeps every file."""
+        return True
+
     @classmethod
     def documentation(cls) -> str:
         return inspect.cleandoc(cls.__doc__ or "")
