@@ -117,6 +117,10 @@ class Tally:
         lines.append("what broken unsafe fixes changed: "
                      + ", ".join(f"{k} {v}" for k, v in self.unsafe_kinds.most_common()))
         lines += [f"{k}: {v}" for k, v in self.totals.items()]
+        judged = self.n - all_["not detected"]
+        if judged and self.totals["original raised"] > 0.1 * judged:
+            lines.append(f"WARNING: {self.totals['original raised']} of {judged} originals raised; the generator or "
+                         "the fuzzer's environment is broken and these counts do not mean much")
         if self.crash_seeds:
             lines.append(f"seeds where the tool crashed: {self.crash_seeds[:20]}")
         if self.prefilter_seeds:
