@@ -189,6 +189,11 @@ def make_acc(x):
     return torch.zeros_like(x)
 
 
+async def aiterate(parts):
+    for p in parts:
+        yield p
+
+
 def pick(parts, i):
     return parts[i] if i < len(parts) else None
 

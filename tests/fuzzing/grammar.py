@@ -120,8 +120,30 @@ def _items():
         I("custom-op", "c1", inside, "torch.ops.fuzzlib.append({A})"),
         I("callback", "c1", anywhere, "cb({A})", params=("cb",), none_ok=True),
         I("keep-temp", "c1", ("mid1", "mid2"), "keep({T})", fuzz=("keep",)),
+        I("suffix-is-acc", "c2", ("mid1",), "torch.add({A}, {A}, out={T})"),
         I("custom-op-temp", "c1", ("mid1",), "torch.ops.fuzzlib.append({T})"),
         I("keep-alias", "c1", inside, "cur = {A}\nkeep(cur)", fuzz=("keep",)),
+        # aliases through every binding form, then kept
+        I("alias-unpack", "c1", inside, "cur, _ = {A}, None\nkeep(cur)", fuzz=("keep",)),
+        I("alias-starred", "c1", inside, "*cur, = [{A}]\nkeep(cur)", fuzz=("keep",)),
+        I("alias-for", "c1", inside, "for cur in ({A},):\n    keep(cur)", fuzz=("keep",)),
+        I("alias-with", "c1", inside, "with contextlib.nullcontext({A}) as cur:\n    keep(cur)", fuzz=("keep",),
+          imports=("contextlib",)),
+        I("alias-chain", "c1", inside, "cur = again = {A}\nkeep(again)", fuzz=("keep",)),
+        I("keep-star-args", "c1", inside, "keep(*[{A}])", fuzz=("keep",)),
+        I("keep-kwargs", "c1", inside, 'keep(**{{"t": {A}}})', fuzz=("keep",)),
+        I("keep-locals", "c1", inside, 'keep(locals()["{A}"])', fuzz=("keep",)),
+        I("keep-eval", "c1", inside, 'keep(eval("{A}"))', fuzz=("keep",)),
+        I("keep-temp-alias", "c1", ("mid1",), "out_view = {T}\nkeep(out_view)", fuzz=("keep",)),
+        I("temp-read-before-merge", "c2", ("mid1",), "sums.append({T}.sum())", setup="sums = []", ret="sums"),
+        I("temp-print-before-merge", "c2", ("mid1",), "print({T})"),
+        # control flow around the pattern
+        I("break-after", "harmless", ("end",), "if {i} == 2:\n    break", needs=frozenset({"index"})),
+        I("return-inside", "harmless", ("end",), "if {i} == 2:\n    return {A}", needs=frozenset({"index"})),
+        I("nonlocal-reset", "c6", ("end",), "if {i} == 1:\n    reset()", needs=frozenset({"index", "init"}),
+          setup="def reset():\n    nonlocal {A}\n    {A} = x"),
+        I("inplace-after", "harmless", ("end",), "{A}.mul_(0.5)"),
+        I("inplace-old", "c1", ("mid2",), "{A}.mul_(0.5)"),
         I("temp-after", "c1", ("end", "post"), "sums.append({T}.sum())", setup="sums = []", ret="sums",
           needs=frozenset({"nodel"})),
         I("print-temp-after", "c1", ("end",), "print({T})", needs=frozenset({"nodel"})),
@@ -632,11 +654,17 @@ def generate(seed: int) -> Program:
         b.tags.add("c4")
     if loop == "while":
         b.setup.insert(0, "i = 0")
+    is_async = header == "for p in parts:" and b.chance(0.08)
+    if is_async:
+        header = "async for p in aiterate(parts):"
+        b.fuzz.add("aiterate")
+        b.shape_tags.append("async")
 
     # --- statements from the table ---
     grad = "w" in b.params
     n_items = rng.choice([0, 1, 1, 2, 2, 3])
-    candidates = [it for it in ITEMS if _applicable(it, index, has_del, tplname, init_declared, first, kind)]
+    candidates = [it for it in ITEMS if _applicable(it, index, has_del, tplname, init_declared, first, kind)
+                  and not (is_async and it.makes_generator)]
     chosen = []
     for _ in range(n_items):
         item = b.pick(candidates)
@@ -729,7 +757,7 @@ def generate(seed: int) -> Program:
         module.append("from fuzzlib import " + ", ".join(sorted(b.fuzz)))
     module += b.module
     text = "\n".join(module) + "\n\n\n" + (b.decorator + "\n" if b.decorator else "") + \
-        f"def run({', '.join(b.params)}):\n" + "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
+        f"{'async ' if is_async else ''}def run({', '.join(b.params)}):\n" + "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
     if b.chance(0.1):  # c10: torch under another name
         text = text.replace("import torch\n", "import torch as th\n", 1).replace("torch.", "th.")
         text = text.replace("(torch)", "(th)")

@@ -178,7 +178,9 @@ class Observer(TorchDispatchMode):
                 self.sizes[key] = s.nbytes()
                 self.live += s.nbytes()
                 weakref.finalize(s, self._free, key)
-            elif key in self.sizes and s.nbytes() > self.sizes[key]:  # resized
+            elif key in self.sizes and s.nbytes() > self.sizes[key]:  # grown (out= resizes): reallocated
+                self.calls += 1
+                self.bytes += s.nbytes()
                 self.live += s.nbytes() - self.sizes[key]
                 self.sizes[key] = s.nbytes()
         self.peak = max(self.peak, self.live)
@@ -413,6 +415,12 @@ def execute(text: str, meta: dict, entry: str = "run", time_limit: float = TIME_
             outcome.args = args
             with _time_limit(time_limit), _cuda_stand_ins(mode), mode:
                 result = fn(*args)
+                if inspect.iscoroutine(result):  # an async program: nothing it awaits suspends
+                    try:
+                        while True:
+                            result.send(None)
+                    except StopIteration as stop:
+                        result = stop.value
                 if isinstance(result, types.GeneratorType):  # a generator program: its consumer
                     items, snapshots = [], []
                     for item in result:
@@ -479,6 +487,8 @@ def explain(original: Outcome, fixed: Outcome) -> str:
     def walk(a, b, path):
         if a == b:
             return None
+        if isinstance(a, tuple) and isinstance(b, tuple) and len(a) != len(b) and len(path) == 1:
+            return f"{path[0]}: {len(a)} items -> {len(b)} items; first extra: {str((a + b)[min(len(a), len(b))])[:200]}"
         if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
             is_tensor = len(a) == len(TENSOR_FIELDS) and a[:1] == ("tensor",)
             for n, (u, v) in enumerate(zip(a, b)):
