@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # alloc_lint: the one on PYTHONPATH first, else this checkout
 
-from fuzzing import parallel  # noqa: E402
+from fuzzing import generator, parallel  # noqa: E402
 from fuzzing.__main__ import describe  # noqa: E402
 from fuzzing.evaluate import evaluate  # noqa: E402
-from fuzzing.grammar import Program, generate  # noqa: E402
+from fuzzing.grammar import Program  # noqa: E402
 from fuzzing.minimize import minimize, tool_revision  # noqa: E402
 from fuzzing.report import Tally  # noqa: E402
 
@@ -49,17 +49,22 @@ def fuzzer_revision() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--rule", default="ALC001", choices=("ALC001", "ALC002"), help="which grammar")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--budget", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--minimize", type=int, default=8, help="minimise this many miscompiles (distinct kinds)")
     parser.add_argument("--progress", type=Path, default=None, help="progress file (JSON lines)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "fuzz.txt")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/out/fuzz.txt (fuzz-alc002.txt)")
     args = parser.parse_args(argv)
 
     lint = tool_revision()
-    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{args.seed}-{args.n}-{lint}").strip("_")
+    if args.out is None:
+        args.out = ROOT / "bench" / "out" / ("fuzz.txt" if args.rule == "ALC001" else f"fuzz-{args.rule.lower()}.txt")
+    suffix = "" if args.rule == "ALC001" else "-" + args.rule
+    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{args.seed}-{args.n}{suffix}-{lint}").strip("_")
+    generate, classes, class_names = generator(args.rule)
     progress = args.progress or Path.home() / ".cache" / "alloc-lint-fuzz" / f"progress-{key}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
     done, summaries = set(), []
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
                 chunk = next(pending, None)
                 if chunk is None:
                     break
-                running.append((chunk, workers.apply_async(parallel.judge, (chunk,))))
+                running.append((chunk, workers.apply_async(parallel.judge, (chunk, args.rule))))
             if not running:
                 break
             chunk, result = running.pop(0)
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
             print(f"  {len(summaries)} judged, {time.time() - start:.0f} s", flush=True)
     wall = time.time() - start
 
-    tally = Tally()
+    tally = Tally(classes, class_names)
     for s in summaries:
         tally.add(s)
     examples, kinds_seen = [], set()
@@ -116,6 +121,7 @@ def main(argv=None) -> int:
     lines = [
         "# Differential fuzzer (tests/fuzzing), run by bench/fuzz.py",
         f"command: python bench/fuzz.py --n {args.n} --seed {args.seed} --jobs {args.jobs}"
+        + (f" --rule {args.rule}" if args.rule != "ALC001" else "")
         + (f" --budget {args.budget:.0f}" if args.budget else ""),
         f"alloc_lint judged: {lint}; fuzzer: b-fuzz@{fuzzer_revision()}",
         f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}; programs judged: {judged} of {args.n}"

@@ -15,8 +15,9 @@ import difflib
 import sys
 from pathlib import Path
 
+from . import generator
 from .evaluate import evaluate
-from .grammar import Program, generate
+from .grammar import Program
 from .minimize import load, minimize, save, tool_revision
 from .report import Tally, summarize
 
@@ -55,10 +56,14 @@ def main(argv=None) -> int:
     p_shrink.add_argument("seed", type=int)
     p_shrink.add_argument("--mode", default="safe", choices=("safe", "unsafe"))
     p_shrink.add_argument("--save", metavar="NAME")
+    for p in (p_run, p_show, p_shrink):
+        p.add_argument("--rule", default="ALC001", choices=("ALC001", "ALC002"))
     args = parser.parse_args(argv)
+    if hasattr(args, "rule"):
+        generate, classes, class_names = generator(args.rule)
 
     if args.cmd == "run":
-        tally, shown = Tally(), 0
+        tally, shown = Tally(classes, class_names), 0
         for seed in range(args.seed, args.seed + args.n):
             program = generate(seed)
             verdict = evaluate(program)

@@ -86,7 +86,7 @@ def _static_problems(text: str, fixed, cfg, unsafe: bool, noqa_temps) -> list[st
         problems.append("not idempotent: fixing the rewrite changes it again")
     left = [d for d in alloc_lint.check_source(fixed.text, config=cfg) if d.fix_for(unsafe)]
     if left:
-        problems.append(f"rewrite still has {len(left)} fixable ALC001 (line {left[0].line})")
+        problems.append(f"rewrite still has {len(left)} fixable {left[0].code} (line {left[0].line})")
     # A group with a suppressed allocation is not fixed: every line that names one
     # of its temporaries stays as it was (while a noqa comment is still there:
     # the minimiser may have dropped it).

@@ -45,7 +45,8 @@ COLUMNS = ("generated", "fixed safe", "unsafe only", "not fixed", "not detected"
 
 
 class Tally:
-    def __init__(self):
+    def __init__(self, classes=CLASSES, class_names=CLASS_NAMES):
+        self.classes, self.class_names = classes, class_names
         self.rows = defaultdict(Counter)
         self.shape_rows = defaultdict(Counter)
         self.totals = Counter()
@@ -104,8 +105,8 @@ class Tally:
 
     def text(self) -> str:
         all_ = self.rows["all"]
-        lines = [self.table(self.rows, list(CLASSES) + ["all"]), ""]
-        lines += [f"  {c}: {CLASS_NAMES[c]}" for c in CLASSES]
+        lines = [self.table(self.rows, list(self.classes) + ["all"]), ""]
+        lines += [f"  {c}: {self.class_names[c]}" for c in self.classes]
         lines += ["", "by skeleton:", self.table(self.shape_rows, sorted(self.shape_rows)), ""]
         fixed = all_["fixed safe"]
         lines.append(f"safe fixes applied: {fixed}; miscompiled: {all_['MISCOMPILED']}"
