@@ -90,6 +90,7 @@ def _static_problems(text: str, fixed, cfg, unsafe: bool, noqa_temps) -> list[st
     # A group with a suppressed allocation is not fixed: every line that names one
     # of its temporaries stays as it was (while a noqa comment is still there:
     # the minimiser may have dropped it).
+
     def mentions(source, temp):
         return sorted(ln for ln in source.splitlines() if re.search(rf"\b{re.escape(temp)}\b", ln))
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SLOTS = ("pre", "top", "mid1", "mid2", "end", "post")
 CLASSES = ("c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12",
@@ -104,7 +104,7 @@ class Item:
 
 
 def _items():
-    I = Item  # noqa: N806
+    I = Item  # noqa: E741, N806
     anywhere = ("pre", "top", "mid1", "mid2", "end")
     inside = ("top", "mid1", "mid2", "end")
     items = [
@@ -137,6 +137,11 @@ def _items():
         I("keep-temp-alias", "c1", ("mid1",), "out_view = {T}\nkeep(out_view)", fuzz=("keep",)),
         I("temp-read-before-merge", "c2", ("mid1",), "sums.append({T}.sum())", setup="sums = []", ret="sums"),
         I("temp-print-before-merge", "c2", ("mid1",), "print({T})"),
+        I("continue-before-rebind", "c6", ("mid2",), "if {i} == 2:\n    continue", needs=frozenset({"index"})),
+        I("break-before-rebind", "harmless", ("mid2",), "if {i} == 2:\n    break", needs=frozenset({"index"})),
+        # names the fix would like to use, already taken
+        I("alt-name-taken", "c6", ("pre",), "keep_alt = {T}_alt", setup="{T}_alt = x * 3", ret="{T}_alt",
+          needs=frozenset({"init", "x2d"}), none_ok=True),
         # control flow around the pattern
         I("break-after", "harmless", ("end",), "if {i} == 2:\n    break", needs=frozenset({"index"})),
         I("return-inside", "harmless", ("end",), "if {i} == 2:\n    return {A}", needs=frozenset({"index"})),
@@ -434,8 +439,6 @@ def generate(seed: int) -> Program:
         first = b.pick(["pre"] * 3 + ["none_continue", "none_else"] +
                        (["i0_continue", "i0_else"] if index else []))
     b.shape_tags.append("first:" + first)
-    init_tag = None
-    second_shape_like = "x_lse" if kind in ("attn", "state") else "x"
     if first == "pre":
         if kind == "ragged":
             b.init.append(f"{A} = parts[0].clone()")
@@ -461,7 +464,6 @@ def generate(seed: int) -> Program:
                 if kind == "twin" and n == 1:
                     expr, tag = b.pick([("torch.zeros_like(x, dtype=torch.float64)", None), ("x * 2.0", None),
                                         ("x", "c3")])
-                init_tag = tag
                 if tag:
                     b.tags.add(tag)
                 if expr == "CHAINED":
@@ -597,7 +599,13 @@ def generate(seed: int) -> Program:
         b.fuzz.add("merge_attn_states")
         merge = b.pick(["merge_attn_states(output={T}, output_lse={Tl}, prefix_output={A}, prefix_lse={Al},\n"
                         "                  suffix_output={o}, suffix_lse={l})",
-                        "merge_attn_states({T}, {Tl}, {A}, {Al}, {o}, {l})"])
+                        "merge_attn_states({T}, {Tl}, {A}, {Al}, {o}, {l})"] * 6 + [
+            # the temporary in an input position: read before it is written
+            "merge_attn_states(output={A}, output_lse={Al}, prefix_output={T}, prefix_lse={Tl},\n"
+            "                  suffix_output={o}, suffix_lse={l})",
+            "merge_attn_states({T}, {Tl}, {A}, {Al}, {T}, {l})"])
+        if "prefix_output={T}" in merge or "{A}, {Al}, {T}" in merge:
+            b.tags.add("c2")
     elif kind == "state":
         name = b.pick(["merge_state", "merge_state_v2"])
         b.fuzz.add(name)
@@ -607,6 +615,9 @@ def generate(seed: int) -> Program:
         b.config["merge_functions"].append("combine2")
         merge = "combine2({T}, {Tl}, {A}, {Al}, {o})"
     merge = _fmt(merge, holes)
+    if index and b.chance(0.06):  # a merge on some iterations only; the rebinding on all
+        merge = f"if {holes['i']} % 2 == 0:\n" + "\n".join(_indent(merge, 1))
+        b.tags.add("c2")
 
     # --- rebinding ---
     if k == 2 and b.chance(0.5):
@@ -756,8 +767,9 @@ def generate(seed: int) -> Program:
     if b.fuzz:
         module.append("from fuzzlib import " + ", ".join(sorted(b.fuzz)))
     module += b.module
-    text = "\n".join(module) + "\n\n\n" + (b.decorator + "\n" if b.decorator else "") + \
-        f"{'async ' if is_async else ''}def run({', '.join(b.params)}):\n" + "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
+    signature = f"{'async ' if is_async else ''}def run({', '.join(b.params)}):"
+    text = "\n".join(module) + "\n\n\n" + (b.decorator + "\n" if b.decorator else "") + signature + "\n" + \
+        "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
     if b.chance(0.1):  # c10: torch under another name
         text = text.replace("import torch\n", "import torch as th\n", 1).replace("torch.", "th.")
         text = text.replace("(torch)", "(th)")

@@ -63,7 +63,6 @@ def generate(seed: int) -> Program:
     fuzz, setup, module, params = set(), [], [], ["x", "parts"]
     ret_extra, slots = [], {"pre": [], "top": [], "end": [], "post": []}
     numpy = rng.random() < 0.15
-    lib = "np" if numpy else "torch"
     if numpy:
         tags.add("numpy")
     A = rng.choice(["acc", "out", "frames", "logits"])

@@ -488,7 +488,8 @@ def explain(original: Outcome, fixed: Outcome) -> str:
         if a == b:
             return None
         if isinstance(a, tuple) and isinstance(b, tuple) and len(a) != len(b) and len(path) == 1:
-            return f"{path[0]}: {len(a)} items -> {len(b)} items; first extra: {str((a + b)[min(len(a), len(b))])[:200]}"
+            extra = str((a + b)[min(len(a), len(b))])[:200]
+            return f"{path[0]}: {len(a)} items -> {len(b)} items; first extra: {extra}"
         if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
             is_tensor = len(a) == len(TENSOR_FIELDS) and a[:1] == ("tensor",)
             for n, (u, v) in enumerate(zip(a, b)):
