@@ -107,6 +107,7 @@ def _items():
     I = Item  # noqa: E741, N806
     anywhere = ("pre", "top", "mid1", "mid2", "end")
     inside = ("top", "mid1", "mid2", "end")
+    kept = anywhere  # where a reference may be kept: before the loop too
     items = [
         # c1: unknown calls that keep references
         I("keep", "c1", anywhere, "keep({A})", fuzz=("keep",), none_ok=True),
@@ -178,28 +179,28 @@ def _items():
         I("capture-ctx", "c8", inside, "with capture({A}):\n    pass", fuzz=("capture",)),
         I("sync-after", "c8", ("end",), "side.synchronize()", params=("side",), none_ok=True),
         # containers
-        I("list-append", "containers", inside, "hist.append({A})", setup="hist = []", ret="hist"),
-        I("list-iadd", "containers", inside, "hist += [{A}]", setup="hist = []", ret="hist"),
-        I("list-insert", "containers", inside, "hist.insert(0, {A})", setup="hist = []", ret="hist"),
-        I("dict-store", "containers", inside, "book[len(book)] = {A}", setup="book = {{}}", ret="book"),
+        I("list-append", "containers", kept, "hist.append({A})", setup="hist = []", ret="hist"),
+        I("list-iadd", "containers", kept, "hist += [{A}]", setup="hist = []", ret="hist"),
+        I("list-insert", "containers", kept, "hist.insert(0, {A})", setup="hist = []", ret="hist"),
+        I("dict-store", "containers", kept, "book[len(book)] = {A}", setup="book = {{}}", ret="book"),
         I("tuple-pair", "containers", inside, "pairs.append(({A}, {o}))", setup="pairs = []", ret="pairs"),
-        I("set-add", "containers", inside, "seen.add({A})", setup="seen = set()", ret="len(seen)"),
-        I("module-list", "containers", inside, "HIST.append({A})", module="HIST = []"),
+        I("set-add", "containers", kept, "seen.add({A})", setup="seen = set()", ret="len(seen)"),
+        I("module-list", "containers", kept, "HIST.append({A})", module="HIST = []"),
         # attrs
-        I("attr-state", "attrs", inside, "state.last = {A}", params=("state",)),
-        I("setattr", "attrs", inside, 'setattr(state, "last", {A})', params=("state",)),
-        I("holder", "attrs", inside, "holder.value = {A}", module="class Holder:\n    value = None",
+        I("attr-state", "attrs", kept, "state.last = {A}", params=("state",)),
+        I("setattr", "attrs", kept, 'setattr(state, "last", {A})', params=("state",)),
+        I("holder", "attrs", kept, "holder.value = {A}", module="class Holder:\n    value = None",
           setup="holder = Holder()", ret="holder"),
-        I("class-attr", "attrs", inside, "Holder.value = {A}", module="class Holder:\n    value = None"),
-        I("global", "attrs", inside, "LAST = {A}", module="LAST = None", head="global LAST"),
+        I("class-attr", "attrs", kept, "Holder.value = {A}", module="class Holder:\n    value = None"),
+        I("global", "attrs", kept, "LAST = {A}", module="LAST = None", head="global LAST"),
         # closures
-        I("lambda-default", "closures", inside, "fns.append(lambda a={A}: a.sum())", setup="fns = []",
+        I("lambda-default", "closures", kept, "fns.append(lambda a={A}: a.sum())", setup="fns = []",
           ret="[f() for f in fns]"),
         I("lambda-late", "closures", inside, "fns.append(lambda: {A}.sum())", setup="fns = []",
           ret="[f() for f in fns]"),
-        I("partial", "closures", inside, "fns.append(functools.partial(torch.sum, {A}))", setup="fns = []",
+        I("partial", "closures", kept, "fns.append(functools.partial(torch.sum, {A}))", setup="fns = []",
           imports=("functools",), ret="[f() for f in fns]"),
-        I("local-helper", "closures", inside, "stash({A})",
+        I("local-helper", "closures", kept, "stash({A})",
           setup="kept = []\ndef stash(t):\n    kept.append(t)", ret="kept"),
         I("def-default", "closures", inside, "def peek(a={A}):\n    return a * 1\nfns.append(peek)",
           setup="fns = []", ret="[f() for f in fns]"),
@@ -207,7 +208,7 @@ def _items():
         I("yield", "generators", inside, "yield {A}", makes_generator=True),
         I("yield-clone", "generators", inside, "yield {A}.clone()", makes_generator=True),
         I("yield-sum", "generators", inside, "yield {A}.sum()", makes_generator=True),
-        I("genexp", "generators", inside, "gens.append(q.sum() for q in [{A}])", setup="gens = []", ret="gens"),
+        I("genexp", "generators", kept, "gens.append(q.sum() for q in [{A}])", setup="gens = []", ret="gens"),
         # harmless uses
         I("shape", "harmless", anywhere, "rows = {A}.shape[0]", needs=frozenset({"init"})),
         I("assert-shape", "harmless", inside, "assert {A}.shape == {o}.shape"),
@@ -259,6 +260,8 @@ NONOWNED_INITS = [
     ("make_acc(x)", "c3"), ("torch.zeros_like(x, dtype=torch.bfloat16)", "c5"),
     ("torch.zeros_like(x, dtype=torch.float64)", "c5"), ("torch.zeros(1, x.shape[-1]).expand_as(x)", "c5"),
     ("torch.zeros(1, x.shape[-1])", "c5"), ("torch.zeros_like(x).t().contiguous().t()", "c5"),
+    ("VIEW_OF_NAMED", "c3"), ("torch.zeros(2, *x.shape)[0]", "c3"), ("x.clone().requires_grad_()", "c3"),
+    ("x.new_zeros(x.shape)", "c3"), ("torch.zeros_like(x).expand_as(x)", "c3"), ("torch.empty_like(x)", "c3"),
 ]
 LSE_OWNED = ['torch.full_like(x_lse, float("-inf"))', "x_lse.clone()", "x_lse - 1.0", "torch.zeros_like(x_lse)"]
 LSE_NONOWNED = ["x_lse", "lses[0]", "+x_lse", "x_lse.detach()"]
@@ -468,6 +471,9 @@ def generate(seed: int) -> Program:
                     b.tags.add(tag)
                 if expr == "CHAINED":
                     b.init.append(f"{acc} = base{n} = torch.zeros_like(x)")
+                    b.ret_extra.append(f"base{n}")
+                elif expr == "VIEW_OF_NAMED":  # a view of a buffer another name holds
+                    b.init.append(f"base{n} = torch.zeros(2, *x.shape)\n{acc} = base{n}[1]")
                     b.ret_extra.append(f"base{n}")
                 elif expr == "INFERENCE":
                     b.init.append(f"with torch.inference_mode():\n    {acc} = torch.zeros_like(x)")
