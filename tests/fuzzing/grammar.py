@@ -331,6 +331,8 @@ class Builder:
         self.generator = False
         self.wrap = None  # with-statement around the loop
         self.decorator = None
+        self.tplname = None  # a template name of its own, set before the loop
+        self.declare = False  # `A = None` before a first-iteration special case
 
     def pick(self, seq):
         return self.rng.choice(seq)
@@ -361,227 +363,251 @@ def _indent(code: str, level: int) -> list[str]:
 
 
 def generate(seed: int) -> Program:
+    """The program of this seed: the skeleton's stages, then statements from
+    ITEMS, then the text."""
     b = Builder(seed)
-    rng = b.rng
+    for stage in (_group, _loop, _chunk, _first_value, _allocation, _merge, _rebinding, _second_group,
+                  _header_uses, _statements, _after_loop, _grad_context):
+        stage(b)
+    return _render(b)
 
-    # --- the group ---
-    kind = b.pick(["add"] * 4 + ["attn"] * 3 + ["state", "addself", "combine", "combine", "user", "user",
-                                                "twin", "fold", "ragged"])
-    four_d = kind == "add" and b.chance(0.12)  # channels_last needs 4-D tensors
-    if four_d:
+
+def _group(b: Builder):
+    """The accumulators updated by one merge call, and their temporaries."""
+    b.kind = b.pick(["add"] * 4 + ["attn"] * 3 + ["state", "addself", "combine", "combine", "user", "user",
+                                                  "twin", "fold", "ragged"])
+    b.four_d = b.kind == "add" and b.chance(0.12)  # channels_last needs 4-D tensors
+    if b.four_d:
         b.meta["shape"] = [2, 3, 2, 2]
         b.shape_tags.append("4d")
-    b.shape_tags.append("group:" + kind)
-    k = 2 if kind in ("attn", "state", "twin") else 1
+    b.shape_tags.append("group:" + b.kind)
+    b.k = 2 if b.kind in ("attn", "state", "twin") else 1
     style = b.pick([("output", "output_tmp", "output_lse", "output_lse_tmp"), ("acc", "tmp", "acc_lse", "tmp_lse"),
                     ("o_acc", "o_new", "lse", "lse_new"), ("out", "buf", "out2", "buf2")])
-    A, T = style[0], style[1]
-    Al, Tl = (style[2], style[3]) if k == 2 else (None, None)
-    accs, temps = [A] + ([Al] if k == 2 else []), [T] + ([Tl] if k == 2 else [])
-    if k == 2:
+    b.A, b.T = style[0], style[1]
+    b.Al, b.Tl = (style[2], style[3]) if b.k == 2 else (None, None)
+    b.accs = [b.A] + ([b.Al] if b.k == 2 else [])
+    b.temps = [b.T] + ([b.Tl] if b.k == 2 else [])
+    if b.k == 2:
         b.param("lses")
-    if kind in ("attn", "state"):
+    if b.kind in ("attn", "state"):
         b.param("x_lse")
 
-    # --- the loop ---
-    if kind == "ragged":
-        loop = "for"
+
+def _loop(b: Builder):
+    """for / range / enumerate / zip / while, maybe nested; what it reads per iteration."""
+    if b.kind == "ragged":  # a flat loop over sequences of several lengths
+        b.loop = "for"
         b.meta["lengths"] = b.pick([[3, 3, 2, 2, 2], [3, 3, 3, 4, 4], [2, 3, 3, 3], [3, 3, 2]])
         b.tags.add("c6")
     else:
-        loop = b.pick(["for", "range", "enum", "while"] + (["zip", "zip"] if k == 2 else []))
-    nested = kind != "ragged" and b.chance(0.15)
-    b.shape_tags.append("loop:" + loop + ("+nested" if nested else ""))
-    index = {"for": None, "zip": None, "range": "i", "enum": "i", "while": "i"}[loop]
-    first_cond = "i == 1" if loop == "while" else "i == 0"
+        b.loop = b.pick(["for", "range", "enum", "while"] + (["zip", "zip"] if b.k == 2 else []))
+    b.nested = b.kind != "ragged" and b.chance(0.15)
+    b.shape_tags.append("loop:" + b.loop + ("+nested" if b.nested else ""))
+    b.index = {"for": None, "zip": None, "range": "i", "enum": "i", "while": "i"}[b.loop]
+    b.first_cond = "i == 1" if b.loop == "while" else "i == 0"
     read: list[str] = []
-    if loop == "for":
+    if b.loop == "for":
         header = "for p in parts:"
-    elif loop == "zip":
+    elif b.loop == "zip":
         header = "for p, lp in zip(parts, lses):"
-    elif loop == "range":
+    elif b.loop == "range":
         header = "for i in range(len(parts)):"
         read.append("p = parts[i]")
-    elif loop == "enum":
-        header = "for i, (p, lp) in enumerate(zip(parts, lses)):" if k == 2 and b.chance(0.5) else \
+    elif b.loop == "enum":
+        header = "for i, (p, lp) in enumerate(zip(parts, lses)):" if b.k == 2 and b.chance(0.5) else \
             "for i, p in enumerate(parts):"
     else:
         header = "while i < len(parts):"
         read += ["p = parts[i]", "i += 1"]
-    if k == 2 and "lp" not in header:
-        read.insert(1 if loop == "range" else len(read), "lp = lses[i - 1]" if loop == "while" else
-                    "lp = lses[i]" if index else "")
-        if not index:  # "for p in parts" with two accumulators: go by zip instead
+    if b.k == 2 and "lp" not in header:
+        read.insert(1 if b.loop == "range" else len(read), "lp = lses[i - 1]" if b.loop == "while" else
+                    "lp = lses[i]" if b.index else "")
+        if not b.index:  # "for p in parts" with two accumulators: go by zip instead
             header, read = "for p, lp in zip(parts, lses):", []
-    read = [r for r in read if r]
+    b.header, b.read = header, [r for r in read if r]
+    # the index of this iteration (a while loop has already counted it)
+    b.holes = {"x": "x", "p": "p", "i": "i - 1" if b.loop == "while" else b.index or "0"}
 
-    # --- the chunk ---
-    if k == 1:
-        chunk = b.pick(["p", "passthrough", "arith", "clone"] if kind == "ragged" else
+
+def _chunk(b: Builder):
+    """The chunk merged in: the caller's part, or a fresh / padded / workspace / passed-through one."""
+    if b.k == 1:
+        chunk = b.pick(["p", "passthrough", "arith", "clone"] if b.kind == "ragged" else
                        ["p", "p", "attend", "padded", "ws", "passthrough", "arith", "clone"])
-        o, l_ = "o", None
-        read.append({"p": "o = p", "attend": "o = attend(x, p)", "padded": "o = attend_padded(x, p)",
-                     "ws": "o = attend_ws(x, p)", "passthrough": "o = passthrough(p)", "arith": "o = p * 2.0",
-                     "clone": "o = p.clone()"}[chunk])
+        b.o, b.o_lse = "o", None
+        b.read.append({"p": "o = p", "attend": "o = attend(x, p)", "padded": "o = attend_padded(x, p)",
+                       "ws": "o = attend_ws(x, p)", "passthrough": "o = passthrough(p)", "arith": "o = p * 2.0",
+                       "clone": "o = p.clone()"}[chunk])
         if chunk in ("attend", "padded", "ws", "passthrough"):
-            b.fuzz.add(read[-1].split("= ")[1].split("(")[0])
+            b.fuzz.add(b.read[-1].split("= ")[1].split("(")[0])
     else:
         chunk = b.pick(["p", "p", "attend2", "padded"])
-        o, l_ = "o", "l"
-        read.append({"p": "o, l = p, lp", "attend2": "o, l = attend2(x, p, lp)",
-                     "padded": "o, l = attend_padded(x, p), lp + 0.0"}[chunk])
+        b.o, b.o_lse = "o", "l"
+        b.read.append({"p": "o, l = p, lp", "attend2": "o, l = attend2(x, p, lp)",
+                       "padded": "o, l = attend_padded(x, p), lp + 0.0"}[chunk])
         if chunk != "p":
             b.fuzz.add({"attend2": "attend2", "padded": "attend_padded"}[chunk])
     b.shape_tags.append("chunk:" + chunk)
-    fresh_chunk = chunk in ("attend", "attend2", "padded", "arith", "clone")
+    b.fresh_chunk = chunk in ("attend", "attend2", "padded", "arith", "clone")
+    b.holes["o"] = b.o
 
-    # --- the first value ---
-    if kind == "ragged":
-        first = "pre"
+
+def _first_value(b: Builder):
+    """Set before the loop (owned or not), or on the first iteration (None test, index test)."""
+    b.first = "pre" if b.kind == "ragged" else b.pick(
+        ["pre"] * 3 + ["none_continue", "none_else"] + (["i0_continue", "i0_else"] if b.index else []))
+    b.shape_tags.append("first:" + b.first)
+    if b.first != "pre":
+        _first_on_first_iteration(b)
+    elif b.kind == "ragged":
+        b.init.append(f"{b.A} = parts[0].clone()")
     else:
-        first = b.pick(["pre"] * 3 + ["none_continue", "none_else"] +
-                       (["i0_continue", "i0_else"] if index else []))
-    b.shape_tags.append("first:" + first)
-    if first == "pre":
-        if kind == "ragged":
-            b.init.append(f"{A} = parts[0].clone()")
+        _first_before_loop(b)
+    b.init_declared = b.first == "pre" or b.declare
+
+
+def _first_before_loop(b: Builder):
+    owned = b.chance(0.5)
+    for n, acc in enumerate(b.accs):
+        if n == 1 and b.kind != "twin":  # the log-sum-exp
+            expr = b.pick(LSE_OWNED) if owned or b.chance(0.5) else b.pick(LSE_NONOWNED)
+            if expr in LSE_NONOWNED:
+                b.tags.add("c3")
+            if expr.startswith("lses"):
+                b.param("lses")
+            b.init.append(f"{acc} = {expr}")
+            continue
+        if b.four_d:
+            expr, tag = b.pick([("torch.zeros_like(x)", None), ("x.clone()", None), ("x", "c3"),
+                                ("torch.zeros_like(x, memory_format=torch.channels_last)", "c5"),
+                                ("x.contiguous(memory_format=torch.channels_last)", "c3")])
+        elif owned:
+            expr, tag = b.pick(OWNED_INITS), None
         else:
-            owned = b.chance(0.5)
-            for n, acc in enumerate(accs):
-                if n == 1 and kind != "twin":
-                    expr = b.pick(LSE_OWNED) if owned or b.chance(0.5) else b.pick(LSE_NONOWNED)
-                    if expr in LSE_NONOWNED:
-                        b.tags.add("c3")
-                    if expr.startswith("lses"):
-                        b.param("lses")
-                    b.init.append(f"{acc} = {expr}")
-                    continue
-                if four_d:
-                    expr, tag = b.pick([("torch.zeros_like(x)", None), ("x.clone()", None), ("x", "c3"),
-                                        ("torch.zeros_like(x, memory_format=torch.channels_last)", "c5"),
-                                        ("x.contiguous(memory_format=torch.channels_last)", "c3")])
-                elif owned:
-                    expr, tag = b.pick(OWNED_INITS), None
-                else:
-                    expr, tag = b.pick(NONOWNED_INITS)
-                if kind == "twin" and n == 1:
-                    expr, tag = b.pick([("torch.zeros_like(x, dtype=torch.float64)", None), ("x * 2.0", None),
-                                        ("x", "c3")])
-                if tag:
-                    b.tags.add(tag)
-                if expr == "CHAINED":
-                    b.init.append(f"{acc} = base{n} = torch.zeros_like(x)")
-                    b.ret_extra.append(f"base{n}")
-                elif expr == "VIEW_OF_NAMED":  # a view of a buffer another name holds
-                    b.init.append(f"base{n} = torch.zeros(2, *x.shape)\n{acc} = base{n}[1]")
-                    b.ret_extra.append(f"base{n}")
-                elif expr == "INFERENCE":
-                    b.init.append(f"with torch.inference_mode():\n    {acc} = torch.zeros_like(x)")
-                else:
-                    b.init.append(f"{acc} = {expr}")
-                    if expr == "G0":
-                        b.module_once(f"G0 = torch.zeros({DEFAULT_SHAPE[0]}, {DEFAULT_SHAPE[1]})")
-                    if expr.startswith("state"):
-                        b.param("state")
-                    for name in ("attend_padded", "attend_ws", "attend", "passthrough", "make_acc"):
-                        if expr.startswith(name + "("):
-                            b.fuzz.add(name)
-    else:
-        fexpr, ftag = b.pick(FIRST_EXPRS)
-        if ftag:
-            b.tags.add(ftag)
-        if "passthrough" in fexpr:
-            b.fuzz.add("passthrough")
-        chunks = [o, l_] if k == 2 else [o]
-        if kind == "twin":
-            chunks = [o, f"({o} * 2.0)"]
-        values = [fexpr.format(o=c) for c in chunks]
-        assign = (f"{', '.join(accs)} = {', '.join(values)}" if k == 2 and b.chance(0.5)
-                  else "\n".join(f"{a} = {v}" for a, v in zip(accs, values)))
-        declare = first.startswith("none") or b.chance(0.6)
-        if declare:
-            b.init.append(f"{A} = None" if k == 1 or b.chance(0.5) else f"{A} = {Al} = None")
-        test = f"{A} is None" if first.startswith("none") else first_cond
-    init_declared = first == "pre" or (first != "pre" and declare)
+            expr, tag = b.pick(NONOWNED_INITS)
+        if b.kind == "twin" and n == 1:
+            expr, tag = b.pick([("torch.zeros_like(x, dtype=torch.float64)", None), ("x * 2.0", None), ("x", "c3")])
+        if tag:
+            b.tags.add(tag)
+        if expr == "CHAINED":
+            b.init.append(f"{acc} = base{n} = torch.zeros_like(x)")
+            b.ret_extra.append(f"base{n}")
+        elif expr == "VIEW_OF_NAMED":  # a view of a buffer another name holds
+            b.init.append(f"base{n} = torch.zeros(2, *x.shape)\n{acc} = base{n}[1]")
+            b.ret_extra.append(f"base{n}")
+        elif expr == "INFERENCE":
+            b.init.append(f"with torch.inference_mode():\n    {acc} = torch.zeros_like(x)")
+        else:
+            b.init.append(f"{acc} = {expr}")
+            if expr == "G0":
+                b.module_once(f"G0 = torch.zeros({DEFAULT_SHAPE[0]}, {DEFAULT_SHAPE[1]})")
+            if expr.startswith("state"):
+                b.param("state")
+            for name in ("attend_padded", "attend_ws", "attend", "passthrough", "make_acc"):
+                if expr.startswith(name + "("):
+                    b.fuzz.add(name)
 
-    # --- allocation ---
-    templates = list(accs)
-    tplname = None
-    if kind == "twin" and b.chance(0.4):
-        templates = [accs[1], accs[0]]  # the temporaries take each other's template
+
+def _first_on_first_iteration(b: Builder):
+    fexpr, ftag = b.pick(FIRST_EXPRS)
+    if ftag:
+        b.tags.add(ftag)
+    if "passthrough" in fexpr:
+        b.fuzz.add("passthrough")
+    chunks = [b.o, b.o_lse] if b.k == 2 else [b.o]
+    if b.kind == "twin":
+        chunks = [b.o, f"({b.o} * 2.0)"]
+    values = [fexpr.format(o=c) for c in chunks]
+    b.assign = (f"{', '.join(b.accs)} = {', '.join(values)}" if b.k == 2 and b.chance(0.5)
+                else "\n".join(f"{a} = {v}" for a, v in zip(b.accs, values)))
+    b.declare = b.first.startswith("none") or b.chance(0.6)
+    if b.declare:
+        b.init.append(f"{b.A} = None" if b.k == 1 or b.chance(0.5) else f"{b.A} = {b.Al} = None")
+    b.test = f"{b.A} is None" if b.first.startswith("none") else b.first_cond
+
+
+def _allocation(b: Builder):
+    """Templates, allocator (spelling, keywords, configured ones), noqa."""
+    b.templates = list(b.accs)
+    if b.kind == "twin" and b.chance(0.4):
+        b.templates = [b.accs[1], b.accs[0]]  # the temporaries take each other's template
         b.tags.add("c6")
-    elif k == 1 and kind not in ("ragged", "fold") and b.chance(0.25):
+    elif b.k == 1 and b.kind not in ("ragged", "fold") and b.chance(0.25):
         tpl_choice = b.pick(["tpl", "x", "o", "p"])
         if tpl_choice == "tpl":
-            tplname = "tpl"
+            b.tplname = "tpl"
             b.setup.append(f"tpl = {b.pick(['x.clone()', 'torch.zeros_like(x)', 'x'])}")
-            templates = ["tpl"]
-        else:
-            templates = [tpl_choice]
-    b.shape_tags.append("template:" + ("acc" if templates == accs else "other"))
+        b.templates = [tpl_choice]
+    b.shape_tags.append("template:" + ("acc" if b.templates == b.accs else "other"))
     spelling, sp_tag, sp_setup, sp_import = ALLOC_SPELLINGS[0] if b.chance(0.7) else b.pick(ALLOC_SPELLINGS)
-    allocator_calls = []
-    alloc_kind = "empty_like"
-    if kind == "fold":  # a configured shape allocator: every argument must be stable
+    calls = []
+    b.alloc_kind = "empty_like"
+    if b.kind == "fold":  # a configured shape allocator: every argument must be stable
         b.config["allocators"].append("torch.empty")
         b.tags.add("c9")
         b.setup.append("n_rows = x.shape[0]")
-        width = b.pick(["width", "x.shape[-1]", "{X}.shape[-1]"] + (["widths[{i}]"] * 2 if index else []))
+        width = b.pick(["width", "x.shape[-1]", "{X}.shape[-1]"] + (["widths[{i}]"] * 2 if b.index else []))
         if width == "width":
             b.setup.append("width = x.shape[-1]")
         if "widths" in width:
             b.param("widths")
             b.tags.add("c6")
-        allocator_calls = [f"torch.empty(n_rows, {width})"]
+        calls = [f"torch.empty(n_rows, {width})"]
         spelling = None
-    elif k == 1 and kind != "ragged" and (kind == "addself" or b.chance(0.15)):
-        alloc_kind = b.pick(["empty_like"] + list(CONFIGURED_ALLOCATORS) * 2)
-        if alloc_kind != "empty_like":  # an initialising allocator, configured
-            b.config["allocators"].append(alloc_kind)
+    elif b.k == 1 and b.kind != "ragged" and (b.kind == "addself" or b.chance(0.15)):
+        b.alloc_kind = b.pick(["empty_like"] + list(CONFIGURED_ALLOCATORS) * 2)
+        if b.alloc_kind != "empty_like":  # an initialising allocator, configured
+            b.config["allocators"].append(b.alloc_kind)
             b.tags.add("c9")
-            allocator_calls = [CONFIGURED_ALLOCATORS[alloc_kind]]
+            calls = [CONFIGURED_ALLOCATORS[b.alloc_kind]]
             spelling = None
     if spelling is not None:
-        if sp_tag:
-            b.tags.add(sp_tag)
-        b.setup_once(sp_setup)
-        if sp_import:
-            b.module_once(sp_import)
-        kw = ""
-        if four_d and b.chance(0.6):
-            kw = b.pick([", memory_format=torch.channels_last", ", memory_format=torch.preserve_format",
-                         ", memory_format=torch.contiguous_format"])
-            b.tags.add("c5")
-        elif b.chance(0.2):
-            kw, kw_tag, kw_needs = b.pick(ALLOC_KEYWORDS)
-            if ("index" in kw_needs and not index) or "new_empty" in spelling:
-                kw = ""
-            else:
-                b.tags.add(kw_tag)
-                if "nograd" in kw_needs:
-                    b.wrap = "with torch.no_grad():"
-        allocator_calls = [spelling.replace("{kw}", kw)] * k
-    # the index of this iteration (a while loop has already counted it)
-    holes_base = {"o": o, "x": "x", "i": "i - 1" if loop == "while" else index or "0", "p": "p"}
-    alloc_lines = [(f"{t} " if call.startswith("\\") else f"{t} = ") + _fmt(call, {**holes_base, "X": tpl})
-                   for t, call, tpl in zip(temps, allocator_calls, templates)]
+        calls = [spelling.replace("{kw}", _alloc_keyword(b, spelling, sp_tag, sp_setup, sp_import))] * b.k
+    b.alloc_lines = [(f"{t} " if call.startswith("\\") else f"{t} = ") + _fmt(call, {**b.holes, "X": tpl})
+                     for t, call, tpl in zip(b.temps, calls, b.templates)]
     if b.chance(0.08):  # noqa on one allocation of the group
-        n = rng.randrange(len(alloc_lines))
-        last = alloc_lines[n].split("\n")
+        n = b.rng.randrange(len(b.alloc_lines))
+        last = b.alloc_lines[n].split("\n")
         last[0] += b.pick(["  # noqa: ALC001", "  # noqa"]) if len(last) == 1 else ""
         if len(last) == 1:
-            alloc_lines[n] = last[0]
-            b.noqa_temps = list(temps)
+            b.alloc_lines[n] = last[0]
+            b.noqa_temps = list(b.temps)
             b.tags.add("c11")
 
-    # --- the merge ---
-    holes = {**holes_base, "A": A, "T": T, "Al": Al or A, "Tl": Tl or T, "X": templates[0], "l": l_ or "l"}
+
+def _alloc_keyword(b: Builder, spelling, sp_tag, sp_setup, sp_import) -> str:
+    if sp_tag:
+        b.tags.add(sp_tag)
+    b.setup_once(sp_setup)
+    if sp_import:
+        b.module_once(sp_import)
+    kw = ""
+    if b.four_d and b.chance(0.6):
+        kw = b.pick([", memory_format=torch.channels_last", ", memory_format=torch.preserve_format",
+                     ", memory_format=torch.contiguous_format"])
+        b.tags.add("c5")
+    elif b.chance(0.2):
+        kw, kw_tag, kw_needs = b.pick(ALLOC_KEYWORDS)
+        if ("index" in kw_needs and not b.index) or "new_empty" in spelling:
+            kw = ""
+        else:
+            b.tags.add(kw_tag)
+            if "nograd" in kw_needs:
+                b.wrap = "with torch.no_grad():"
+    return kw
+
+
+def _merge(b: Builder):
+    """The merge call: an out= operator, a known kernel, a configured or a user function."""
+    b.holes.update(A=b.A, T=b.T, Al=b.Al or b.A, Tl=b.Tl or b.T, X=b.templates[0], l=b.o_lse or "l")
+    kind = b.kind
     if kind in ("add", "ragged"):
         merge = b.pick(ONE_ACC_MERGES["add"])
     elif kind in ONE_ACC_MERGES:
         merge = b.pick(ONE_ACC_MERGES[kind])
         if kind == "addself":
-            b.tags.add("c9" if alloc_kind != "empty_like" else "c2")
+            b.tags.add("c9" if b.alloc_kind != "empty_like" else "c2")
         if kind in ("combine", "fold"):
             b.config["merge_functions"].append(kind)
             b.fuzz.add(kind)
@@ -598,7 +624,7 @@ def generate(seed: int) -> Program:
             b.param("w")
             merge = "wmerge({T}, {A}, {o}, w)"
             if b.chance(0.7):
-                b.slots["post"].append(f"{A}.sum().backward()")
+                b.slots["post"].append(f"{b.A}.sum().backward()")
         else:
             merge = name + "({T}, {A}, {o})"
     elif kind == "attn":
@@ -620,74 +646,81 @@ def generate(seed: int) -> Program:
         b.fuzz.add("combine2")
         b.config["merge_functions"].append("combine2")
         merge = "combine2({T}, {Tl}, {A}, {Al}, {o})"
-    merge = _fmt(merge, holes)
-    if index and b.chance(0.06):  # a merge on some iterations only; the rebinding on all
-        merge = f"if {holes['i']} % 2 == 0:\n" + "\n".join(_indent(merge, 1))
+    b.merge = _fmt(merge, b.holes)
+    if b.index and b.chance(0.06):  # a merge on some iterations only; the rebinding on all
+        b.merge = f"if {b.holes['i']} % 2 == 0:\n" + "\n".join(_indent(b.merge, 1))
         b.tags.add("c2")
 
-    # --- rebinding ---
-    if k == 2 and b.chance(0.5):
-        rebind = [f"{A}, {Al} = {T}, {Tl}"]
-    else:
-        rebind = [f"{a} = {t}" for a, t in zip(accs, temps)]
-    has_del = b.chance(0.3)
-    dels = ([f"del {', '.join(temps)}"] if b.chance(0.5) else [f"del {t}" for t in temps]) if has_del else []
 
-    # --- a second, independent group in the same loop ---
-    group2 = []
-    if kind in ("add", "attn") and b.chance(0.12):
+def _rebinding(b: Builder):
+    if b.k == 2 and b.chance(0.5):
+        b.rebind = [f"{b.A}, {b.Al} = {b.T}, {b.Tl}"]
+    else:
+        b.rebind = [f"{a} = {t}" for a, t in zip(b.accs, b.temps)]
+    b.has_del = b.chance(0.3)
+    b.dels = ([f"del {', '.join(b.temps)}"] if b.chance(0.5) else [f"del {t}" for t in b.temps]) \
+        if b.has_del else []
+
+
+def _second_group(b: Builder):
+    """A second, independent group in the same loop."""
+    b.group2 = []
+    if b.kind in ("add", "attn") and b.chance(0.12):
         b.shape_tags.append("groups:2")
         b.init.append(b.pick(["acc2 = torch.zeros_like(x)", "acc2 = x.clone()", "acc2 = x"]))
-        group2 = ["tmp2 = torch.empty_like(acc2)", "torch.mul(acc2, 0.5, out=tmp2)" if b.chance(0.3) else
-                  f"torch.add(acc2, {o}, out=tmp2)", "acc2 = tmp2"]
+        b.group2 = ["tmp2 = torch.empty_like(acc2)", "torch.mul(acc2, 0.5, out=tmp2)" if b.chance(0.3) else
+                    f"torch.add(acc2, {b.o}, out=tmp2)", "acc2 = tmp2"]
         b.ret_extra.append("acc2")
 
-    # --- the loop header: uses of A there (c4) ---
-    if init_declared and first == "pre" and b.chance(0.12):
-        if header == "for p in parts:":
-            header = b.pick([f"for p in shifted({A}, parts):", f"for p in track({A}, parts):",
-                             f"for p in parts[: {A}.shape[0] + len(parts)]:",
-                             f"for p in (q + {A}.mean() for q in parts):"])
+
+def _header_uses(b: Builder):
+    """c4: uses of A in the loop header (for iterable, while test, walrus), async for."""
+    A = b.A
+    if b.init_declared and b.first == "pre" and b.chance(0.12):
+        if b.header == "for p in parts:":
+            b.header = b.pick([f"for p in shifted({A}, parts):", f"for p in track({A}, parts):",
+                               f"for p in parts[: {A}.shape[0] + len(parts)]:",
+                               f"for p in (q + {A}.mean() for q in parts):"])
             for name in ("shifted", "track"):
-                if name in header:
+                if name in b.header:
                     b.fuzz.add(name)
             b.tags.add("c4")
-        elif loop == "while":
-            header = b.pick([f"while i < len(parts) and note({A}):",
-                             f"while (cur := {A}) is not None and i < len(parts):",
-                             f"while i < len(parts) and {A}.shape[0] > 0:"])
-            if "note" in header:
+        elif b.loop == "while":
+            b.header = b.pick([f"while i < len(parts) and note({A}):",
+                               f"while (cur := {A}) is not None and i < len(parts):",
+                               f"while i < len(parts) and {A}.shape[0] > 0:"])
+            if "note" in b.header:
                 b.fuzz.add("note")
-            if "cur :=" in header:
+            if "cur :=" in b.header:
                 b.slots["top"].append("snaps.append(cur)")
                 b.setup_once("snaps = []")
                 b.ret_extra.append("snaps")
             b.tags.add("c4")
-    if loop == "while" and k == 1 and first != "pre" and templates == accs and b.chance(0.15):
-        header = "while (tpl := pick(parts, i)) is not None:"
+    if b.loop == "while" and b.k == 1 and b.first != "pre" and b.templates == b.accs and b.chance(0.15):
+        b.header = "while (tpl := pick(parts, i)) is not None:"  # the template bound in the header
         b.fuzz.add("pick")
-        read = ["p = tpl", "i += 1"] + read[2:]
-        alloc_lines = [line.replace(f"({A}", "(tpl", 1) for line in alloc_lines]
+        b.read = ["p = tpl", "i += 1"] + b.read[2:]
+        b.alloc_lines = [line.replace(f"({A}", "(tpl", 1) for line in b.alloc_lines]
         b.tags.add("c4")
-    if loop == "while":
+    if b.loop == "while":
         b.setup.insert(0, "i = 0")
-    is_async = header == "for p in parts:" and b.chance(0.08)
-    if is_async:
-        header = "async for p in aiterate(parts):"
+    b.is_async = b.header == "for p in parts:" and b.chance(0.08)
+    if b.is_async:
+        b.header = "async for p in aiterate(parts):"
         b.fuzz.add("aiterate")
         b.shape_tags.append("async")
 
-    # --- statements from the table ---
-    grad = "w" in b.params
-    n_items = rng.choice([0, 1, 1, 2, 2, 3])
-    candidates = [it for it in ITEMS if _applicable(it, index, has_del, tplname, init_declared, first, kind)
-                  and not (is_async and it.makes_generator)]
+
+def _statements(b: Builder):
+    """0-3 statements from ITEMS, each in one of its slots."""
+    n_items = b.rng.choice([0, 1, 1, 2, 2, 3])
+    candidates = [it for it in ITEMS if _applicable(it, b) and not (b.is_async and it.makes_generator)]
     chosen = []
     for _ in range(n_items):
         item = b.pick(candidates)
         if item.name in (c.name for c, _ in chosen):
             continue
-        slots = [s for s in item.slots if _slot_ok(s, item, first, init_declared)]
+        slots = [s for s in item.slots if _slot_ok(s, item, b.first, b.init_declared)]
         if not slots:
             continue
         chosen.append((item, b.pick(slots)))
@@ -695,31 +728,35 @@ def generate(seed: int) -> Program:
         b.tags.add(item.tag)
         if item.makes_generator:
             b.generator = True
-        for name in item.fuzz:
-            b.fuzz.add(name)
+        b.fuzz.update(item.fuzz)
         b.imports.update(item.imports)
-        for p_ in item.params:
-            b.param(p_)
+        for name in item.params:
+            b.param(name)
         b.module_once(item.module)
-        b.setup_once(_fmt(item.setup, {**holes, "X": templates[0]}))
+        b.setup_once(_fmt(item.setup, b.holes))
         if item.head and item.head not in b.head:
             b.head.append(item.head)
         if item.ret and item.ret not in b.ret_extra:
-            b.ret_extra.append(_fmt(item.ret, holes))
-        code = _fmt(item.code, holes)
-        if slot == "top" and first != "pre" and not item.none_ok:
-            code = f"if {A} is not None:\n" + "\n".join(_indent(code, 1))
+            b.ret_extra.append(_fmt(item.ret, b.holes))
+        code = _fmt(item.code, b.holes)
+        if slot == "top" and b.first != "pre" and not item.none_ok:
+            code = f"if {b.A} is not None:\n" + "\n".join(_indent(code, 1))
         b.slots[slot].append(code)
 
-    # c12: work after the loop that allocates, while scratch buffers may still be alive
+
+def _after_loop(b: Builder):
+    """c12: work after the loop that allocates, while scratch buffers may still be alive."""
+    A = b.A
     if b.chance(0.25):
         b.slots["post"].append(b.pick([f"{A} = {A} * 2 + 1", f"scaled = {A} * 2\n{A} = scaled + scaled"]))
-        if fresh_chunk:
+        if b.fresh_chunk:
             b.tags.add("c12")
-    elif fresh_chunk:
+    elif b.fresh_chunk:
         b.tags.add("c12")
 
-    # c7: grad contexts around the loop
+
+def _grad_context(b: Builder):
+    """c7: grad contexts around the loop (a lexical no_grad may hide an enable_grad)."""
     if b.wrap is None and b.chance(0.12):
         b.wrap = b.pick(["with torch.no_grad():", "with torch.inference_mode():",
                          "with torch.no_grad():\n    with torch.enable_grad():"])
@@ -727,32 +764,33 @@ def generate(seed: int) -> Program:
     elif b.chance(0.05):
         b.decorator = b.pick(["@torch.no_grad()", "@torch.inference_mode()"])
         b.tags.add("c7")
-    if grad:
+    if "w" in b.params:
         b.tags.add("c7")
 
-    # --- put it together ---
-    body: list[str] = []  # the loop body
-    body += read
-    body += b.slots["top"]
-    pattern = alloc_lines + b.slots["mid1"] + [merge] + b.slots["mid2"] + rebind + dels + group2 + b.slots["end"]
-    if kind == "ragged":
-        body.append(f"if {o}.shape != {A}.shape:\n    results.append({A})\n    {A} = {o}.clone()\n    continue")
+
+def _render(b: Builder) -> Program:
+    A = b.A
+    body = b.read + b.slots["top"]
+    pattern = b.alloc_lines + b.slots["mid1"] + [b.merge] + b.slots["mid2"] + b.rebind + b.dels + b.group2 + \
+        b.slots["end"]
+    if b.kind == "ragged":  # a new sequence restarts the accumulator with another shape
+        body.append(f"if {b.o}.shape != {A}.shape:\n    results.append({A})\n    {A} = {b.o}.clone()\n    continue")
         b.setup_once("results = []")
         body += pattern
-    elif first == "pre":
+    elif b.first == "pre":
         body += pattern
-    elif first.endswith("continue"):
-        body.append(f"if {test}:\n" + "\n".join(_indent(assign, 1)) + "\n    continue")
+    elif b.first.endswith("continue"):
+        body.append(f"if {b.test}:\n" + "\n".join(_indent(b.assign, 1)) + "\n    continue")
         body += pattern
     else:
-        body.append(f"if {test}:\n" + "\n".join(_indent(assign, 1)) + "\nelse:\n" +
+        body.append(f"if {b.test}:\n" + "\n".join(_indent(b.assign, 1)) + "\nelse:\n" +
                     "\n".join(_indent("\n".join(pattern), 1)))
-    loop_code = header + "\n" + "\n".join(_indent("\n".join(body), 1))
+    loop_code = b.header + "\n" + "\n".join(_indent("\n".join(body), 1))
     before_loop = b.init + b.slots["pre"]
-    if nested:
+    if b.nested:
         b.setup_once("results = []")
         inner = "\n".join(before_loop + [loop_code, f"results.append({A})"])
-        if loop == "while":
+        if b.loop == "while":
             inner = "i = 0\n" + inner
             b.setup = [s for s in b.setup if s != "i = 0"]
         loop_code = "for batch in range(2):\n" + "\n".join(_indent(inner, 1))
@@ -760,8 +798,8 @@ def generate(seed: int) -> Program:
     if b.wrap:
         depth = b.wrap.count("\n") + 1
         loop_code = b.wrap + "\n" + "\n".join(_indent(loop_code, depth))
-    returns = ["results"] if (nested or kind == "ragged") else list(accs)
-    if kind == "ragged":
+    returns = ["results"] if (b.nested or b.kind == "ragged") else list(b.accs)
+    if b.kind == "ragged":
         b.slots["post"].insert(0, f"results.append({A})")
     returns += b.ret_extra
     ret_stmt = ("return " if not b.generator else "yield ") + ", ".join(returns)
@@ -773,7 +811,7 @@ def generate(seed: int) -> Program:
     if b.fuzz:
         module.append("from fuzzlib import " + ", ".join(sorted(b.fuzz)))
     module += b.module
-    signature = f"{'async ' if is_async else ''}def run({', '.join(b.params)}):"
+    signature = f"{'async ' if b.is_async else ''}def run({', '.join(b.params)}):"
     text = "\n".join(module) + "\n\n\n" + (b.decorator + "\n" if b.decorator else "") + signature + "\n" + \
         "\n".join(_indent("\n".join(fn_body), 1)) + "\n"
     if b.chance(0.1):  # c10: torch under another name
@@ -781,26 +819,17 @@ def generate(seed: int) -> Program:
         text = text.replace("(torch)", "(th)")
         b.tags.add("c10")
     hazards = b.tags - {"harmless"}
-    tags = sorted(hazards) if hazards else ["harmless"]  # "harmless": no hazard at all
     meta = dict(b.meta)
-    meta.update(input_seed=seed, seed=seed, tags=tags, shape_tags=b.shape_tags, noqa_temps=b.noqa_temps,
-                config={k_: v for k_, v in b.config.items() if v})
+    meta.update(input_seed=b.seed, seed=b.seed, tags=sorted(hazards) if hazards else ["harmless"],
+                shape_tags=b.shape_tags, noqa_temps=b.noqa_temps, config={k: v for k, v in b.config.items() if v})
     return Program(text, meta)
 
 
-def _applicable(item: Item, index, has_del, tplname, init_declared, first, kind) -> bool:
+def _applicable(item: Item, b: Builder) -> bool:
     needs = item.needs
-    if "index" in needs and not index:
-        return False
-    if "nodel" in needs and has_del:
-        return False
-    if "tplname" in needs and not tplname:
-        return False
-    if "init" in needs and first != "pre":
-        return False
-    if "x2d" in needs and kind == "ragged":
-        return False
-    return True
+    return not (("index" in needs and not b.index) or ("nodel" in needs and b.has_del)
+                or ("tplname" in needs and not b.tplname) or ("init" in needs and b.first != "pre")
+                or ("x2d" in needs and b.kind == "ragged"))
 
 
 def _slot_ok(slot, item, first, init_declared) -> bool:
