@@ -194,6 +194,11 @@ async def aiterate(parts):
         yield p
 
 
+def regrow(state):
+    """Changes the dtype of the caller's state.buf in place (its .data), passed only `state`."""
+    state.buf.data = state.buf.data.double()
+
+
 def pick(parts, i):
     return parts[i] if i < len(parts) else None
 

@@ -162,6 +162,9 @@ def _items():
         I("restart-dtype", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.double()", needs=frozenset({"index"})),
         I("restart-caller", "c6", ("end",), "if {i} == 1:\n    {A} = x", needs=frozenset({"index", "x2d"})),
         I("restart-fresh", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.clone()", needs=frozenset({"index"})),
+        I("restart-at-0", "c6", ("top",), "if {i} == 0:\n    {A} = {o}", needs=frozenset({"index", "init"})),
+        I("template-regrown-by-callee", "c6", ("end",), "regrow(state)", fuzz=("regrow",), params=("state",),
+          needs=frozenset({"statetpl"})),
         I("template-data", "c6", ("end",), "{X}.data = {X}.data.double()", needs=frozenset({"tplname"})),
         I("template-resize", "c6", ("end",), "{X}.resize_({X}.shape[0] + 1, *{X}.shape[1:])",
           needs=frozenset({"tplname"})),
@@ -225,25 +228,38 @@ def _items():
         I("max", "harmless", inside, "peak_value = float({A}.max())", setup="peak_value = 0.0",
           ret="peak_value"),
     ]
-    # views and aliases of A, kept in a name, a list, a dict, an attribute
-    views = [("[0]", True), ("[:, 1:]", True), (".view(-1)", True), (".reshape(-1)", True),
-             (".detach()", True), (".data", True), (".float()", True), (".contiguous()", True),
-             (".to(torch.float32)", True), (".cpu()", True), (".T", True), (".unsqueeze(0)", True),
-             (".narrow(0, 0, 1)", True), (".split(1)[0]", True), (".unbind()[0]", True),
-             (".requires_grad_(False)", True), (".numpy()", True), (".view_as({A})", True),
-             (".double()", False), (".clone()", False), (" * 1", False), (".abs()", False),
-             (".tolist()", False)]
-    funcs = [("torch.as_tensor({A})", True), ("torch.atleast_2d({A})", True), ("torch.flatten({A})", True),
-             ("torch.squeeze({A})", True), ("torch.cat([{A}])", False), ("torch.stack([{A}])", False)]
-    for n, (expr, aliases) in enumerate([("{A}" + v, a) for v, a in views] + funcs):
-        tag = "views" if aliases else "harmless"
-        items.append(I(f"view{n}-name", tag, inside, f"v = {expr}", ret="v", needs=frozenset({"x2d"})))
-        items.append(I(f"view{n}-list", tag, inside, f"vs.append({expr})", setup="vs = []", ret="vs",
-                       needs=frozenset({"x2d"})))
+    # a view / alias / copy of A (VIEWS, picked when placed), kept in a name or a list
+    items.append(I("view-name", "views", inside, "v = {view}", ret="v", needs=frozenset({"x2d"})))
+    items.append(I("view-list", "views", kept, "vs.append({view})", setup="vs = []", ret="vs",
+                   needs=frozenset({"x2d"})))
     return items
 
 
 ITEMS = _items()
+
+# Expressions of A: (text, may share A's storage). The sharing ones must be
+# followed to where they end up; the others are fresh tensors or Python values.
+VIEWS = [
+    ("{A}[0]", True), ("{A}[:, 1:]", True), ("{A}[...]", True), ("{A}[None]", True), ("{A}.view(-1)", True),
+    ("{A}.reshape(-1)", True), ("{A}.detach()", True), ("{A}.data", True), ("{A}.float()", True),
+    ("{A}.contiguous()", True), ("{A}.to(torch.float32)", True), ("{A}.to({A})", True),
+    ("{A}.type(torch.float32)", True), ("{A}.type_as({A})", True), ("{A}.cpu()", True), ("{A}.T", True),
+    ("{A}.mT", True), ("{A}.t()", True), ("{A}.unsqueeze(0)", True), ("{A}.narrow(0, 0, 1)", True),
+    ("{A}.split(1)[0]", True), ("{A}.unbind()[0]", True), ("{A}.chunk(2)[0]", True), ("{A}.select(0, 0)", True),
+    ("{A}.diagonal()", True), ("{A}.ravel()", True), ("{A}.movedim(0, 1)", True), ("{A}.swapaxes(0, 1)", True),
+    ("{A}.permute(1, 0)", True), ("{A}.expand(2, *{A}.shape)", True), ("{A}.unflatten(0, (1, -1))", True),
+    ("{A}.requires_grad_(False)", True), ("{A}.numpy()", True), ("{A}.view_as({A})", True),
+    ("{A}.as_strided({A}.shape, {A}.stride())", True), ("{A}.untyped_storage()", True),
+    ("operator.getitem({A}, 0)", True), ("getattr({A}, 'T')", True), ("numpy.asarray({A})", True),
+    ("torch.as_tensor({A})", True), ("torch.asarray({A})", True), ("torch.atleast_2d({A})", True),
+    ("torch.flatten({A})", True), ("torch.ravel({A})", True), ("torch.squeeze({A})", True),
+    ("torch.reshape({A}, (-1,))", True), ("torch.narrow({A}, 0, 0, 1)", True), ("torch.t({A})", True),
+    ("torch.transpose({A}, 0, 1)", True), ("torch.tensor_split({A}, 2)[0]", True),
+    ("torch.from_numpy({A}.numpy())", True), ("torch.utils.dlpack.from_dlpack({A})", True),
+    ("{A}.double()", False), ("{A}.clone()", False), ("{A} * 1", False), ("{A}.abs()", False),
+    ("{A}.tolist()", False), ("torch.cat([{A}])", False), ("torch.stack([{A}])", False), ("-{A}", False),
+    ("{A}.sum(0)", False), ("torch.exp({A})", False), ("{A}.contiguous().clone()", False),
+]
 
 
 # --- skeleton choices ---------------------------------------------------------------
@@ -333,6 +349,7 @@ class Builder:
         self.decorator = None
         self.tplname = None  # a template name of its own, set before the loop
         self.declare = False  # `A = None` before a first-iteration special case
+        self.state_template = False  # the template is the caller's state.buf
 
     def pick(self, seq):
         return self.rng.choice(seq)
@@ -401,11 +418,13 @@ def _loop(b: Builder):
         b.meta["lengths"] = b.pick([[3, 3, 2, 2, 2], [3, 3, 3, 4, 4], [2, 3, 3, 3], [3, 3, 2]])
         b.tags.add("c6")
     else:
-        b.loop = b.pick(["for", "range", "enum", "while"] + (["zip", "zip"] if b.k == 2 else []))
+        b.loop = b.pick(["for", "range", "enum", "while", "range", "enum", "while", "reversed"]
+                        + (["zip", "zip"] if b.k == 2 else []))
     b.nested = b.kind != "ragged" and b.chance(0.15)
     b.shape_tags.append("loop:" + b.loop + ("+nested" if b.nested else ""))
-    b.index = {"for": None, "zip": None, "range": "i", "enum": "i", "while": "i"}[b.loop]
-    b.first_cond = "i == 1" if b.loop == "while" else "i == 0"
+    b.index = {"for": None, "zip": None, "range": "i", "enum": "i", "while": "i", "reversed": "i"}[b.loop]
+    # (a reversed loop's `i == 0` is its LAST iteration: a restart, not a first value)
+    b.first_cond = "i == 1" if b.loop == "while" else "i == len(parts) - 1" if b.loop == "reversed" else "i == 0"
     read: list[str] = []
     if b.loop == "for":
         header = "for p in parts:"
@@ -414,6 +433,9 @@ def _loop(b: Builder):
     elif b.loop == "range":
         header = "for i in range(len(parts)):"
         read.append("p = parts[i]")
+    elif b.loop == "reversed":
+        header = b.pick(["for i in range(len(parts) - 1, -1, -1):", "for i in reversed(range(len(parts))):"])
+        read.append("p = parts[i]")
     elif b.loop == "enum":
         header = "for i, (p, lp) in enumerate(zip(parts, lses)):" if b.k == 2 and b.chance(0.5) else \
             "for i, p in enumerate(parts):"
@@ -421,7 +443,7 @@ def _loop(b: Builder):
         header = "while i < len(parts):"
         read += ["p = parts[i]", "i += 1"]
     if b.k == 2 and "lp" not in header:
-        read.insert(1 if b.loop == "range" else len(read), "lp = lses[i - 1]" if b.loop == "while" else
+        read.insert(1 if b.loop in ("range", "reversed") else len(read), "lp = lses[i - 1]" if b.loop == "while" else
                     "lp = lses[i]" if b.index else "")
         if not b.index:  # "for p in parts" with two accumulators: go by zip instead
             header, read = "for p, lp in zip(parts, lses):", []
@@ -537,7 +559,10 @@ def _allocation(b: Builder):
         tpl_choice = b.pick(["tpl", "x", "o", "p"])
         if tpl_choice == "tpl":
             b.tplname = "tpl"
-            b.setup.append(f"tpl = {b.pick(['x.clone()', 'torch.zeros_like(x)', 'x'])}")
+            b.setup.append(f"tpl = {b.pick(['x.clone()', 'torch.zeros_like(x)', 'x', 'state.buf'])}")
+            if b.setup[-1].endswith("state.buf"):
+                b.param("state")
+                b.state_template = True
         b.templates = [tpl_choice]
     b.shape_tags.append("template:" + ("acc" if b.templates == b.accs else "other"))
     spelling, sp_tag, sp_setup, sp_import = ALLOC_SPELLINGS[0] if b.chance(0.7) else b.pick(ALLOC_SPELLINGS)
@@ -569,7 +594,8 @@ def _allocation(b: Builder):
     if b.chance(0.08):  # noqa on one allocation of the group
         n = b.rng.randrange(len(b.alloc_lines))
         last = b.alloc_lines[n].split("\n")
-        last[0] += b.pick(["  # noqa: ALC001", "  # noqa"]) if len(last) == 1 else ""
+        last[0] += b.pick(["  # noqa: ALC001", "  # noqa", "  # noqa:ALC001", "  # NOQA: ALC001",
+                           "  # noqa: E501, ALC001", "  # noqa: E501", "  # noqa: ALC002"]) if len(last) == 1 else ""
         if len(last) == 1:
             b.alloc_lines[n] = last[0]
             b.noqa_temps = list(b.temps)
@@ -725,7 +751,8 @@ def _statements(b: Builder):
             continue
         chosen.append((item, b.pick(slots)))
     for item, slot in chosen:
-        b.tags.add(item.tag)
+        if "{view}" not in item.code:
+            b.tags.add(item.tag)
         if item.makes_generator:
             b.generator = True
         b.fuzz.update(item.fuzz)
@@ -738,7 +765,15 @@ def _statements(b: Builder):
             b.head.append(item.head)
         if item.ret and item.ret not in b.ret_extra:
             b.ret_extra.append(_fmt(item.ret, b.holes))
-        code = _fmt(item.code, b.holes)
+        holes = b.holes
+        if "{view}" in item.code:
+            view, shares = b.pick(VIEWS)
+            holes = {**b.holes, "view": _fmt(view, b.holes)}
+            b.tags.add("views" if shares else "harmless")
+            for module in ("operator", "numpy"):
+                if f"{module}." in view:
+                    b.imports.add(module)
+        code = _fmt(item.code, holes)
         if slot == "top" and b.first != "pre" and not item.none_ok:
             code = f"if {b.A} is not None:\n" + "\n".join(_indent(code, 1))
         b.slots[slot].append(code)
@@ -759,7 +794,9 @@ def _grad_context(b: Builder):
     """c7: grad contexts around the loop (a lexical no_grad may hide an enable_grad)."""
     if b.wrap is None and b.chance(0.12):
         b.wrap = b.pick(["with torch.no_grad():", "with torch.inference_mode():",
-                         "with torch.no_grad():\n    with torch.enable_grad():"])
+                         "with torch.no_grad():\n    with torch.enable_grad():",
+                         "with torch.no_grad():\n    with torch.set_grad_enabled(True):",
+                         "with torch.set_grad_enabled(False):", "with torch.autocast('cpu'):"])
         b.tags.add("c7")
     elif b.chance(0.05):
         b.decorator = b.pick(["@torch.no_grad()", "@torch.inference_mode()"])
@@ -829,7 +866,7 @@ def _applicable(item: Item, b: Builder) -> bool:
     needs = item.needs
     return not (("index" in needs and not b.index) or ("nodel" in needs and b.has_del)
                 or ("tplname" in needs and not b.tplname) or ("init" in needs and b.first != "pre")
-                or ("x2d" in needs and b.kind == "ragged"))
+                or ("x2d" in needs and b.kind == "ragged") or ("statetpl" in needs and not b.state_template))
 
 
 def _slot_ok(slot, item, first, init_declared) -> bool:

@@ -295,6 +295,8 @@ class Describer:
         self.alive.append(v)  # ids stay unique while the description is made
         if isinstance(v, torch.Tensor):
             return self.tensor(v, depth)
+        if isinstance(v, torch.UntypedStorage):
+            return ("storage", self.storages.setdefault(v._cdata, len(self.storages)), bytes(v.tolist()))
         if isinstance(v, (list, tuple, set, frozenset)):
             items = list(v)
             if isinstance(v, (set, frozenset)):
