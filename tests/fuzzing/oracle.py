@@ -345,7 +345,7 @@ class Describer:
         if t.is_leaf and t.grad is not None:
             grad = self(t.grad, depth + 1)
         return ("tensor", str(t.dtype), tuple(t.shape), tuple(t.stride()), t.storage_offset(),
-                t.requires_grad, t.is_inference(), sid, _bits(t), grad)
+                t.requires_grad, t.is_inference(), t.is_leaf, sid, _bits(t), grad)
 
 
 @dataclass
@@ -480,8 +480,8 @@ def differences(original: Outcome, fixed: Outcome) -> list[str]:
     return diffs
 
 
-TENSOR_FIELDS = ("kind", "dtype", "shape", "stride", "offset", "requires_grad", "is_inference", "storage #",
-                 "bytes", "grad")
+TENSOR_FIELDS = ("kind", "dtype", "shape", "stride", "offset", "requires_grad", "is_inference", "is_leaf",
+                 "storage #", "bytes", "grad")
 
 
 def explain(original: Outcome, fixed: Outcome) -> str:
