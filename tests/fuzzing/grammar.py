@@ -101,6 +101,7 @@ class Item:
     needs: frozenset = frozenset()  # index | nodel | init | x2d
     none_ok: bool = False  # fine when A is None or unbound (first iteration)
     makes_generator: bool = False
+    weight: int = 1  # how often it is drawn, relative to the others
 
 
 def _items():
@@ -229,9 +230,9 @@ def _items():
           ret="peak_value"),
     ]
     # a view / alias / copy of A (VIEWS, picked when placed), kept in a name or a list
-    items.append(I("view-name", "views", inside, "v = {view}", ret="v", needs=frozenset({"x2d"})))
+    items.append(I("view-name", "views", inside, "v = {view}", ret="v", needs=frozenset({"x2d"}), weight=6))
     items.append(I("view-list", "views", kept, "vs.append({view})", setup="vs = []", ret="vs",
-                   needs=frozenset({"x2d"})))
+                   needs=frozenset({"x2d"}), weight=6))
     return items
 
 
@@ -742,8 +743,9 @@ def _statements(b: Builder):
     n_items = b.rng.choice([0, 1, 1, 2, 2, 3])
     candidates = [it for it in ITEMS if _applicable(it, b) and not (b.is_async and it.makes_generator)]
     chosen = []
+    weights = [it.weight for it in candidates]
     for _ in range(n_items):
-        item = b.pick(candidates)
+        item = b.rng.choices(candidates, weights)[0]
         if item.name in (c.name for c, _ in chosen):
             continue
         slots = [s for s in item.slots if _slot_ok(s, item, b.first, b.init_declared)]
