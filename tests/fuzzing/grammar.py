@@ -163,6 +163,9 @@ def _items():
         I("restart-dtype", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.double()", needs=frozenset({"index"})),
         I("restart-caller", "c6", ("end",), "if {i} == 1:\n    {A} = x", needs=frozenset({"index", "x2d"})),
         I("restart-fresh", "c6", ("end",), "if {i} == 1:\n    {A} = {A}.clone()", needs=frozenset({"index"})),
+        I("reset-to-none", "c6", ("end",), "if {i} == 2:\n    {A} = None", needs=frozenset({"index", "noneform"})),
+        I("inplace-meta", "c6", ("end",), "{A}.unsqueeze_(0)\n{A}.squeeze_(0)"),
+        I("inplace-meta-temp", "c6", ("mid1",), "{T}.unsqueeze_(0)"),
         I("restart-at-0", "c6", ("top",), "if {i} == 0:\n    {A} = {o}", needs=frozenset({"index", "init"})),
         I("template-regrown-by-callee", "c6", ("end",), "regrow(state)", fuzz=("regrow",), params=("state",),
           needs=frozenset({"statetpl"})),
@@ -868,7 +871,8 @@ def _applicable(item: Item, b: Builder) -> bool:
     needs = item.needs
     return not (("index" in needs and not b.index) or ("nodel" in needs and b.has_del)
                 or ("tplname" in needs and not b.tplname) or ("init" in needs and b.first != "pre")
-                or ("x2d" in needs and b.kind == "ragged") or ("statetpl" in needs and not b.state_template))
+                or ("x2d" in needs and b.kind == "ragged") or ("statetpl" in needs and not b.state_template)
+                or ("noneform" in needs and not b.first.startswith("none")))
 
 
 def _slot_ok(slot, item, first, init_declared) -> bool:
