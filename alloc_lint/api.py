@@ -14,9 +14,11 @@ MAX_PASSES = 5  # fixing re-checks the result; one pass normally suffices
 
 
 def check_source(text: str, filename: str = "<string>", config: Config | None = None) -> list[Diagnostic]:
-    """Diagnostics for `text`, with `noqa` applied. Raises engine.SourceError
-    for text that cannot be parsed."""
-    return engine.check_text(text, filename, config or Config())
+    """Diagnostics for `text`, with `noqa` applied. Always parses the text
+    (the text prefilter that lets `alloc-lint check` skip files is not used
+    here), so it raises engine.SourceError for any text that cannot be parsed,
+    whether or not it could hold a finding."""
+    return engine.check_text(text, filename, config or Config(), prefilter=False)
 
 
 @dataclass

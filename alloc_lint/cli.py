@@ -1,4 +1,5 @@
-"""`alloc-lint check | fix | rules | explain`: a thin layer over the engine.
+"""`alloc-lint check | fix | rules | explain | clean | help`: a thin layer over
+the engine.
 
 Exit codes: 0 nothing to report; 1 findings (for `fix`: findings remain, or
 with --diff changes would be made); 2 usage error, bad configuration, or a
@@ -7,245 +8,254 @@ file that could not be read or parsed (the other files are still checked).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
-import time
 
-from . import __version__, engine
-from .api import FileChanged, attach_edits, fix_source, write_atomically
+from . import __version__
 from .cache import DEFAULT_DIR as DEFAULT_CACHE_DIR
-from .cache import Cache
-from .config import Config, ConfigError, discover, load
-from .formats import FORMATS, NEEDS_EDITS
-from .lines import split_lines
-from .rules import ALL_RULES, rule_by_code
+from .cache import Caches, clean
+from .config import ConfigError, Resolver
+from .output import Output, colour_enabled, plural
+from .selectors import SelectorError, parse_list, suggestion
 
 
-def _codes(value: str) -> tuple[str, ...]:
-    return tuple(c.strip().upper() for c in value.split(",") if c.strip())
+def _selectors(value: str) -> tuple[str, ...]:
+    try:
+        return parse_list(value)
+    except SelectorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _jobs_value(value: str) -> int:
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {value!r}") from None
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # `--sel` is a typo, not `--select`
+        super().__init__(*args, **kwargs)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = Parser(
         prog="alloc-lint",
         description="Find (and fix) buffers allocated on every loop iteration only to be merged into "
-                    "and rebound, in PyTorch code.")
+                    "and rebound, in PyTorch code. `alloc-lint help` lists every command and flag.")
     parser.add_argument("--version", action="version", version=f"alloc-lint {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    subs = {}
 
     def common(sub):
-        sub.add_argument("paths", nargs="*", default=["."], metavar="PATH",
-                         help="files or directories (default: .)")
-        sub.add_argument("--config", metavar="FILE", help="a pyproject.toml or TOML file with [tool.alloc-lint]")
-        sub.add_argument("--select", type=_codes, metavar="CODES", help="comma-separated codes or prefixes")
-        sub.add_argument("--ignore", type=_codes, metavar="CODES", help="comma-separated codes or prefixes")
+        sub.add_argument("paths", nargs="*", metavar="PATH",
+                         help="files or folders (default: .); `-` reads the source from standard input")
+        sub.add_argument("--config", metavar="FILE",
+                         help="a pyproject.toml or TOML file used for every file, instead of the nearest "
+                              "pyproject.toml with [tool.alloc-lint]")
+        sub.add_argument("--select", type=_selectors, metavar="RULES",
+                         help="comma-separated codes, prefixes (ALC) or rule names to enable (replaces the configured "
+                              "select and ignore)")
+        sub.add_argument("--ignore", type=_selectors, metavar="RULES",
+                         help="comma-separated codes, prefixes or rule names to disable")
         sub.add_argument("--unsafe-fixes", action="store_true", help="also use fixes marked unsafe")
-        sub.add_argument("--no-prefilter", action="store_true", help=argparse.SUPPRESS)
+        sub.add_argument("--stdin-filename", metavar="PATH",
+                         help="the name of the file read from standard input (for configuration and output)")
+        sub.add_argument("--force-exclude", action="store_true",
+                         help="apply excludes to paths named on the command line too (pre-commit names every file)")
+        sub.add_argument("--no-respect-gitignore", dest="respect_gitignore", action="store_false",
+                         help="also check files that .gitignore ignores")
+        sub.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
+        sub.add_argument("--cache-dir", metavar="DIR",
+                         help=f"where the cache lives (default: $ALLOC_LINT_CACHE_DIR, else {DEFAULT_CACHE_DIR}/ "
+                              "in the project root)")
+        sub.add_argument("-j", "--jobs", type=_jobs_value, metavar="N",
+                         help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks "
+                              "in parallel)")
+        sub.add_argument("--exit-zero", action="store_true",
+                         help="exit 0 even when findings remain (errors still exit 2)")
+        sub.add_argument("--statistics", action="store_true",
+                         help="print the number of findings per rule instead of each finding")
+        sub.add_argument("--show-fixes", action="store_true",
+                         help="check: show the fix offered under each finding; fix: list what was fixed")
+        sub.add_argument("--output-file", metavar="FILE", help="write the report to FILE instead of standard output")
+        sub.add_argument("-q", "--quiet", action="store_true", help="print findings and errors only, no summary")
+        sub.add_argument("--no-prefilter", action="store_true",
+                         help="parse every file (the text prefilter only skips files that cannot match)")
         sub.add_argument("--stats", action="store_true", help="print file counts per stage to stderr (JSON)")
 
-    check = commands.add_parser("check", help="report findings")
+    check = commands.add_parser("check", help="report findings", description="Report findings.")
     common(check)
-    check.add_argument("--format", choices=sorted(FORMATS), default="text")
-    check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
-    check.add_argument("--no-cache", action="store_true", help="neither read nor write the results cache")
-    check.add_argument("--cache-dir", metavar="DIR",
-                       help=f"where the cache lives (default: $ALLOC_LINT_CACHE_DIR or {DEFAULT_CACHE_DIR})")
-    check.add_argument("-j", "--jobs", type=int, metavar="N",
-                       help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks in parallel)")
+    check.add_argument("--format", choices=["text", "json", "sarif", "github"], default="text",
+                       help="output format (default: text)")
+    check.add_argument("--add-noqa", action="store_true",
+                       help="add `# noqa: CODE` to every line with a finding, to adopt the tool on existing code")
+    subs["check"] = check
 
-    fix = commands.add_parser("fix", help="rewrite files in place")
+    fix = commands.add_parser("fix", help="rewrite files in place", description="Apply fixes.")
     common(fix)
     fix.add_argument("--diff", action="store_true", help="print a unified diff and write nothing")
+    fix.add_argument("--exit-non-zero-on-fix", action="store_true",
+                     help="exit 1 when anything was fixed, even if nothing remains")
+    subs["fix"] = fix
 
-    rules = commands.add_parser("rules", help="list the rules")
-    rules.add_argument("--format", choices=["text", "json"], default="text")
-    explain = commands.add_parser("explain", help="print a rule's documentation")
-    explain.add_argument("rule", metavar="CODE")
-    return parser
-
-
-def _config(args) -> Config:
-    config = load(args.config) if args.config else discover(".")
-    if args.select:
-        config.select = args.select
-    if args.ignore:
-        config.ignore = args.ignore
-    return config
-
-
-def _print_errors(errors) -> None:
-    for error in errors:
-        print(error, file=sys.stderr)
-
-
-def _print_stats(stats, diagnostics: int, errors: int) -> None:
-    print(json.dumps({"files": stats.files, "text_kept": stats.text_kept, "ast_kept": stats.ast_kept,
-                      "libcst_parsed": stats.libcst_parsed, "cached": stats.cached,
-                      "diagnostics": diagnostics, "errors": errors}), file=sys.stderr)
+    rules = commands.add_parser("rules", help="list the rules", description="List the rules.")
+    rules.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    subs["rules"] = rules
+    explain = commands.add_parser("explain", help="print a rule's documentation",
+                                  description="Print a rule's documentation.")
+    explain.add_argument("rule", metavar="RULE", help="a code (ALC001) or name (alloc-in-loop-merge)")
+    subs["explain"] = explain
+    clean_ = commands.add_parser("clean", help="remove the results caches",
+                                 description="Remove the results cache of the project root of each PATH, "
+                                             "and every cache folder under PATH.")
+    clean_.add_argument("paths", nargs="*", metavar="PATH", help="folders (default: .)")
+    clean_.add_argument("--cache-dir", metavar="DIR", help="also remove this cache folder")
+    subs["clean"] = clean_
+    help_ = commands.add_parser("help", help="print the reference of every command and flag",
+                                description="Print the reference of every command and flag.")
+    help_.add_argument("topic", nargs="?", metavar="COMMAND", help="one command only")
+    subs["help"] = help_
+    return parser, subs
 
 
-def _jobs(args) -> int:
-    if args.jobs is not None:
-        return max(1, args.jobs)
-    if os.environ.get("PRE_COMMIT"):
-        return 1  # pre-commit already runs one hook process per core
-    return os.cpu_count() or 1
+def _unknown_flags(parser, subs, args, extras) -> int:
+    sub = subs.get(args.command, parser)
+    flags = [o for action in sub._actions for o in action.option_strings]
+    first = extras[0]
+    hint = suggestion(first.split("=", 1)[0], flags) if first.startswith("-") else ""
+    sys.stderr.write(sub.format_usage())
+    print(f"{sub.prog}: error: unrecognized argument `{first}`{hint}", file=sys.stderr)
+    return 2
 
 
-class Progress:
-    """`checked N/M files` on a terminal, for runs long enough to want it;
-    never in pipes or CI logs."""
-
-    def __init__(self):
-        self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
-        self.started = time.monotonic()
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.enabled and time.monotonic() - self.started > 0.5 and (done % 50 == 0 or done == total):
-            sys.stderr.write(f"\ralloc-lint: checked {done}/{total} files")
-            self.shown = True
-
-    def finish(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-
-
-def run_check(args, config: Config) -> int:
-    cache = None
-    if not args.no_cache:
-        cache = Cache(args.cache_dir or os.environ.get("ALLOC_LINT_CACHE_DIR") or DEFAULT_CACHE_DIR,
-                      config.fingerprint())
-    progress = Progress()
-    report = engine.check_paths(args.paths, config, prefilter=not args.no_prefilter, jobs=_jobs(args),
-                                cache=cache, progress=progress)
-    progress.finish()
-    if args.format in NEEDS_EDITS:
-        # Fix plans are not cached: re-check the few files that have fixes to turn them into edits.
-        fixable = sorted({d.filename for d in report.diagnostics if d.fixes})
-        if fixable:
-            kept = [d for d in report.diagnostics if d.filename not in fixable]
-            for filename in fixable:
-                text = engine.read_source(filename).text
-                fresh = engine.check_text(text, filename, config, prefilter=False)
-                attach_edits(text, fresh)
-                kept.extend(fresh)
-                report.stats.libcst_parsed += 1
-            report.diagnostics = sorted(kept, key=lambda d: d.sort_key())
-    sys.stdout.write(FORMATS[args.format].render(report.diagnostics, report.errors, args.unsafe_fixes))
-    if args.format != "github":
-        _print_errors(report.errors)
-    if args.stats:
-        _print_stats(report.stats, len(report.diagnostics), len(report.errors))
-    if any(not e.warning for e in report.errors):
-        return 2
-    return 1 if report.diagnostics and not args.exit_zero else 0
-
-
-def run_fix(args, config: Config) -> int:
-    fixed = held_back = remaining = changed_files = 0
-    failed = False
-    unfixable = []
-    stats = engine.Stats()
-    for path, error in engine.iter_python_files(args.paths, config):
-        if error:
-            print(error, file=sys.stderr)
-            failed = failed or not error.warning
-            continue
-        stats.files += 1
-        try:
-            original = engine.read_bytes(path)
-            source = engine.decode(original)
-            if not args.no_prefilter and not engine.might_match(source.text, config):
-                continue
-            stats.text_kept += 1
-            result = fix_source(source.text, path, config, unsafe_fixes=args.unsafe_fixes)
-        except engine.SourceError as exc:
-            print(f"{path}: error: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        if result.error:
-            print(f"{path}: warning: {result.error}", file=sys.stderr)
-        fixed += result.fixed
-        held_back += result.held_back
-        remaining += len(result.remaining)
-        unfixable.extend(result.remaining)
-        if not result.changed:
-            continue
-        changed_files += 1
-        if args.diff:
-            sys.stdout.writelines(difflib.unified_diff(
-                split_lines(source.text, keepends=True), split_lines(result.text, keepends=True),
-                fromfile=f"a/{path}", tofile=f"b/{path}"))
-            continue
-        try:
-            write_atomically(path, engine.encode(source, result.text), expected_old=original)
-        except (FileChanged, OSError) as exc:
-            message = str(exc) if isinstance(exc, FileChanged) else f"cannot write: {exc.strerror or exc}"
-            print(f"{path}: error: {message}", file=sys.stderr)
-            failed = True
-    for d in unfixable:
-        print(f"{d.filename}:{d.line}:{d.column}: {d.code} {d.message}", file=sys.stderr)
-    verb = "Would fix" if args.diff else "Fixed"
-    summary = f"{verb} {fixed} finding{'s' if fixed != 1 else ''} in {changed_files} file{'s' if changed_files != 1 else ''}"
-    if remaining:
-        summary += f"; {remaining} remaining without a fix"
-    summary += "."
-    if held_back:
-        summary += (f" {held_back} took the safe ping-pong form; `--unsafe-fixes` would apply the "
-                    "upstream swap instead (its assumption is in `alloc-lint explain ALC001`).")
-    print(summary, file=sys.stderr)
-    if args.stats:
-        _print_stats(stats, remaining, int(failed))
-    if failed:
-        return 2
-    if remaining or (args.diff and fixed):
-        return 1
+def run_help(args, parser, subs) -> int:
+    if args.topic:
+        if args.topic not in subs:
+            print(f"alloc-lint: error: no command `{args.topic}`{suggestion(args.topic, subs)}", file=sys.stderr)
+            return 2
+        print(subs[args.topic].format_help())
+        return 0
+    print(parser.format_help())
+    for name, sub in subs.items():
+        print(f"\n{'=' * 20} alloc-lint {name} {'=' * 20}\n")
+        print(sub.format_help())
     return 0
 
 
 def run_rules(args) -> int:
+    from .rules import ALL_RULES
+
     if args.format == "json":
-        print(json.dumps([{"code": r.code, "name": r.name, "summary": r.summary} for r in ALL_RULES], indent=2))
+        print(json.dumps([{"code": r.code, "name": r.name, "summary": r.summary, "fix": r.fix_availability,
+                           "options": list(r.options)} for r in ALL_RULES], indent=2))
     else:
         for rule in ALL_RULES:
-            print(f"{rule.code}  {rule.name}  {rule.summary}")
+            print(f"{rule.code}  {rule.name}  (fix: {rule.fix_availability})  {rule.summary}")
+        print("\nfix: whether `alloc-lint fix` can rewrite a finding: always, sometimes (when it can prove "
+              "the rewrite changes nothing) or never. `alloc-lint explain CODE` prints a rule's page.")
     return 0
 
 
 def run_explain(args) -> int:
+    from .rules import ALL_RULES, rule_by_code
+
     rule = rule_by_code(args.rule)
     if rule is None:
-        known = ", ".join(r.code for r in ALL_RULES)
-        print(f"alloc-lint: error: unknown rule {args.rule!r} (known: {known})", file=sys.stderr)
+        known = [r.code for r in ALL_RULES] + [r.name for r in ALL_RULES]
+        print(f"alloc-lint: error: unknown rule `{args.rule}`{suggestion(args.rule, known)} "
+              f"(known: {', '.join(known)})", file=sys.stderr)
         return 2
     print(rule.documentation())
     return 0
 
 
+def run_clean(args) -> int:
+    paths = args.paths or ["."]
+    resolver = Resolver()
+    folders = []
+    override = args.cache_dir or os.environ.get("ALLOC_LINT_CACHE_DIR")
+    if override:
+        folders.append(override)
+    for path in paths:
+        folders.append(resolver.for_folder(path).root_path / DEFAULT_CACHE_DIR)
+        for root, dirs, _ in os.walk(path):
+            if DEFAULT_CACHE_DIR in dirs:
+                folders.append(os.path.join(root, DEFAULT_CACHE_DIR))
+            dirs[:] = [d for d in dirs if d not in (DEFAULT_CACHE_DIR, ".git", "node_modules")]
+    removed = clean(dict.fromkeys(os.path.abspath(f) for f in folders))
+    for folder in removed:
+        print(f"Removed {folder}", file=sys.stderr)
+    print(f"Removed {plural(len(removed), 'cache folder')}.", file=sys.stderr)
+    return 0
+
+
+def _jobs(args) -> int:
+    if args.jobs is not None:
+        return args.jobs
+    if os.environ.get("PRE_COMMIT"):
+        return 1  # pre-commit already runs one hook process per core
+    return os.cpu_count() or 1
+
+
+def _caches(args):
+    if args.no_cache:
+        return None
+    return Caches(args.cache_dir or os.environ.get("ALLOC_LINT_CACHE_DIR"))
+
+
+def _stdin_mode(args) -> bool:
+    if args.paths == ["-"]:
+        return True
+    if "-" in (args.paths or []):
+        raise _UsageError("`-` (standard input) cannot be combined with other paths")
+    return not args.paths and args.stdin_filename is not None
+
+
+class _UsageError(Exception):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, subs = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        return _unknown_flags(parser, subs, args, extras)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command == "help":
+            return run_help(args, parser, subs)
         if args.command == "rules":
             return run_rules(args)
         if args.command == "explain":
             return run_explain(args)
-        config = _config(args)
-        return run_check(args, config) if args.command == "check" else run_fix(args, config)
-    except ConfigError as exc:
+        if args.command == "clean":
+            return run_clean(args)
+        from .commands import run_check, run_fix
+
+        resolver = Resolver(args.config, select=args.select, ignore=args.ignore)
+        out = Output(args.output_file, colour=colour_enabled(sys.stdout) and not args.output_file)
+        stdin = _stdin_mode(args)
+        with out:
+            if args.command == "check":
+                return run_check(args, resolver, out, _caches(args), _jobs(args), stdin)
+            return run_fix(args, resolver, out, _caches(args), _jobs(args), stdin)
+    except (ConfigError, _UsageError) as exc:
         print(f"alloc-lint: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 1
+    except OSError as exc:  # an --output-file that cannot be written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"alloc-lint: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alloc-lint: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

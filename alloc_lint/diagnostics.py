@@ -66,6 +66,15 @@ class FileError:
     filename: str
     message: str
     warning: bool = False  # reported, but does not fail the run
+    line: int | None = None  # 1-based, when the problem has a place (syntax errors)
+    column: int | None = None  # 1-based, in characters
+
+    @property
+    def where(self) -> str:
+        """`path:line:column` (or `path`), as editors and terminals jump to."""
+        if self.line is None:
+            return self.filename
+        return f"{self.filename}:{self.line}:{self.column or 1}"
 
     def __str__(self) -> str:
-        return f"{self.filename}: {'warning' if self.warning else 'error'}: {self.message}"
+        return f"{self.where}: {'warning' if self.warning else 'error'}: {self.message}"

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import ast
 import codecs
-import fnmatch
+import gc
 import io
 import os
 import re
 import stat
+import sys
 import tokenize
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from .config import Config
+from . import selectors
+from .cache import DIGEST, stat_key
+from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
+from .discovery import iter_files, iter_files_absolute
 from .lines import split_lines
-from .rules import ALL_RULES, FileContext
 
 
 class SourceError(Exception):
-    """A file that cannot be decoded or parsed; the message is one line."""
+    """A file that cannot be decoded or parsed; the message is one line.
+    `line` and `column` (1-based, characters) say where, when known."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
 
 
 @dataclass
@@ -55,8 +63,11 @@ def parse(text: str, filename: str) -> ast.Module:
     try:
         return ast.parse(text, filename=filename)
     except SyntaxError as exc:
-        where = f"{exc.lineno}:{(exc.offset or 0)}: " if exc.lineno else ""
-        raise SourceError(f"{where}syntax error: {exc.msg}") from None
+        message = f"syntax error: {exc.msg}"
+        newer = needs_newer_python(text, exc)
+        if newer:
+            message += newer
+        raise SourceError(message, exc.lineno, exc.offset if exc.lineno else None) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, RecursionError):
@@ -64,13 +75,60 @@ def parse(text: str, filename: str) -> ast.Module:
         raise SourceError(f"cannot parse: {message}") from None
 
 
+# Syntax that only newer Pythons parse, looked for on the line where parsing
+# failed: (version, what, pattern).
+_NEWER_SYNTAX = (
+    ((3, 11), "`except*`", re.compile(r"^\s*except\s*\*")),
+    ((3, 12), "a `type` alias statement", re.compile(r"^\s*type\s+[A-Za-z_]\w*\s*[\[=]")),
+    ((3, 12), "type parameters (`def f[T]`, `class C[T]`)",
+     re.compile(r"^\s*(async\s+def|def|class)\s+[A-Za-z_]\w*\s*\[")),
+    ((3, 14), "a template string (t-string)", re.compile(r"(?<![\w.])(t|tr|rt)['\"]", re.IGNORECASE)),
+    ((3, 14), "`except A, B:` without parentheses", re.compile(r"^\s*except\s+[^(\s:][^:]*,")),
+)
+
+
+def needs_newer_python(text: str, exc: SyntaxError) -> str:
+    """", which needs Python 3.12 ..." when the failing line uses syntax of a
+    Python newer than the running one; else ""."""
+    running = sys.version_info[:2]
+    lines = split_lines(text)
+    line = lines[exc.lineno - 1] if exc.lineno and 0 < exc.lineno <= len(lines) else ""
+    found = [(version, what) for version, what, pattern in _NEWER_SYNTAX
+             if version > running and pattern.search(line)]
+    if not found and running < (3, 12) and "f-string" in (exc.msg or ""):
+        found = [((3, 12), "an f-string that Python 3.12 allows (PEP 701: nested quotes, backslashes, comments)")]
+    if not found:
+        return ""
+    version, what = min(found)
+    v = f"{version[0]}.{version[1]}"
+    return (f" (the line uses {what}, which needs Python {v} or newer; alloc-lint is running on Python "
+            f"{running[0]}.{running[1]}: run it under Python {v}+, e.g. `python{v} -m alloc_lint check ...`)")
+
+
 # --- prefilter ----------------------------------------------------------------------
+
+
+def _rules():
+    """The rules (`engine.ALL_RULES`), imported on first use: a run that finds
+    every result in the cache never loads them."""
+    rules = globals().get("ALL_RULES")
+    if rules is None:
+        from .rules import ALL_RULES as rules
+
+        globals()["ALL_RULES"] = rules
+    return rules
+
+
+def __getattr__(name):  # `engine.ALL_RULES` before first use (tests patch it)
+    if name == "ALL_RULES":
+        return _rules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def might_match(text: str, config: Config) -> bool:
     """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
     is sound, so a file for which this is False has no finding at all."""
-    return any(rule.might_match(text, config) for rule in ALL_RULES
+    return any(rule.might_match(text, config) for rule in _rules()
                if config.is_selected(rule.code, rule.name))
 
 
@@ -89,14 +147,40 @@ def is_suppressed(line: str, code: str) -> bool:
     return False
 
 
+# `# alloc-lint: noqa` on a line of its own suppresses every finding in the file,
+# `# alloc-lint: noqa: ALC001, ...` those codes (selectors), as Ruff's `# ruff: noqa`.
+_FILE_NOQA = re.compile(r"^[ \t\f]*#[ \t]*alloc-lint:[ \t]*noqa(?P<rest>[^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def file_suppressions(text: str) -> tuple[str, ...] | None:
+    """Code prefixes suppressed for the whole file ("" for all), or None."""
+    if "alloc-lint:" not in text and "ALLOC-LINT:" not in text.upper():
+        return None
+    found = []
+    for match in _FILE_NOQA.finditer(text):
+        rest = match.group("rest").strip()
+        if not rest.startswith(":"):
+            if not rest or rest.startswith("#"):
+                return ("",)
+            continue
+        for item in re.split(r"[,\s]+", rest[1:].split("#", 1)[0]):
+            try:
+                found.append(selectors.canonical(item))
+            except selectors.SelectorError:
+                pass  # a comment is not the place to fail a run; unknown codes match nothing
+    return tuple(found) or None
+
+
 # --- checking -----------------------------------------------------------------------
 
 
 def check_tree(tree: ast.Module, text: str, filename: str, config: Config) -> list[Diagnostic]:
     """Run every selected rule over an already parsed module (no noqa)."""
+    from .rules import FileContext
+
     ctx = FileContext(filename, text, tree, config)
     found: list[Diagnostic] = []
-    for rule in ALL_RULES:
+    for rule in _rules():
         if config.is_selected(rule.code, rule.name):
             found.extend(rule.check(ctx))
     found.sort(key=Diagnostic.sort_key)
@@ -105,7 +189,8 @@ def check_tree(tree: ast.Module, text: str, filename: str, config: Config) -> li
 
 def check_text(text: str, filename: str, config: Config, prefilter: bool = True,
                stats: "Stats | None" = None) -> list[Diagnostic]:
-    """Diagnostics for one source text, `noqa` applied. Raises SourceError."""
+    """Diagnostics for one source text, with `noqa` comments, the file-level
+    `# alloc-lint: noqa` and `per-file-ignores` applied. Raises SourceError."""
     if prefilter and not might_match(text, config):
         return []
     if stats:
@@ -116,9 +201,11 @@ def check_text(text: str, filename: str, config: Config, prefilter: bool = True,
         stats.ast_kept += 1
     if not diagnostics:
         return []
+    dropped = (file_suppressions(text) or ()) + config.ignored_codes(filename)
     lines = split_lines(text)
     return [d for d in diagnostics
-            if not (0 < d.line <= len(lines) and is_suppressed(lines[d.line - 1], d.code))]
+            if not selectors.matches(d.code, dropped)
+            and not (0 < d.line <= len(lines) and is_suppressed(lines[d.line - 1], d.code))]
 
 
 @dataclass
@@ -135,126 +222,101 @@ class Report:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    checked: list[str] = field(default_factory=list)  # every file checked, in order
+
+
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """A file's bytes and stat data, or SourceError. Opened without blocking
+    and checked to be a regular file first: never hangs on a FIFO or device.
+    (os.read on the descriptor: no buffered file object for a one-shot read.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if os.path.isdir(path):
+            raise SourceError("is a directory") from None
+        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError("is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        data = os.read(fd, st.st_size + 1)
+        if len(data) > st.st_size:  # it grew since fstat: read the rest
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data, st
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def read_bytes(path: str) -> bytes:
     """A file's bytes, or SourceError: never blocks on a FIFO or device."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            kind = "a directory" if os.path.isdir(path) else "not a regular file"
-            raise SourceError(f"is {kind}" if kind == "a directory" else kind)
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    return read_file(path)[0]
 
 
 def read_source(path: str) -> Source:
     return decode(read_bytes(path))
 
 
-def _read(path: str, config: Config, prefilter: bool, hashing: bool):
-    """Stage 1, in this process: read, decode, text prefilter.
+def _error(exc: SourceError) -> tuple:
+    return (str(exc), exc.line, exc.column)
 
-    Returns (path, stat key, content hash, text to parse or None, result or
-    None); a result is (diagnostics, error message, kept by the prefilter) and
-    is what the cache stores (fixes are data: edits.py operations)."""
-    from .cache import Cache, content_hash
 
+NOTHING = ((), None, False)  # the result of most files: shared, so the cache stores it once
+
+
+def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
+    """Stage 1, in this process: cache lookup, read, decode, text prefilter.
+
+    Returns (result, None) when done, or (what the cache needs to store the
+    result, or None; text) when the file must be parsed. A result is
+    (diagnostics, error or None, kept by the prefilter); an error is
+    (message, line, column). Results are what the cache stores (fixes are
+    data: edits.py operations)."""
+    view = old = None
+    if cache is not None:
+        view = cache.view(config, prefilter)
+        key = view.key(absolute)
+        old = view.table.get(key)
+        if old is not None and len(old[0]) > DIGEST:  # a trusted stat key: no read if it is unchanged
+            try:
+                current = stat_key(os.stat(path))
+            except OSError:
+                current = None
+            if old[0][DIGEST:] == current:
+                return view.hit(key, old, old[0]), None
     try:
-        stat_key = Cache.stat_key(path)
-        data = read_bytes(path)
-    except OSError as exc:
-        return path, None, None, None, ([], f"cannot read: {exc.strerror or exc}", False)
+        data, st = read_file(path)
     except SourceError as exc:
-        return path, None, None, None, ([], str(exc), False)
-    digest = content_hash(data) if hashing else None
+        return ((), _error(exc), False), None
+    if view is not None:
+        packed = view.packed(data, st)
+        if old is not None and old[0][:DIGEST] == packed[:DIGEST]:
+            return view.hit(key, old, packed), None
     try:
         text = decode(data).text
     except SourceError as exc:
-        return path, stat_key, digest, None, ([], str(exc), False)
-    if prefilter and not might_match(text, config):
-        return path, stat_key, digest, None, ([], None, False)
-    return path, stat_key, digest, text, None
+        result = ((), _error(exc), False)
+    else:
+        if not prefilter or might_match(text, config):
+            return (view and (view, key, packed)), text
+        result = NOTHING
+    if view is not None:
+        view.put(key, (packed, result, view.today))
+    return result, None
 
 
-def _parse(item, config: Config):
+def _parse(item):
     """Stage 2, here or in a worker: parse and run the rules on a kept file."""
-    path, text = item
+    path, text, config = item
     try:
         diagnostics, error = check_text(text, path, config, prefilter=False), None
     except SourceError as exc:
-        diagnostics, error = [], str(exc)
-    return path, (diagnostics, error, True)
-
-
-# --- finding files ------------------------------------------------------------------
-
-
-class _Excluder:
-    """Exclude patterns compiled once: a pattern without `/` matches any one
-    path component (`build`, `*_pb2.py`), one with `/` the whole path."""
-
-    def __init__(self, patterns: tuple[str, ...]):
-        def compile_(items):
-            return re.compile("|".join(fnmatch.translate(p) for p in items)) if items else None
-
-        self.name = compile_([p for p in patterns if "/" not in p])
-        self.path = compile_([p.rstrip("/") for p in patterns if "/" in p])
-
-    def __call__(self, path: Path, name_only: bool = False) -> bool:
-        names = [path.name] if name_only else path.parts
-        if self.name and any(self.name.match(n) for n in names):
-            return True
-        return bool(self.path and self.path.match(path.as_posix()))
-
-
-def iter_python_files(paths: list[str], config: Config):
-    """Yield (path, None) for each file to check, or (path, FileError).
-
-    Paths named explicitly are always checked; directories are walked for
-    `*.py`, skipping excluded names, and never following symlinked folders
-    (which could loop). A file reached twice (`src src/a.py`, `a.py ./a.py`)
-    is yielded once, under the first spelling."""
-    seen = set()
-    for path, error in _iter_python_files(paths, config):
-        key = os.path.normcase(os.path.abspath(path))
-        if key not in seen:
-            seen.add(key)
-            yield path, error
-
-
-def _iter_python_files(paths: list[str], config: Config):
-    for given in paths:
-        path = Path(given)
-        if not os.path.lexists(given):
-            yield given, FileError(given, "no such file or directory")
-            continue
-        if not path.is_dir():
-            yield given, None
-            continue
-        excluded = _Excluder(config.exclude)
-        errors = []
-
-        def onerror(exc, errors=errors):
-            errors.append(FileError(exc.filename or given, f"cannot read directory: {exc.strerror or exc}"))
-
-        found_any = False
-        for root, dirs, files in os.walk(given, onerror=onerror):
-            rel_root = Path(root)
-            dirs[:] = sorted(d for d in dirs
-                             if not excluded(rel_root / d, name_only=True)
-                             and not os.path.islink(os.path.join(root, d)))
-            for name in sorted(files):
-                if name.endswith(".py"):
-                    candidate = rel_root / name
-                    if not excluded(candidate, name_only=True):
-                        found_any = True
-                        yield str(candidate), None
-        for error in errors:
-            yield error.filename, error
-        if not found_any and not errors:
-            yield given, FileError(given, "no Python files found", warning=True)
+        diagnostics, error = [], _error(exc)
+    return path, (tuple(diagnostics), error, True)
 
 
 # Parsing is the only stage worth other processes, and only for many files:
@@ -262,70 +324,91 @@ def _iter_python_files(paths: list[str], config: Config):
 MIN_PARSES_PER_PROCESS = 24
 
 
-def _parsed(items: list, config: Config, jobs: int):
+def _parsed(items: list, jobs: int):
     if jobs > 1 and len(items) >= 2 * MIN_PARSES_PER_PROCESS:
         import multiprocessing
-        from functools import partial
 
         jobs = min(jobs, len(items) // MIN_PARSES_PER_PROCESS)
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(jobs) as pool:
-            yield from pool.imap_unordered(partial(_parse, config=config), items)
+            yield from pool.imap_unordered(_parse, items)
     else:
         for item in items:
-            yield _parse(item, config)
+            yield _parse(item)
 
 
-def check_paths(paths: list[str], config: Config, prefilter: bool = True, jobs: int = 1,
-                cache=None, progress=None) -> Report:
-    """Check files and folders. `cache` is an alloc_lint.cache.Cache or None;
-    `progress(done, total)` is called as files are read."""
+def as_resolver(config) -> Resolver:
+    """A Resolver; a Config given instead governs every file."""
+    if isinstance(config, Resolver):
+        return config
+    resolver = Resolver()
+    resolver.fixed = config if config is not None else None
+    return resolver
+
+
+def iter_python_files(paths: list[str], config, force_exclude: bool = False, respect_gitignore: bool = True):
+    """Yield (path, None) for each file to check, or (path, FileError)."""
+    for path, _, error in iter_files(paths, as_resolver(config), force_exclude, respect_gitignore):
+        yield path, error
+
+
+def check_paths(paths: list[str], config, prefilter: bool = True, jobs: int = 1, cache=None,
+                progress=None, force_exclude: bool = False, respect_gitignore: bool = True) -> Report:
+    """Check files and folders. `config` is a config.Resolver (configuration
+    per file) or one Config for all; `cache` an alloc_lint.cache.Caches or
+    None; `progress(done, total)` is called as files are read."""
+    resolver = as_resolver(config)
+    # Many small objects and no cycles: the cyclic garbage collector only
+    # costs time here (about a sixth of a 100,000-file run).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclude, respect_gitignore)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclude, respect_gitignore) -> Report:
     report = Report()
     todo = []
 
     def add(path, result):
         diagnostics, error, kept = result
+        report.checked.append(path)
         report.diagnostics.extend(replace(d, filename=path) for d in diagnostics)
         report.stats.text_kept += kept
         report.stats.ast_kept += bool(diagnostics)
         if error:
-            report.errors.append(FileError(path, error))
+            message, line, column = error
+            report.errors.append(FileError(path, message, line=line, column=column))
 
-    for path, error in iter_python_files(paths, config):
+    for path, file_config, error, absolute in iter_files_absolute(paths, resolver, force_exclude,
+                                                                  respect_gitignore):
         if error:
             report.errors.append(error)
             continue
         report.stats.files += 1
-        if cache is not None:
-            try:
-                hit = cache.lookup(path, cache.stat_key(path))
-            except OSError:
-                hit = None
-            if hit is not None:
-                report.stats.cached += 1
-                add(path, hit)
-                continue
-        todo.append(path)
+        todo.append((path, file_config, absolute))
 
-    keys, to_parse = {}, []
-    for done, (path, stat_key, digest, text, result) in enumerate(
-            (_read(p, config, prefilter, cache is not None) for p in todo), 1):
+    entries, to_parse = {}, []
+    for done, (path, file_config, absolute) in enumerate(todo, 1):
         if progress:
             progress(done, len(todo))
-        keys[path] = (stat_key, digest)
-        if result is None:
-            to_parse.append((path, text))
+        result, text = _read(path, absolute, file_config, prefilter, cache)
+        if text is None:
+            add(path, result)
             continue
+        entries[path] = result  # here: where the cache keeps it, or None
+        to_parse.append((path, text, file_config))
+    report.stats.cached = cache.hits if cache is not None else 0
+    for path, result in _parsed(to_parse, jobs):
+        if entries[path] is not None:
+            view, key, packed = entries[path]
+            view.put(key, (packed, result, view.today))
         add(path, result)
-        if cache is not None and digest is not None:
-            cache.store(path, stat_key, digest, result)
-    for path, result in _parsed(to_parse, config, jobs):
-        add(path, result)
-        stat_key, digest = keys[path]
-        if cache is not None and digest is not None:
-            cache.store(path, stat_key, digest, result)
     if cache is not None:
         cache.save()
     report.diagnostics.sort(key=Diagnostic.sort_key)
-    report.errors.sort(key=lambda e: e.filename)
+    report.errors.sort(key=lambda e: (e.filename, e.line or 0))
     return report

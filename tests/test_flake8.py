@@ -109,3 +109,47 @@ def test_pyproject_configuration_applies(tmp_path):
     proc = flake8("merge.py", cwd=tmp_path)
     assert flake8_findings(proc.stdout) == alloc_lint_findings("merge.py", cwd=tmp_path)
     assert proc.returncode == 1
+
+
+def test_configuration_error_reaches_the_flake8_user(tmp_path):
+    """A typo key must not silently drop the configuration (and its findings)."""
+    source = FINDING.replace("torch.empty_like(", "mylib.alloc_like(").replace("import torch", "import mylib")
+    (tmp_path / "merge.py").write_text(source)
+    (tmp_path / "pyproject.toml").write_text('[tool.alloc-lint]\nextra-allocators = ["mylib.alloc_like"]\n'
+                                             'extra-merge-functionz = ["x"]\n')
+    proc = flake8("merge.py", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "extra-merge-functionz" in proc.stdout + proc.stderr
+    assert "did you mean `extra-merge-functions`?" in proc.stdout + proc.stderr
+    # a broken configuration below the paths flake8 was given: reported per file, as ALC000
+    (tmp_path / "pyproject.toml").unlink()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "pyproject.toml").write_text('[tool.alloc-lint]\nselect = ["ALC999"]\n')
+    (tmp_path / "sub" / "merge.py").write_text(FINDING)
+    proc = flake8(".", cwd=tmp_path)
+    [line] = [line for line in proc.stdout.splitlines() if "ALC000" in line]
+    assert line.startswith("./sub/merge.py:1:1: ALC000 alloc-lint configuration error: ")
+    assert "Unknown rule selector `ALC999`" in line and proc.returncode == 1
+
+
+def test_unknown_alc_selector_on_flake8_command_line(tmp_path):
+    (tmp_path / "merge.py").write_text(FINDING)
+    proc = subprocess.run([sys.executable, "-m", "flake8", "--select", "ALC999", "merge.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Unknown rule selector `ALC999` in --select; did you mean `ALC001`?" in proc.stdout + proc.stderr
+
+
+def test_configuration_per_file_and_suppressions_as_alloc_lint_check(tmp_path):
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "pyproject.toml").write_text('[tool.alloc-lint]\nignore = ["alloc-in-loop-merge"]\n')
+    (tmp_path / "proj" / "merge.py").write_text(FINDING)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.alloc-lint.per-file-ignores]\n"tests/*" = ["ALC001"]\n')
+    (tmp_path / "tests" / "merge.py").write_text(FINDING)
+    (tmp_path / "suppressed.py").write_text("# alloc-lint: noqa: ALC001\n" + FINDING)
+    (tmp_path / "merge.py").write_text(FINDING)
+    names = ["proj/merge.py", "tests/merge.py", "suppressed.py", "merge.py"]
+    got = flake8_findings(flake8(*names, cwd=tmp_path).stdout)
+    assert got == alloc_lint_findings(*names, cwd=tmp_path)
+    assert {f for f, *_ in got} == {"merge.py"}

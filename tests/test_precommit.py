@@ -86,6 +86,10 @@ def test_hooks_check_then_fix_then_pass(tmp_path):
     project.mkdir()
     (project / "merge.py").write_text(FINDING)
     (project / "notes.md").write_text("not Python: the hooks only see *.py\n")
+    # pre-commit names every file: the hooks must still honour excludes (--force-exclude)
+    (project / "pyproject.toml").write_text('[tool.alloc-lint]\nextend-exclude = ["generated"]\n')
+    (project / "generated").mkdir()
+    (project / "generated" / "merge.py").write_text(FINDING)
     git("init", "-q", cwd=project)
     git("add", ".", cwd=project)
     git("commit", "-q", "-m", "init", cwd=project)
@@ -98,6 +102,8 @@ def test_hooks_check_then_fix_then_pass(tmp_path):
     check, fix = sections.get("alloc-lint", ""), sections.get("alloc-lint-fix", "")
     assert "Failed" in check.splitlines()[0] and "- exit code: 1" in check, both.stdout
     assert "merge.py:9:26: ALC001" in check and "merge.py:10:30: ALC001" in check
+    assert "generated" not in check and "generated" not in fix
+    assert check.count("Found 2 findings.") == 1  # require_serial: one process, one report
     assert "Failed" in fix.splitlines()[0] and "- files were modified by this hook" in fix, both.stdout
     assert "Fixed 2 findings in 1 file." in fix
     fixed = (project / "merge.py").read_text()
@@ -105,9 +111,38 @@ def test_hooks_check_then_fix_then_pass(tmp_path):
     assert "    output_tmp = None\n" in fixed
     assert "            if output_tmp is None:\n                output_tmp = torch.empty_like(output)\n" in fixed
     assert git("status", "--porcelain", cwd=project).stdout.split() == ["M", "merge.py"]
+    assert (project / "generated" / "merge.py").read_text() == FINDING
 
     # After the fix, the checking hook passes.
     again = try_repo("alloc-lint", cwd=project, home=home)
     assert again.returncode == 0, again.stdout + again.stderr
     assert re.search(r"^alloc-lint\.+Passed$", again.stdout, re.M), again.stdout
     assert (project / "merge.py").read_text() == fixed
+
+
+def test_readme_local_hook_works_as_copied(tmp_path):
+    """The first pre-commit snippet of the README, copied verbatim, with
+    alloc-lint installed where pre-commit runs (here: this interpreter's)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## pre-commit", 1)[1]
+    snippet = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "repo: local" in snippet
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".pre-commit-config.yaml").write_text(snippet)
+    (project / "merge.py").write_text(FINDING)
+    (project / "pyproject.toml").write_text('[tool.alloc-lint]\nextend-exclude = ["generated"]\n')
+    (project / "generated").mkdir()
+    (project / "generated" / "merge.py").write_text(FINDING)
+    git("init", "-q", cwd=project)
+    git("add", ".", cwd=project)
+    env = clean_env(PRE_COMMIT_HOME=str(tmp_path / "home"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never"],
+                          cwd=project, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "merge.py:9:26: ALC001" in proc.stdout and "generated" not in proc.stdout
+    (project / "merge.py").write_text("x = 1\n")
+    proc = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never"],
+                          cwd=project, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

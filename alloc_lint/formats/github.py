@@ -10,7 +10,7 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
+def render(diagnostics, errors, unsafe_fixes: bool = False, **_) -> str:
     out = []
     for d in diagnostics:
         out.append(
@@ -20,5 +20,6 @@ def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
         )
     for e in errors:
         level = "warning" if e.warning else "error"
-        out.append(f"::{level} file={_prop(e.filename)},title=alloc-lint::{_data(e.message)}")
+        place = f",line={e.line},col={e.column or 1}" if e.line is not None else ""
+        out.append(f"::{level} file={_prop(e.filename)}{place},title=alloc-lint::{_data(e.message)}")
     return "\n".join(out) + ("\n" if out else "")

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..rules import ALL_RULES
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -46,7 +45,20 @@ def _fix(d, fix) -> dict:
     }
 
 
-def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
+def _notification(e) -> dict:
+    location = {"artifactLocation": _uri(e.filename)}
+    if e.line is not None:
+        location["region"] = {"startLine": e.line, "startColumn": e.column or 1}
+    return {
+        "level": "warning" if e.warning else "error",
+        "message": {"text": e.message},
+        "locations": [{"physicalLocation": location}],
+    }
+
+
+def render(diagnostics, errors, unsafe_fixes: bool = False, **_) -> str:
+    from ..rules import ALL_RULES
+
     index = {rule.code: i for i, rule in enumerate(ALL_RULES)}
     results = []
     for d in diagnostics:
@@ -80,11 +92,7 @@ def render(diagnostics, errors, unsafe_fixes: bool = False) -> str:
             "results": results,
             "invocations": [{
                 "executionSuccessful": not any(not e.warning for e in errors),
-                "toolExecutionNotifications": [{
-                    "level": "warning" if e.warning else "error",
-                    "message": {"text": e.message},
-                    "locations": [{"physicalLocation": {"artifactLocation": _uri(e.filename)}}],
-                } for e in errors],
+                "toolExecutionNotifications": [_notification(e) for e in errors],
             }],
         }],
     }

@@ -135,11 +135,24 @@ class AllocInLoopMerge(Rule):
     `if T is None:`, and `del T` after the rebinding is dropped. Comments and
     formatting outside the changed lines are kept; the result does not trigger
     ALC001 again.
+
+    ## Options
+    In `[tool.alloc-lint]` of `pyproject.toml`:
+
+    - `extra-allocators`: more allocator functions, by qualified name
+      (`["mylib.ops.empty_like"]`); their first argument is the template.
+      `torch.empty_like` is always one.
+    - `extra-merge-functions`: more calls that merge into the temporary under any
+      keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
+      `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
+      reference to its arguments and writes its outputs in full.
     """
 
     code = "ALC001"
     name = "alloc-in-loop-merge"
     summary = "Buffer allocated on every loop iteration only to merge into it and rebind the accumulator"
+    fix_availability = "sometimes"
+    options = ("extra-allocators", "extra-merge-functions")
 
     def might_match(self, text: str, config) -> bool:
         return might_have_finding(text, last_names(config.allocators))

@@ -38,6 +38,8 @@ class Rule:
     code: str = ""
     name: str = ""
     summary: str = ""
+    fix_availability: str = "never"  # "always" | "sometimes" | "never" (shown by `alloc-lint rules`)
+    options: tuple[str, ...] = ()  # configuration keys that change what the rule finds (its page's Options)
 
     def check(self, ctx: FileContext) -> list[Diagnostic]:
         raise NotImplementedError

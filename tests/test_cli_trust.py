@@ -1,0 +1,368 @@
+"""Issue 9, "no false all-clears": every path that could report "nothing found"
+when that is not true, or ignore what the user asked, run through the real
+`alloc-lint` command in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import CLEAN, FINDING, SYNTAX_ERROR, alloc_lint, write
+
+PYPROJECT = "pyproject.toml"
+
+
+def reported(stdout: str) -> list[str]:
+    """`path:line` of each finding line, in order."""
+    return [line.split(": ALC", 1)[0].rsplit(":", 1)[0] for line in stdout.splitlines() if ": ALC" in line]
+
+
+def files_reported(stdout: str) -> set[str]:
+    return {where.rsplit(":", 1)[0] for where in reported(stdout)}
+
+
+# --- 1. selectors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, bad, hint", [
+    (["--select", "ALC999"], "ALC999", "ALC001"),
+    (["--select", "FOO"], "FOO", None),
+    (["--ignore", "ALC01"], "ALC01", "ALC001"),
+    (["--select", "alloc-in-loop-merg"], "alloc-in-loop-merg", "alloc-in-loop-merge"),
+    (["--select", "ALC001,E501"], "E501", None),
+])
+def test_unknown_selector_on_the_command_line_is_an_error(tmp_path, flags, bad, hint):
+    write(tmp_path / "merge.py", FINDING)
+    proc = alloc_lint("check", *flags, "merge.py", cwd=tmp_path, check=2)
+    assert proc.stdout == ""
+    assert f"Unknown rule selector `{bad}`" in proc.stderr
+    if hint:
+        assert f"did you mean `{hint}`?" in proc.stderr
+    alloc_lint("fix", *flags, "merge.py", cwd=tmp_path, check=2)
+
+
+@pytest.mark.parametrize("key, values, code", [
+    ("select", '["ALC999"]', 2),
+    ("ignore", '["alloc-in-loop"]', 2),
+    ("select", '["alloc-in-loop-merge"]', 1),
+    ("select", '["alc0"]', 1),
+    ("ignore", '["alloc-in-loop-merge"]', 0),
+])
+def test_selectors_in_pyproject_read_like_the_command_line(tmp_path, key, values, code):
+    write(tmp_path / "merge.py", FINDING)
+    write(tmp_path / PYPROJECT, f"[tool.alloc-lint]\n{key} = {values}\n")
+    proc = alloc_lint("check", "merge.py", cwd=tmp_path, check=code)
+    if code == 2:
+        [line] = proc.stderr.splitlines()
+        assert "Unknown rule selector" in line and "pyproject.toml" in line and f"`{key}`" in line
+
+
+# --- 3. excludes ------------------------------------------------------------------------
+
+
+def test_force_exclude_applies_excludes_to_named_files(tmp_path):
+    write(tmp_path / PYPROJECT, '[tool.alloc-lint]\nextend-exclude = ["generated"]\n')
+    write(tmp_path / "generated" / "merge.py", FINDING)
+    write(tmp_path / "src" / "merge.py", FINDING)
+    named = ["generated/merge.py", "src/merge.py"]
+    proc = alloc_lint("check", *named, cwd=tmp_path, check=1)  # named: checked, as Ruff does
+    assert files_reported(proc.stdout) == {"generated/merge.py", "src/merge.py"}
+    proc = alloc_lint("check", "--force-exclude", *named, cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"src/merge.py"}
+    alloc_lint("check", "--force-exclude", "generated/merge.py", cwd=tmp_path, check=0)
+    alloc_lint("fix", "--force-exclude", "--diff", "generated/merge.py", cwd=tmp_path, check=0)
+
+
+def test_excludes_are_anchored_at_the_config_folder(tmp_path):
+    project = tmp_path / "project"
+    write(project / PYPROJECT, '[tool.alloc-lint]\nextend-exclude = ["src/gen"]\n')
+    write(project / "src" / "gen" / "merge.py", FINDING)
+    write(project / "src" / "lib" / "merge.py", FINDING)
+    write(project / "gen" / "merge.py", FINDING)  # not src/gen: checked
+    expected = {"src/lib/merge.py", "gen/merge.py"}
+    proc = alloc_lint("check", ".", cwd=project, check=1)
+    assert files_reported(proc.stdout) == expected
+    proc = alloc_lint("check", str(project), cwd=tmp_path, check=1)  # an absolute path
+    assert {p.removeprefix(str(project) + "/") for p in files_reported(proc.stdout)} == expected
+    proc = alloc_lint("check", "project", cwd=tmp_path, check=1)  # from the parent
+    assert files_reported(proc.stdout) == {"project/" + p for p in expected}
+    proc = alloc_lint("check", ".", cwd=project / "src", check=1)  # from inside
+    assert files_reported(proc.stdout) == {"lib/merge.py"}
+    proc = alloc_lint("check", "--force-exclude", "gen/merge.py", cwd=project / "src", check=0)
+
+
+def git_init(folder: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(folder)], check=True, capture_output=True)
+
+
+def test_gitignore_is_respected_inside_a_git_work_tree(tmp_path):
+    git_init(tmp_path)
+    write(tmp_path / ".gitignore", "ignored_dir/\n*_generated.py\n!keep_generated.py\n")
+    write(tmp_path / "pkg" / ".gitignore", "local.py\n")
+    for name in ("ignored_dir/merge.py", "a_generated.py", "keep_generated.py", "pkg/local.py", "pkg/merge.py"):
+        write(tmp_path / name, FINDING)
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"keep_generated.py", "pkg/merge.py"}
+    proc = alloc_lint("check", "--no-respect-gitignore", ".", cwd=tmp_path, check=1)
+    assert len(files_reported(proc.stdout)) == 5
+    proc = alloc_lint("check", "pkg", cwd=tmp_path, check=1)  # .gitignore files above the walked folder count
+    assert files_reported(proc.stdout) == {"pkg/merge.py"}
+
+
+def test_gitignore_outside_a_git_work_tree_is_not_read(tmp_path):
+    write(tmp_path / ".gitignore", "*.py\n")
+    write(tmp_path / "merge.py", FINDING)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)
+
+
+def test_nested_git_repository_has_its_own_ignore_rules(tmp_path):
+    git_init(tmp_path)
+    write(tmp_path / ".gitignore", "vendored_*.py\n")
+    git_init(tmp_path / "sub")
+    write(tmp_path / "sub" / ".gitignore", "local.py\n")
+    for name in ("vendored_a.py", "sub/vendored_b.py", "sub/local.py", "merge.py"):
+        write(tmp_path / name, FINDING)
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"merge.py", "sub/vendored_b.py"}
+
+
+def test_nested_configuration_governs_its_folder_in_a_walk(tmp_path):
+    write(tmp_path / PYPROJECT, '[tool.alloc-lint]\nextend-exclude = ["gen"]\n')
+    write(tmp_path / "sub" / PYPROJECT, '[tool.alloc-lint]\nignore = ["ALC001"]\nextend-exclude = ["other"]\n')
+    for name in ("gen/m.py", "other/m.py", "sub/m.py", "sub/gen/m.py", "sub/other/m.py", "sub/deeper/m.py"):
+        write(tmp_path / name, FINDING)
+    proc = alloc_lint("check", "--select", "ALC", ".", cwd=tmp_path, check=1)  # --select: every file
+    # sub/ has its own configuration: its excludes (not the parent's "gen"); the CLI's --select wins
+    assert files_reported(proc.stdout) == {"other/m.py", "sub/m.py", "sub/gen/m.py", "sub/deeper/m.py"}
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)  # without it, sub/ ignores ALC001
+    assert files_reported(proc.stdout) == {"other/m.py"}
+
+
+# --- 4. cache ---------------------------------------------------------------------------
+
+
+def cache_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and ".alloc_lint_cache" in p.parts)
+
+
+def stats(proc) -> dict:
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_cache_is_keyed_by_content_not_stat_data(tmp_path):
+    path = write(tmp_path / "merge.py", FINDING)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    alloc_lint("check", "merge.py", cwd=tmp_path, check=1)
+    warm = alloc_lint("check", "--stats", "merge.py", cwd=tmp_path, check=1)
+    assert stats(warm)["cached"] == 1
+    # the same size, the modification time put back: only the content tells
+    edited = FINDING.replace("torch.empty_like", "torch.zeros_like")  # not an allocator of the rule
+    assert len(edited) == len(FINDING)
+    path.write_text(edited)
+    os.utime(path, (old, old))
+    proc = alloc_lint("check", "--stats", "merge.py", cwd=tmp_path, check=0)
+    assert stats(proc)["cached"] == 0 and "All checks passed!" in proc.stdout
+
+
+def test_stat_shortcut_never_hides_an_edit(tmp_path):
+    """A file last changed more than the racy window ago is trusted by its
+    stat data (no read on a warm run); an edit of the same size with the
+    modification time put back still changes its ctime, so it is seen."""
+    path = write(tmp_path / "merge.py", FINDING)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    time.sleep(2.2)  # past the racy window: the stat key is stored
+    alloc_lint("check", "merge.py", cwd=tmp_path, check=1)
+    assert stats(alloc_lint("check", "--stats", "merge.py", cwd=tmp_path, check=1))["cached"] == 1
+    path.write_text(FINDING.replace("torch.empty_like", "torch.zeros_like"))
+    os.utime(path, (old, old))
+    alloc_lint("check", "merge.py", cwd=tmp_path, check=0)
+
+
+def test_unreadable_cache_is_rebuilt(tmp_path):
+    write(tmp_path / "merge.py", FINDING)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)
+    [cache_file] = [p for p in cache_files(tmp_path) if p.name == "results.pickle"]
+    cache_file.write_bytes(b"not a pickle")
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert "Found 2 findings." in proc.stdout
+    assert stats(alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1))["cached"] == 1
+
+
+def test_no_prefilter_is_part_of_the_cache_key(tmp_path):
+    write(tmp_path / "broken.py", "def broken(:\n    pass\n")  # the prefilter skips it: no pattern
+    alloc_lint("check", ".", cwd=tmp_path, check=0)
+    proc = alloc_lint("check", "--no-prefilter", ".", cwd=tmp_path, check=2)
+    assert "broken.py:1:12: error: syntax error" in proc.stderr
+    alloc_lint("check", ".", cwd=tmp_path, check=0)
+
+
+def test_one_cache_per_project_root_and_one_file_whatever_the_options(tmp_path):
+    project = tmp_path / "project"
+    write(project / PYPROJECT, '[tool.alloc-lint]\nextra-merge-functions = ["combine"]\n')
+    write(project / "src" / "pkg" / "merge.py", FINDING)
+    for cwd, flags in ((project, []), (project / "src", []), (project / "src" / "pkg", ["--select", "ALC001"]),
+                       (tmp_path, ["--ignore", "ALC"]), (project, ["--select", "ALC", "--no-prefilter"])):
+        alloc_lint("check", *flags, ".", cwd=cwd)
+    assert [p.relative_to(tmp_path).as_posix() for p in cache_files(tmp_path)
+            if not p.name.startswith(".")] == ["project/.alloc_lint_cache/CACHEDIR.TAG",
+                                               "project/.alloc_lint_cache/results.pickle"]
+    # `clean` removes it
+    proc = alloc_lint("clean", cwd=project / "src", check=0)
+    assert "Removed 1 cache folder." in proc.stderr
+    assert cache_files(tmp_path) == []
+
+
+def test_parallel_runs_keep_each_others_entries(tmp_path):
+    for i in range(12):
+        path = write(tmp_path / f"m{i:02d}.py", FINDING if i % 3 == 0 else CLEAN)
+        os.utime(path, (time.time() - 3600,) * 2)
+    names = sorted(p.name for p in tmp_path.glob("*.py"))
+    procs = [subprocess.Popen([sys.executable, "-m", "alloc_lint.cli", "check", *names[i::4]], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(4)]
+    for proc in procs:
+        proc.wait(timeout=60)
+    warm = alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1)
+    assert stats(warm)["cached"] == 12, warm.stderr
+    assert "Found 8 findings." in warm.stdout
+
+
+def test_cache_is_bounded(tmp_path, monkeypatch):
+    from alloc_lint import cache as cache_module
+    from alloc_lint.config import Config
+
+    monkeypatch.setattr(cache_module, "MAX_ENTRIES", 5)
+    caches = cache_module.Caches(tmp_path / "c")
+    for i in range(8):
+        path = write(tmp_path / f"f{i}.py", CLEAN)
+        view = caches.view(Config(), True)
+        view.put(view.key(str(path)), (view.packed(path.read_bytes(), path.stat()), ((), None, False), i))
+    caches.save()
+    with open(tmp_path / "c" / "results.pickle", "rb") as handle:
+        assert sum(len(t) for t in pickle.load(handle)["tables"].values()) == 5
+
+
+def test_fix_uses_the_cache_and_workers(tmp_path):
+    for i in range(30):
+        path = write(tmp_path / "src" / f"m{i:02d}.py", FINDING if i % 5 == 0 else CLEAN)
+        os.utime(path, (time.time() - 3600,) * 2)
+    alloc_lint("check", "src", cwd=tmp_path, check=1)
+    proc = alloc_lint("fix", "--stats", "-j", "2", "src", cwd=tmp_path, check=0)
+    assert stats(proc)["cached"] == 30  # nothing re-read to find what to fix
+    assert "Fixed 12 findings in 6 files." in proc.stderr
+    alloc_lint("check", "src", cwd=tmp_path, check=0)
+
+
+# --- 5. configuration per file ----------------------------------------------------------
+
+
+def test_configuration_is_found_per_file(tmp_path):
+    write(tmp_path / "proj" / PYPROJECT, '[tool.alloc-lint]\nignore = ["ALC001"]\n')
+    write(tmp_path / "proj" / "merge.py", FINDING)
+    write(tmp_path / "other" / "merge.py", FINDING)
+    alloc_lint("check", ".", cwd=tmp_path / "proj", check=0)
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)  # from the parent: proj/ still ignores
+    assert files_reported(proc.stdout) == {"other/merge.py"}
+    proc = alloc_lint("check", "proj/merge.py", "other/merge.py", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"other/merge.py"}
+    # --config overrides for every file
+    write(tmp_path / "lint.toml", "select = ['ALC']\n")
+    proc = alloc_lint("check", "--config", "lint.toml", ".", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"other/merge.py", "proj/merge.py"}
+
+
+def test_underscore_table_is_an_error(tmp_path):
+    write(tmp_path / "merge.py", FINDING)
+    write(tmp_path / PYPROJECT, '[tool.alloc_lint]\nignore = ["ALC001"]\n')
+    proc = alloc_lint("check", "merge.py", cwd=tmp_path, check=2)
+    [line] = proc.stderr.splitlines()
+    assert "[tool.alloc_lint]" in line and "[tool.alloc-lint]" in line
+
+
+def test_unknown_key_lists_the_valid_keys(tmp_path):
+    write(tmp_path / "merge.py", FINDING)
+    write(tmp_path / PYPROJECT, '[tool.alloc-lint]\nextra-alocators = ["x.y"]\n')
+    proc = alloc_lint("check", "merge.py", cwd=tmp_path, check=2)
+    [line] = proc.stderr.splitlines()
+    assert "unknown key `extra-alocators`" in line and "did you mean `extra-allocators`?" in line
+    for key in ("extra-merge-functions", "extend-exclude", "per-file-ignores", "select", "ignore"):
+        assert key in line
+
+
+def test_config_for_file_api(tmp_path):
+    from alloc_lint import config
+
+    write(tmp_path / "a" / PYPROJECT, '[tool.alloc-lint]\nextra-allocators = ["m.alloc"]\n')
+    write(tmp_path / "a" / "b" / PYPROJECT, '[project]\nname = "b"\n')  # no table: skipped
+    cfg = config.for_file(tmp_path / "a" / "b" / "c.py")
+    assert cfg.allocators == ("torch.empty_like", "m.alloc") and cfg.root == str(tmp_path / "a")
+    write(tmp_path / "a" / PYPROJECT, '[tool.alloc-lint]\nextra-allocators = ["m.other"]\n')
+    assert config.for_file(tmp_path / "a" / "x.py").allocators[-1] == "m.other"  # read afresh
+
+
+# --- 7. what is checked, and what is skipped -----------------------------------------
+
+
+def test_named_non_python_file_is_skipped_and_said(tmp_path):
+    write(tmp_path / "notes.md", FINDING)
+    proc = alloc_lint("check", "notes.md", cwd=tmp_path, check=0)
+    assert proc.stderr.splitlines() == ["notes.md: warning: skipped: not a Python file (*.py, *.pyi or a python "
+                                        "shebang)"]
+    assert proc.stdout == "No Python files checked.\n"  # not "All checks passed!"
+    write(tmp_path / "tool", "#!/usr/bin/env python3\n" + FINDING)  # a script: Python
+    proc = alloc_lint("check", "tool", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"tool"}
+
+
+def test_pyi_files_are_walked_like_named_ones(tmp_path):
+    write(tmp_path / "pkg" / "merge.pyi", FINDING)
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"pkg/merge.pyi"}
+    proc = alloc_lint("check", "pkg/merge.pyi", cwd=tmp_path, check=1)
+    assert files_reported(proc.stdout) == {"pkg/merge.pyi"}
+
+
+# --- 9. newer Python ---------------------------------------------------------------------
+
+NEWER = [((3, 12), "def first[T](items: list[T]) -> T:\n    return items[0]\n", "type parameters"),
+         ((3, 12), "type Pair = tuple[int, int]\n", "`type` alias"),
+         ((3, 14), "greeting = t'hello {name}'\n", "template string")]
+
+
+@pytest.mark.parametrize("version, code, what", [n for n in NEWER if sys.version_info[:2] < n[0]] or
+                         [pytest.param(None, None, None, marks=pytest.mark.skip("no syntax newer than this Python"))])
+def test_file_for_a_newer_python_says_which(tmp_path, version, code, what):
+    write(tmp_path / "new.py", FINDING + "\n" + code)
+    proc = alloc_lint("check", "new.py", cwd=tmp_path, check=2)
+    [line] = proc.stderr.splitlines()
+    v = f"{version[0]}.{version[1]}"
+    assert line.startswith("new.py:18:") and what in line, line
+    assert f"needs Python {v} or newer" in line and f"python{v} -m alloc_lint" in line
+
+
+def test_python_dash_m_alloc_lint_runs_the_cli(tmp_path):
+    write(tmp_path / "merge.py", FINDING)
+    proc = subprocess.run([sys.executable, "-m", "alloc_lint", "check", "merge.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "merge.py:9:26: ALC001" in proc.stdout
+
+
+# --- 10. the API parses what it is given -------------------------------------------------
+
+
+def test_check_source_raises_on_a_syntax_error_the_prefilter_would_skip():
+    import alloc_lint
+
+    with pytest.raises(alloc_lint.SourceError) as info:
+        alloc_lint.check_source("def broken(:\n    pass\n")
+    assert (info.value.line, info.value.column) == (1, 12)
+    assert alloc_lint.check_source(CLEAN) == []
+    with pytest.raises(alloc_lint.SourceError):
+        alloc_lint.check_source(SYNTAX_ERROR)
