@@ -2,7 +2,7 @@
 original and every rewrite on the same inputs, and say what changed.
 
 Only the public API is used: alloc_lint.check_source / fix_source / Config,
-and engine.check_text(prefilter=False) for the prefilter's soundness.
+and engine.check_text with and without the text prefilter for its soundness.
 """
 from __future__ import annotations
 
@@ -121,13 +121,15 @@ def evaluate(program, run_unsafe: bool = True, static: bool = True) -> Verdict:
     cfg = make_config(meta.get("config", {}))
     try:
         diagnostics = alloc_lint.check_source(text, config=cfg)
+        # the text prefilter, as `alloc-lint check` runs it (check_source may skip it)
+        filtered = engine.check_text(text, "<string>", cfg, prefilter=True)
         unfiltered = engine.check_text(text, "<string>", cfg, prefilter=False)
         safe = alloc_lint.fix_source(text, config=cfg, unsafe_fixes=False)
         unsafe = alloc_lint.fix_source(text, config=cfg, unsafe_fixes=True) if run_unsafe else None
     except Exception:  # noqa: BLE001: the tool must not raise on a valid program
         verdict.crash = traceback.format_exc(limit=6)
         return verdict
-    verdict.prefilter_miss = len(unfiltered) > len(diagnostics)
+    verdict.prefilter_miss = len(unfiltered) > len(filtered)
     verdict.silent_no_fix = sum(1 for d in diagnostics if not d.fixes and not d.no_fix_reason)
     if not diagnostics:
         verdict.status = "not-detected"
