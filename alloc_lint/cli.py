@@ -118,6 +118,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                                 description="Print the reference of every command and flag.")
     help_.add_argument("topic", nargs="?", metavar="COMMAND", help="one command only")
     subs["help"] = help_
+    subs["server"] = commands.add_parser(
+        "server", help="run the language server (LSP over stdio; needs the `server` extra)",
+        description="Run the language server: LSP over standard input and output, for editors.")
     return parser, subs
 
 
@@ -235,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_explain(args)
         if args.command == "clean":
             return run_clean(args)
+        if args.command == "server":
+            from .lsp import main as run_server  # pygls is only imported here
+            return run_server()
         from .commands import run_check, run_fix
 
         resolver = Resolver(args.config, select=args.select, ignore=args.ignore)

@@ -14,20 +14,23 @@ from .lines import split_lines
 _EXISTING = re.compile(r"#\s*noqa:\s?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)", re.IGNORECASE)
 
 
-def _unsafe_lines(text: str) -> set[int]:
+def _unsafe_lines(text: str) -> tuple[set[int], dict[int, int]]:
     """Lines whose end is inside a string (a comment there would change the
-    string) or that continue with a backslash (a comment is a syntax error)."""
-    bad = set()
+    string) or that continue with a backslash (a comment is a syntax error);
+    and where each line's comment starts (a `# noqa:` elsewhere is in a string)."""
+    bad, comments = set(), {}
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.STRING or getattr(tokenize, "FSTRING_MIDDLE", None) == tok.type:
                 bad.update(range(tok.start[0], tok.end[0]))
+            elif tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.start[1]
     except (tokenize.TokenError, SyntaxError):
         pass
     for number, line in enumerate(split_lines(text), 1):
         if line.rstrip().endswith("\\"):
             bad.add(number)
-    return bad
+    return bad, comments
 
 
 def add_noqa(text: str, diagnostics) -> tuple[str, int, list[str]]:
@@ -37,7 +40,7 @@ def add_noqa(text: str, diagnostics) -> tuple[str, int, list[str]]:
         codes.setdefault(d.line, [])
         if d.code not in codes[d.line]:
             codes[d.line].append(d.code)
-    unsafe = _unsafe_lines(text)
+    unsafe, comments = _unsafe_lines(text)
     lines = split_lines(text, keepends=True)
     added, problems = 0, []
     for number, wanted in sorted(codes.items()):
@@ -50,7 +53,7 @@ def add_noqa(text: str, diagnostics) -> tuple[str, int, list[str]]:
         raw = lines[number - 1]
         body = raw.rstrip("\r\n")
         ending = raw[len(body):]
-        existing = _EXISTING.search(body)
+        existing = _EXISTING.search(body, comments[number]) if number in comments else None
         if existing:
             old = [c for c in re.split(r"[,\s]+", existing.group("codes")) if c]
             merged = ", ".join(old + [c for c in wanted if c.upper() not in {o.upper() for o in old}])
