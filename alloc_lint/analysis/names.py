@@ -61,7 +61,40 @@ def _bindings(scope: Scope) -> dict[str, list]:
         elif isinstance(sub, (ast.Global, ast.Nonlocal)):
             for name in sub.names:
                 add(name, _OPAQUE)
+        elif type(sub).__name__ in ("MatchAs", "MatchStar") and getattr(sub, "name", None):
+            add(sub.name, _OPAQUE)
+        elif type(sub).__name__ == "MatchMapping" and getattr(sub, "rest", None):
+            add(sub.rest, _OPAQUE)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
+        # A nested function's `global x` / `nonlocal x` (then `x = ...`) rebinds
+        # this scope's `x` at run time: it names nothing we can trust.
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Nonlocal if not isinstance(node, ast.Module) else ast.Global):
+                for name in sub.names:
+                    add(name, _OPAQUE)
     return found
+
+
+_READ_ONLY_GLOBALS = ("get", "keys", "values", "items", "copy", "__contains__")
+
+
+def rebinds_globals_dynamically(tree: ast.Module) -> bool:
+    """Can the module's globals be rebound by name at run time: `exec`/`eval`
+    (which may bind through a walrus or a `global` in their string),
+    `globals()` used other than to read (`globals()[k] = v`, `.update(...)`),
+    a bare `vars()`?"""
+    for parent in ast.walk(tree):
+        for node in ast.iter_child_nodes(parent):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id in ("exec", "eval"):
+                return True
+            if node.func.id in ("globals", "vars") and not node.args:
+                read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
+                    or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
+                if not read:
+                    return True
+    return False
 
 
 class Resolver:
@@ -69,6 +102,27 @@ class Resolver:
 
     def __init__(self):
         self._cache: dict[int, dict[str, list]] = {}
+        self._modules: dict[int, tuple] = {}  # id(module) -> (dynamic, patched qualified names)
+
+    def _module_facts(self, module: Scope) -> tuple:
+        """(the module's globals may be rebound by name at run time, the
+        qualified names it assigns or deletes: `torch.exp = shim`)."""
+        key = id(module.node)
+        if key not in self._modules:
+            self._modules[key] = (False, frozenset())  # while computing the patched names
+            patched = set()
+            for node in ast.walk(module.node):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                    name = self.qualified_name(node, module)
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                        and node.func.id in ("setattr", "delattr") and node.args:
+                    name = self.qualified_name(node.args[0], module)
+                else:
+                    continue
+                if name:
+                    patched.add(name)
+            self._modules[key] = (rebinds_globals_dynamically(module.node), frozenset(patched))
+        return self._modules[key]
 
     def bindings(self, scope: Scope) -> dict[str, list]:
         key = id(scope.node)
@@ -88,7 +142,16 @@ class Resolver:
         base = self._resolve_name(expr.id, scope, _depth)
         if base is None:
             return None
-        return ".".join([base, *reversed(parts)])
+        qualified = ".".join([base, *reversed(parts)])
+        module = scope
+        while module.parent is not None:
+            module = module.parent
+        patched = self._module_facts(module)[1]
+        # `torch.exp = shim` (or `setattr(torch, ...)`) in the module: torch.exp,
+        # and everything under torch, may be the shim's.
+        if any(qualified == p or qualified.startswith(p + ".") for p in patched):
+            return None
+        return qualified
 
     def is_builtin(self, name: str, scope: Scope) -> bool:
         """Does `name` in `scope` mean Python's builtin (a builtin's name, bound
@@ -101,6 +164,8 @@ class Resolver:
                 bound = self.bindings(current)
                 if name in bound or "*" in bound:
                     return False
+                if current.parent is None and self._module_facts(current)[0]:
+                    return False  # `globals()["len"] = ...`
             current = current.parent
         return True
 
@@ -113,6 +178,15 @@ class Resolver:
             bound = self.bindings(current).get(name)
             if bound:
                 results = set()
+                if current.parent is None:  # a module global
+                    if self._module_facts(current)[0]:
+                        return None  # `globals()[...] = ...`, `exec(...)`: rebound by name
+                    for star in self.bindings(current).get("*", []):
+                        # `from m import *` may rebind it (torch's star never binds `torch`).
+                        if not (isinstance(star, str) and star.split(".")[0] == "torch"):
+                            return None
+                        if name != "torch":
+                            results.add(f"{star}.{name}")
                 for value in bound:
                     if value is _OPAQUE:
                         return None

@@ -401,6 +401,10 @@ class UseClassifier:
             return Kind.ASYNC, f"{text} copies `{name}` asynchronously", False, False
         func = call.func
         if isinstance(func, ast.Name) and self.is_builtin(func.id):
+            if func.id == "isinstance" and not self._known_classes(call.args[1] if len(call.args) == 2 else None):
+                # `isinstance(x, C)` calls `type(C).__instancecheck__(C, x)`: user code given x.
+                return Kind.UNKNOWN, (f"{text} hands `{name}` to the `__instancecheck__` of a class not known "
+                                      "to be torch's or a builtin"), False, False
             if func.id in BUILTIN_METADATA:
                 return Kind.METADATA, None, False, False
             if func.id in BUILTIN_READERS:
@@ -416,9 +420,13 @@ class UseClassifier:
             return Kind.MERGE_ARG, None, False, False
         if qualified.rsplit(".", 1)[0] in TORCH_NAMESPACES:
             if any(k.arg == "out" for k in call.keywords):
-                # out= operators refuse autograd; `out=x` writes x (and may resize it).
+                # out= operators refuse autograd; `out=x` writes x (and may resize it),
+                # and the call returns x itself: its result is followed like a view.
                 if keyword == "out":
-                    return Kind.INPLACE, None, False, True
+                    if isinstance(self.parents.get(call), ast.Expr):
+                        return Kind.INPLACE, None, False, True
+                    kind, reason, grad, _ = self._value(call, name)
+                    return kind, reason, grad, True
                 return Kind.PURE_READ, None, False, False
             if last in PURE_TORCH_FUNCTIONS:
                 return Kind.PURE_READ, None, PURE_TORCH_FUNCTIONS[last], False
@@ -431,6 +439,15 @@ class UseClassifier:
                 return Kind.PURE_READ, None, False, False
         return Kind.UNKNOWN, (f"{text} may keep a reference to `{name}`, write to it, or read it "
                               "later"), False, True
+
+    def _known_classes(self, node) -> bool:
+        """Is `node` a class (or a tuple of classes) whose `__instancecheck__` is
+        Python's or torch's: a builtin name, or a name under `torch.`?"""
+        if isinstance(node, ast.Tuple):
+            return bool(node.elts) and all(self._known_classes(e) for e in node.elts)
+        if isinstance(node, ast.Name) and self.is_builtin(node.id):
+            return True
+        return isinstance(node, (ast.Name, ast.Attribute)) and (self.qualify(node) or "").startswith("torch.")
 
     # --- context ----------------------------------------------------------------------
 
@@ -520,19 +537,41 @@ def classifier_for(ctx, scope) -> UseClassifier:
 
 DYNAMIC_BUILTINS = frozenset({"locals", "vars", "eval", "exec", "globals", "breakpoint"})
 DYNAMIC_CALLS = frozenset({"sys._getframe", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
-                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack"})
+                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack",
+                           "importlib.import_module", "importlib.__import__", "sys.exception"})
+# Names that only frame access, tracing hooks or dynamic imports use: found as an
+# attribute (`f.f_locals`, `alias._getframe`) or a string (`getattr(sys, "_getframe")`)
+# anywhere in the function, nested lambdas and functions included (they run in a
+# frame whose `f_back` may be this function's).
+FRAME_NAMES = frozenset({"_getframe", "currentframe", "f_locals", "f_back", "f_globals", "tb_frame", "gi_frame",
+                         "cr_frame", "ag_frame", "__traceback__", "settrace", "setprofile", "_current_frames",
+                         "getouterframes", "getinnerframes", "extract_stack", "walk_stack", "exc_info",
+                         "import_module", "__import__"})
+# In a nested scope these can run this function's frame through a string.
+NESTED_DYNAMIC_BUILTINS = frozenset({"eval", "exec", "breakpoint", "__import__"})
 
 
 def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None:
-    """A call in the scope (not in nested ones) that can reach every variable by
-    name or through frames (`locals()`, `eval`, `sys._getframe`): a use the
-    classifier cannot see. One line naming it, or None."""
-    for call in walk_scope(scope_node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            if isinstance(func, ast.Name) and func.id in DYNAMIC_BUILTINS and classifier.is_builtin(func.id) \
+    """A call or name in the function that can reach every variable by name or
+    through frames (`locals()`, `eval`, `sys._getframe`, `getattr(sys,
+    "_getframe")`, `__import__("sys")`, a lambda calling `sys._getframe(1)`):
+    a use the classifier cannot see. One line naming it, or None."""
+    own = {id(n) for n in walk_scope(scope_node)}
+    for node in ast.walk(scope_node):
+        found = None
+        if isinstance(node, ast.Call):
+            func = node.func
+            builtins_here = DYNAMIC_BUILTINS | {"__import__"} if id(node) in own else NESTED_DYNAMIC_BUILTINS
+            if isinstance(func, ast.Name) and func.id in builtins_here and classifier.is_builtin(func.id) \
                     or classifier.qualify(func) in DYNAMIC_CALLS:
-                return f"`{classifier.quote(call)}` (line {call.lineno}) can reach every variable of the function"
+                found = node
+        elif isinstance(node, ast.Attribute) and (node.attr in FRAME_NAMES or classifier.qualify(node) == "sys.modules"):
+            found = node
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FRAME_NAMES:
+            found = classifier.parents.get(node, node)
+        if found is not None:
+            return (f"`{classifier.quote(found)}` (line {found.lineno}) can reach every variable of the function "
+                    "(through frames or by name)")
     return None
 
 
