@@ -745,7 +745,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", extras=frozenset({"shape-guard"}),
+        """, "swap", extras=frozenset({"shape-guard", "reinit"}),
          config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",))),
     Case("full_like_allocator_accumulating_merge", """
         def accumulate(out, a, b):

@@ -781,7 +781,7 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
     restarts = Restarts(loop.node, parents, accs, {id(p.rebind_target) for p in group}, first_line, bound_in_loop)
     template_of = {p.acc: templates.get(p.temp) for p in group}
 
-    def unproven(name):
+    def unproven(name, is_template=False):
         """Why `name`'s metadata may change between merges, or None."""
         if name in accs:
             restart = restarts.restarts(name)
@@ -816,19 +816,24 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
                     return use.reason or f"`{name}` may change at line {use.line}"
         # A tensor someone else may hold (a parameter, an attribute's value, an
         # opaque call's result) can be changed in place by code the loop calls
-        # without passing it (`regrow(state)` resizing `state.buf`).
+        # without passing it (`regrow(state)` resizing `state.buf`), or through
+        # another reference the loop touches (`ws.buf.data = ws.buf.data.double()`
+        # with `x = ws.buf`): only a fresh local's metadata is proven constant.
         if not private.setdefault(name, _private_value(name, facts, parents, qualify)):
             call = opaque_call(region + header, classifier, classifier.merge_names,
                                ignore=[merge_call, *(p.alloc.value for p in group)])
             if call is not None:
                 return (f"`{name}` may be reachable from outside the function, and "
                         f"`{classifier.quote(call)}` (line {call.lineno}) could change it")
+            if is_template:
+                return (f"`{name}` may be reachable from outside the function (a parameter, an attribute's value, "
+                        "a call's result), and the loop could change it through another reference")
         return None
 
     callee = ast.unparse(merge_call.func)
     for p in group:
         template = templates.get(p.temp)
-        reasons = [unproven(template)] if template is not None else []
+        reasons = [unproven(template, is_template=True)] if template is not None else []
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
@@ -916,8 +921,11 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
                                       "never reads")
             continue
         kind = INITIALISATION[last]
-        if kind is None or trust is not None:
-            continue  # uninitialised, or the merge provably writes every element
+        if kind is None:
+            continue  # uninitialised: what a merge reads there is undefined in the original too
+        # Kept whatever the merge: a kernel that accumulates into its output
+        # (`v_merged += w * v`) reads the zeros the original gave it, and the
+        # re-initialisation costs what the original's initialising allocation did.
         reinit = reinitialisation(p.temp, allocator, p.alloc.value)
         if reinit is None:
             verdict.no_fix.append(f"the fill value of `{func}` could not be read")
@@ -1011,10 +1019,10 @@ def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
     buffers the allocation gives? Proven by syntax (`ALLOC(A)` alone, or a
     seed `torch.zeros_like(X)` / `X.clone()` for `ALLOC(X)` alone), or checked
     at run time by the guard."""
+    if not _exact_like_call(pair, ctx, loop):
+        return False  # the longhand spellings give contiguous buffers, whatever the seed's strides
     if any(t == pair.temp and full for t, _, full in verdict.guard):
         return True
-    if not _exact_like_call(pair, ctx, loop):
-        return False
     template = templates[pair.temp]
     return template == pair.acc or matches_template(seed.value, template, lambda e: ctx.resolver.qualified_name(
         e, loop.scope))
