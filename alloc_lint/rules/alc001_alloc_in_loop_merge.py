@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..analysis import flow
+from ..analysis.compiled import Compilation
 from ..analysis.names import last_names
 from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
@@ -331,12 +332,13 @@ class AllocInLoopMerge(Rule):
         diagnostics: list[Diagnostic] = []
         claimed: set = set()  # statements already rewritten by a group's fix
         facts: dict = {}  # per scope: names, classifier, identifiers (and spare names handed out)
+        compilation = Compilation(ctx.index, ctx.resolver)
         for loop in ctx.index.loops:
             for block in loop.blocks:
                 for group in _find_groups(block, loop, ctx, allocators):
                     scope_node = loop.scope.node
                     if id(scope_node) not in facts:
-                        facts[id(scope_node)] = _scope_facts(loop, ctx)
+                        facts[id(scope_node)] = _scope_facts(loop, ctx, compilation)
                     diagnostics.extend(_diagnose(group, loop, ctx, claimed, facts[id(scope_node)]))
         return diagnostics
 
@@ -492,9 +494,11 @@ class ScopeFacts:
     # A call that can reach every variable (`locals()`, `eval`, frames) or that
     # exposes uninitialised memory (`resize_`): no fix in the scope is safe.
     dynamic: str | None = None
+    torchscript: str | None = None  # compiled by TorchScript: no rewrite compiles
+    fx: str | None = None  # may be traced by torch.fx: a guard cannot be
 
 
-def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
+def _scope_facts(loop: Loop, ctx: FileContext, compilation: Compilation) -> ScopeFacts:
     node = loop.scope.node
     params = set()
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -508,7 +512,8 @@ def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
-                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier))
+                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier),
+                      compilation.torchscript(loop.scope), compilation.fx(loop.scope))
 
 
 # --- the pieces of a group -----------------------------------------------------------
@@ -755,6 +760,11 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
             verdict.unsafe.append(use.reason)
 
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
+    if facts.torchscript:
+        verdict.no_fix.append(f"{facts.torchscript}, which rejects a variable that is None and then a tensor")
+    if verdict.guard and facts.fx:
+        verdict.unsafe.append(f"{facts.fx}, and the guard's `if` on tensor metadata cannot be traced; the fix "
+                              "assumes it is not traced")
     _check_initialisation(group, loop, ctx, trust, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
@@ -1153,8 +1163,10 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
         deletes.extend(d for d in p.deletes if d not in deletes)
     guard = None
     if verdict.guard:
-        guard = " or ".join(metadata_differs(t, x, FULL_METADATA if full else ("shape",))
-                            for t, x, full in verdict.guard)
+        # `empty_like` also copies a quantized template's quantizer (scale, zero
+        # point), which no comparison here sees: a quantized template is never reused.
+        guard = " or ".join(metadata_differs(t, x, FULL_METADATA) + f" or {x}.is_quantized" if full
+                            else metadata_differs(t, x, ("shape",)) for t, x, full in verdict.guard)
     scratch = tuple(temp for _, temp, _ in pairs)
     released = tuple(name for _, temp, spare in pairs for name in (temp, spare) if name)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
