@@ -406,7 +406,7 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             if kw.arg and isinstance(kw.value, ast.Name):
                 passed.setdefault(kw.value.id, []).append((kw.value, kw.arg))
         known_merge = flow.callee_name(call) in merge_names
-        pairs = []
+        pairs, unpaired = [], []
         for temp, found in allocs.items():
             before = [(i, s) for i, s in found if i < m]
             if temp not in passed or not before:
@@ -419,12 +419,20 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
                 continue
             pair = _find_rebinding(block, m, temp, passed)
             if pair is None:
+                unpaired.append(temp)
                 continue
             rebind, target, value = pair
             deletes = [s for s in block[block.index(rebind) + 1:]
                        if isinstance(s, ast.Delete) and any(isinstance(t, ast.Name) and t.id == temp
                                                              for t in _del_names(s))]
             pairs.append(Pair(temp, target.id, alloc, alloc_index, arg_node, rebind, value, target, deletes))
+        # One group, one fix: a temporary of the same merge that is read again
+        # elsewhere (its accumulator rebound in a nested block, say) belongs to
+        # the group, which then cannot be fixed in part.
+        merge_args = {id(n) for found in passed.values() for n, _ in found}
+        if pairs and any(n.id in unpaired and isinstance(n.ctx, ast.Load) and id(n) not in merge_args
+                         for n in walk_scope(loop.scope.node) if isinstance(n, ast.Name)):
+            continue
         if pairs:
             yield pairs
 
@@ -618,25 +626,36 @@ def _keyword_of(arg: ast.Name, parents: dict) -> str | None:
     return parent.arg if isinstance(parent, ast.keyword) else None
 
 
+OUTPUT_WORDS = frozenset({"out", "output", "merged", "dst", "dest", "result"})
+INPUT_WORDS = frozenset({"prefix", "suffix", "in", "input", "src", "lhs", "rhs", "not", "unused", "scratch",
+                         "tmp", "temp", "old", "prev"})
+
+
 def _output_keyword(keyword: str) -> bool:
-    """Does a keyword name an output of a merge kernel (`output`, `output_lse`,
-    `out`, `result_out`, `v_merged`), rather than an input (`prefix_output`,
-    `suffix_lse`, `v_a`)? Positional arguments carry no name; a known kernel
-    is assumed to receive the temporary only where it writes (a buffer read
-    before it is written would be uninitialised in the original too)."""
-    k = keyword.lower()
-    if k.startswith(("prefix", "suffix", "input", "in_", "src", "lhs", "rhs")):
+    """Does a keyword name an output of a merge kernel, rather than an input?
+    Exactly: one of `out`, `output`, `merged`, `dst`, `dest`, `result`; or two
+    words joined by `_`, the first of those words followed by another
+    (`output_lse`, `out_v`), or another followed by `out`, `output` or
+    `merged` (`lse_out`, `v_merged`), the other word not one of INPUT_WORDS
+    (`prefix_output`, `output_prefix`, `not_output`, `output_scratch` are
+    inputs). Positional arguments carry no name; a known kernel is assumed to
+    receive the temporary only where it writes."""
+    parts = keyword.lower().split("_")
+    if len(parts) == 1:
+        return parts[0] in OUTPUT_WORDS
+    if len(parts) != 2 or not all(parts) or any(p in INPUT_WORDS for p in parts):
         return False
-    return k.startswith("out") or k.endswith(("_out", "output")) or "merged" in k or k in ("dst", "dest", "result")
+    first, second = parts
+    return first in OUTPUT_WORDS - {"merged"} or second in ("out", "output", "merged")
 
 
 def _noqa_line(pairs: list, ctx: FileContext) -> int | None:
     from ..engine import is_suppressed  # the engine imports the rules
 
-    for p in pairs:
-        line = p.alloc.value.lineno
-        if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
-            return line
+    for p in pairs:  # any line of the allocation statement, as flake8 reads a logical line
+        for line in range(p.alloc.lineno, p.alloc.end_lineno + 1):
+            if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
+                return line
     return None
 
 
@@ -732,6 +751,10 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         return None
 
     verdict = Verdict()
+    if not isinstance(scope_node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        where = "in a class body" if isinstance(scope_node, ast.ClassDef) else "at module level"
+        verdict.unsafe.append(f"the loop runs {where}, where its variables are attributes that other code may "
+                              "read (the temporary's value after the loop changes); move it into a function")
     if facts.dynamic:
         verdict.unsafe.append(facts.dynamic)
     callee = ast.unparse(merge_call.func)
