@@ -69,10 +69,18 @@ class AllocInLoopMerge(Rule):
     only to be handed to a call that merges into it, after which the accumulator is
     rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The
     merge call must receive both `T` and `A`; `T` is passed positionally, by an
-    `out`/`output`-like keyword, or by any keyword to a known merge kernel
+    `out`/`output`-like keyword (one that starts with `out` or ends with `out`
+    or `output`), or by any keyword to a known merge kernel
     (`merge_attn_states`, `merge_state`, ... and the configured
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
-    same call form one group and get one fix.
+    same call form one group and get one fix: when a temporary the call receives
+    is read again elsewhere (its accumulator rebound in a nested block, say),
+    no accumulator of the call is reported.
+
+    Loops in functions are checked; a loop at module level or in a class body
+    is reported too, but its fixes are unsafe: its variables are module or class
+    attributes other code may read, and the fix changes the temporary's value
+    after the loop.
 
     The allocation may be spelled `torch.empty_like(X)` (or `input=X`), any
     configured `extra-allocators` entry, `torch.empty(X.shape, dtype=X.dtype,
@@ -148,7 +156,8 @@ class AllocInLoopMerge(Rule):
     entry into the loop starts without buffers), the group's allocations are
     wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
     unless the loop is followed only by a plain `return`, the scratch buffers are
-    released right after the loop (`T = None`).
+    released right after the loop (`T = None`; with ping-pong `T = T_alt = None`,
+    every scratch name of the group).
     - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
       on it writes into the accumulator's first value.
     - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
@@ -160,15 +169,30 @@ class AllocInLoopMerge(Rule):
       between them would skip some); otherwise no fix is offered.
     - **Guarded** (either form): the lazy allocation also runs when a reused
       buffer's metadata differs from its template's,
-      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride():`,
-      and then drops the old buffers (`T = None`) before allocating. With a
-      torch `out=` operator as the merge, which resizes its output to the
-      result's shape (broadcasting), the guard compares shapes only
-      (`if T is None or T.shape != X.shape:`).
+      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride() or X.is_quantized:`,
+      and then drops the old buffers (`T = None`) before allocating. `empty_like`
+      also copies a quantized template's scale and zero point, which the
+      comparisons do not see, so a quantized template is never reused. Where
+      stability is otherwise proven and the merge is a torch `out=` operator,
+      which resizes its output to the result's shape (broadcasting), the guard
+      compares shapes only (`if T is None or T.shape != X.shape:`); with a
+      restart or an unproven template, an `out=` merge gets the full guard.
+      `torch.fx.symbolic_trace` cannot trace an `if` on tensor metadata, so in a
+      method of a class deriving from a `torch.nn` class, or a function passed to
+      `torch.fx.symbolic_trace` in the module, a guarded fix is unsafe.
     - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
       `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
-      `T.fill_(v)` in an `else:` of the lazy `if`, unless the merge provably writes
-      every element (a known or configured merge kernel, a torch `out=` operator).
+      `T.fill_(v)` in an `else:` of the lazy `if`, whatever the merge: a kernel
+      may accumulate into its output (`v_merged += w * v`) and so read the zeros
+      the original gave it, and the re-initialisation costs what the original's
+      initialising allocation did.
+
+    No fix is offered in a function TorchScript compiles (it rejects a variable
+    that is None and then a tensor): one decorated with `torch.jit.*` (but
+    `ignore`, `unused`), a method of a class so decorated or deriving from
+    `torch.jit.ScriptModule`, a function or class passed by name to
+    `torch.jit.script(...)` in the module (any other argument: every `torch.nn`
+    subclass of the module), and what those call by name.
 
     **1. Every use is one of a closed list of kinds.** Each occurrence of each
     accumulator and temporary in the loop (body, `while` test, `for` target; a
@@ -183,12 +207,19 @@ class AllocInLoopMerge(Rule):
       differentiated through), or a `torch.*`, `torch.linalg.*`, `torch.special.*`,
       `torch.fft.*` function given `out=T` (never `torch.ops.*`). A kernel must
       receive the temporary where it writes: by position, or under an output's
-      keyword (`output=`, `out=`, `v_merged=`); `prefix_output=T` is an input,
-      so it gets no safe fix;
+      keyword, which is exactly `out`, `output`, `merged`, `dst`, `dest` or
+      `result`, or two words joined by `_` where the first is one of those but
+      `merged` (`output_lse`) or the second is `out`, `output` or `merged`
+      (`lse_out`, `v_merged`), neither word being `prefix`, `suffix`, `in`,
+      `input`, `src`, `lhs`, `rhs`, `not`, `unused`, `scratch`, `tmp`, `temp`,
+      `old` or `prev`. Any other keyword (`prefix_output=T`, `suffix_output=T`,
+      `output_prefix=T`, `o=T`) is an input, so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
     - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
-      `isinstance(x, ...)`, `x is None`, `x is not None`;
+      `isinstance(x, C)` where `C` is a builtin or torch class (or a tuple of
+      them: any other class's `__instancecheck__` is user code given `x`),
+      `x is None`, `x is not None`;
     - *rebinding* and *deletion* (judged by the ownership and stability proofs);
     - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
       f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
@@ -201,6 +232,10 @@ class AllocInLoopMerge(Rule):
     `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
     a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
     `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    (found by name anywhere in the function, nested lambdas and functions
+    included: `sys._getframe` under any alias, `getattr(sys, "_getframe")`,
+    `f_locals`, `f_back`, `__traceback__`, `settrace`, `__import__`,
+    `importlib.import_module`, `sys.modules`, `inspect.currentframe`, ...)
     or a `resize_` (which exposes uninitialised memory) anywhere in the
     function, or a use inside a `with` whose context manager is not known to leave
     CUDA streams alone (known: `torch.no_grad`, `torch.inference_mode`,
@@ -248,15 +283,18 @@ class AllocInLoopMerge(Rule):
     pair's own accumulator and nothing rebinds it after a merge (a seed under
     `if A is None:` or under `if i == 0:` of `for i in range(n)` /
     `enumerate(...)`, placed before the allocation, runs only before the first
-    merge) and nothing resizes it; or when the template is a local or parameter
+    merge) and nothing resizes it; or when the template is a local that every
+    binding makes a fresh tensor (not a parameter, not `x = ws.buf`, not an
+    opaque call's result: someone else may hold those and change them through
+    another reference the loop touches, `ws.buf.data = ws.buf.data.double()`),
     that the loop never rebinds, that no nested scope sees, that is not aliased
-    before the loop, and whose every use keeps its metadata; when someone else
-    may hold it (a parameter, an attribute's value, an opaque call's result),
-    the loop must also call nothing that could change it in place (an unknown
-    function or method: `regrow(state)` may resize `state.buf`). Every other
-    argument and keyword of the allocator must be built from constants and such
-    names. Where only the template's metadata is unproven (a restart, a global
-    template, a template passed to an unknown call or resized) and a fresh
+    before the loop, and whose every use keeps its metadata. Every other
+    argument and keyword of the allocator must be built from constants and
+    names the loop never rebinds, whose every use keeps their metadata, and
+    which, when someone else may hold them, the loop passes to nothing that
+    could change them in place (an unknown function or method). Where only the
+    template's metadata is unproven (a restart, a global template, a template
+    someone else may hold, one passed to an unknown call or resized) and a fresh
     buffer's metadata is the template's alone (`torch.*_like(X)`,
     `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
     `X.new_empty(X.shape)`), the fix is **guarded**; otherwise no fix is offered
@@ -265,8 +303,12 @@ class AllocInLoopMerge(Rule):
     is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
     gets no fix: reuse would skip the draw.
 
-    **5. `# noqa`.** A `# noqa: ALC001` on any allocation of a group leaves the
-    whole group unfixed; its other allocations are reported without a fix.
+    **5. `# noqa`.** A `# noqa: ALC001` on any line of an allocation statement of
+    a group leaves the whole group unfixed; its other allocations are reported
+    without a fix. A `# noqa` on any line of a statement that spans several
+    lines suppresses the findings reported on its lines, in `alloc-lint check`
+    and in the flake8 plugin alike (flake8 alone reads a bracketed statement's
+    lines one by one).
 
     **Cost, as measured** (`bench/alc001_safety.py`, CPU, `bench/out/alc001_safety.txt`;
     GPU runs in `examples/RESULTS.md`). Over a vLLM-shaped loop whose chunk
@@ -283,11 +325,23 @@ class AllocInLoopMerge(Rule):
     proven.
 
     **Assumptions of every fix**: a known merge kernel given the temporary by
-    position writes it there (reading it first would read uninitialised memory
-    in the original too); operands of arithmetic are tensors or numbers
-    (an object whose operator keeps its argument is not detected), no code reads
-    the function's variables through frames it was not handed, and known merge
-    kernels are matched by name.
+    position writes it there; what it reads there first is the allocator's:
+    undefined with `empty*` (in the original too), and the re-initialisation's
+    zeros or fill with an initialising allocator. The tensors are plain
+    `torch.Tensor`s of the strided layout (dense or quantized): a `__torch_function__`
+    subclass may run user code on any operation, `len` and `print` included,
+    and a sparse template's strides cannot be compared. Operands of arithmetic
+    are tensors or numbers (an object whose operator keeps its argument is not
+    detected). No code reads the function's variables through frames other than
+    by the names the check looks for (a callee walking `f_back`, a debugger, a
+    tracer or profiler installed elsewhere). Names are resolved through the
+    module's imports; a name the module may rebind (a `global`/`nonlocal`
+    declaration in a nested function, `globals()[...] = ...`, `exec`/`eval`,
+    a second import, `del`, a `for`/`with`/`match` target, a star import not from
+    torch, an assignment to `torch.X` or `setattr(torch, ...)`) resolves to
+    nothing; no other module rebinds this module's names or torch's functions.
+    Code compiled by TorchScript or traced by `torch.fx` from another module is
+    not seen. Known merge kernels are matched by name.
 
     ## Options
     In `[tool.alloc-lint]` of `pyproject.toml`:
@@ -296,7 +350,12 @@ class AllocInLoopMerge(Rule):
       (`["mylib.ops.empty_like"]`); a name ending in `_like` takes its first
       argument as the template. `torch.empty_like` is always one; an initialising
       one (`torch.zeros_like`, `torch.full_like`) gets its initialisation kept on
-      reuse, a random one (`torch.randn_like`) no fix.
+      reuse, a random one (`torch.randn_like`) no fix. An allocator is known by its
+      last name: `empty*` gives uninitialised memory, `zeros*`/`ones*`/`full*`
+      initialise, `rand*` draw; listing one with another name
+      (`mylib.ops.make_buffer`) vouches that it returns a fresh buffer whose
+      contents a merge kernel never reads (without a trusted merge kernel, its fix
+      is unsafe).
     - `extra-merge-functions`: more calls that merge into the temporary under any
       keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
       `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
