@@ -203,6 +203,7 @@ def test_module_torch_rebound_through_global_gets_no_safe_fix(tmp_path):
     "from tracing_shims import *\n",
     "match None:\n    case torch:\n        pass\n",
     "torch.exp = print\n",
+    "torch.Tensor.add_ = print\n",
     "for torch in []:\n    pass\n",
 ])
 def test_rebound_module_names_are_not_trusted(rebinding):
@@ -395,9 +396,12 @@ def test_frame_access_blocks_the_safe_fix(frame, tmp_path):
     assert not same_behaviour(source, fix_source(source, unsafe_fixes=True).text, drive, tmp_path)
 
 
-def test_frame_access_in_a_nested_function_blocks_the_safe_fix():
+@pytest.mark.parametrize("imported", ["import sys", "from sys import _getframe", "from inspect import currentframe"])
+def test_frame_access_in_a_nested_function_blocks_the_safe_fix(imported):
+    call = {"import sys": "sys._getframe(1)", "from sys import _getframe": "_getframe(1)",
+            "from inspect import currentframe": "currentframe().f_back"}[imported]
     source = FRAMES.replace("SNAPSHOTS.append(dict(FRAME.f_locals))",
-                            "def peek():\n                import sys\n                return sys._getframe(1)\n"
+                            f"def peek():\n                {imported}\n                return {call}\n"
                             "            SNAPSHOTS.append(dict(peek().f_locals))")
     assert fix_source(source).text == source
 

@@ -130,6 +130,14 @@ class Resolver:
             self._cache[key] = _bindings(scope)
         return self._cache[key]
 
+    def patched(self, scope: Scope) -> frozenset[str]:
+        """Qualified names the module of `scope` assigns, deletes or `setattr`s
+        (`torch.exp = shim`, `torch.Tensor.add_ = ...`)."""
+        module = scope
+        while module.parent is not None:
+            module = module.parent
+        return self._module_facts(module)[1]
+
     def qualified_name(self, expr: ast.expr, scope: Scope, _depth: int = 0) -> str | None:
         if _depth > 8:
             return None

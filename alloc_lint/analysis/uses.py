@@ -569,6 +569,9 @@ def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None
             found = node
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FRAME_NAMES:
             found = classifier.parents.get(node, node)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("sys", "inspect", "traceback") \
+                and any(a.name in FRAME_NAMES or a.name in ("stack", "trace") for a in node.names):
+            found = node  # `from sys import _getframe` in a nested function
         if found is not None:
             return (f"`{classifier.quote(found)}` (line {found.lineno}) can reach every variable of the function "
                     "(through frames or by name)")

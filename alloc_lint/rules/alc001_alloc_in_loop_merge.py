@@ -578,8 +578,13 @@ def _scope_facts(loop: Loop, ctx: FileContext, compilation: Compilation) -> Scop
         # Module (or class) level: every function of the module may read these names.
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
+    # Tensor methods are judged by name: a module that replaces one (`torch.Tensor.add_ = f`)
+    # makes every method call a call of unknown code.
+    patched = next((p for p in sorted(ctx.resolver.patched(loop.scope))
+                    if p in ("torch", "torch.Tensor") or p.startswith("torch.Tensor.")), None)
+    patched = patched and f"the module assigns `{patched}`: tensor methods may not be torch's"
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
-                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier),
+                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier) or patched,
                       compilation.torchscript(loop.scope), compilation.fx(loop.scope))
 
 
@@ -930,7 +935,9 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
             for n in ast.walk(arg):
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
-                    reasons.append(unproven(n.id))
+                    # `y.dtype`, `y.shape`: a tensor's metadata, which another reference may change
+                    tensor = isinstance(parents.get(n), ast.Attribute)
+                    reasons.append(unproven(n.id, is_template=tensor))
         reasons = [r for r in reasons if r]
         if reasons:
             if _guardable(p, ctx, loop, template):
