@@ -211,9 +211,18 @@ def test_rebound_module_names_are_not_trusted(rebinding):
     assert not any(("safe", "swap") in f for f in forms(source)), forms(source)
 
 
-def test_reading_globals_keeps_names_trusted():
-    source = program(LOOP) + "KEYS = globals()['torch']\n"
+@pytest.mark.parametrize("harmless", ["KEYS = globals()['torch']\n", "exec(SOURCE, {})\n", "eval('1 + 2')\n",
+                                      "exec('print(1)')\n"])
+def test_harmless_dynamic_code_keeps_names_trusted(harmless):
+    source = program(LOOP) + harmless
     assert forms(source) == [[("safe", "swap")]] * 2
+
+
+def test_star_import_before_the_import_keeps_names_trusted():
+    source = "from tracing_shims import *\ntry:\n    from more_shims import *\nexcept ImportError:\n    pass\n" + \
+        program(LOOP)
+    assert forms(source) == [[("safe", "swap")]] * 2
+    assert forms(source + "try:\n    from shims import *\nexcept ImportError:\n    pass\n") == []
 
 
 def test_builtin_rebound_through_global_is_not_trusted():
@@ -584,3 +593,11 @@ def test_output_keywords_of_a_merge_kernel(keyword, output):
     ''')
     offered = forms(source)
     assert offered and all(("safe", "swap") in f for f in offered) == output, offered
+
+
+def test_guard_in_a_class_traced_in_the_module_is_unsafe():
+    source = FX_MODULE.replace("class RunningSum(torch.nn.Module):", "class RunningSum(Base):") \
+        .replace("import torch.fx\n", "import torch.fx\nBase = torch.nn.Module\n")
+    assert forms(source) == [[("safe", "swap")]]  # an indirect torch.nn subclass: the page's axiom
+    traced = source + "GRAPH = torch.fx.symbolic_trace(RunningSum())\n"
+    assert forms(traced) == [[("unsafe", "swap")]]

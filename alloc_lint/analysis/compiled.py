@@ -12,7 +12,8 @@ decided lexically, within the module:
   `torch.jit.script(...)` in the module (any other argument: every
   `torch.nn.*` subclass of the module), and what those call by name.
 - torch.fx: a method of a class deriving directly from a `torch.nn.*` class,
-  or a function passed by name to `torch.fx.symbolic_trace(...)`.
+  or a function or class (an instance of it) passed by name to
+  `torch.fx.symbolic_trace(...)` in the module.
 
 Code compiled or traced from another module is not seen (the rule page's axiom).
 """
@@ -138,4 +139,6 @@ class Compilation:
                             if isinstance(c, ast.Call) and _name(c, module, self.resolver) in TRACE_CALLS}
         if node.name in self._traced:
             return f"`{node.name}` is passed to `torch.fx.symbolic_trace`"
+        if parent is not None and isinstance(parent.node, ast.ClassDef) and parent.node.name in self._traced:
+            return f"`{parent.node.name}` is passed to `torch.fx.symbolic_trace`, which traces its methods"
         return None

@@ -80,20 +80,66 @@ _READ_ONLY_GLOBALS = ("get", "keys", "values", "items", "copy", "__contains__")
 
 def rebinds_globals_dynamically(tree: ast.Module) -> bool:
     """Can the module's globals be rebound by name at run time: `exec`/`eval`
-    (which may bind through a walrus or a `global` in their string),
-    `globals()` used other than to read (`globals()[k] = v`, `.update(...)`),
-    a bare `vars()`?"""
+    of code that may bind names (not a constant string that binds nothing, not
+    code given its own namespace: `exec(src, ns)`), `globals()` used other
+    than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare `vars()`?"""
     for parent in ast.walk(tree):
         for node in ast.iter_child_nodes(parent):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
-            if node.func.id in ("exec", "eval"):
+            if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
                 return True
             if node.func.id in ("globals", "vars") and not node.args:
                 read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
                     or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
                 if not read:
                     return True
+    return False
+
+
+_BINDING_CALLS = frozenset({"exec", "eval", "globals", "vars", "setattr", "delattr", "__import__", "compile"})
+
+
+def _harmless_dynamic_code(call: ast.Call) -> bool:
+    """`exec(code, ns)` / `eval(code, ns)` with a namespace that is not
+    `globals()` (checked where `globals()` occurs), or a constant string whose
+    code binds no name and calls nothing that could."""
+    if len(call.args) >= 2 or any(k.arg == "globals" for k in call.keywords):
+        return True
+    code = call.args[0] if call.args else None
+    if not (isinstance(code, ast.Constant) and isinstance(code.value, str)):
+        return False
+    try:
+        tree = ast.parse(code.value, mode="eval" if call.func.id == "eval" else "exec")
+    except SyntaxError:
+        return True  # raises before binding anything
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) or isinstance(node, (
+                ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom, ast.NamedExpr, ast.FunctionDef,
+                ast.AsyncFunctionDef, ast.ClassDef)):
+            return False
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BINDING_CALLS:
+            return False
+    return True
+
+
+def _bound_after_stars(module: ast.Module, name: str) -> bool:
+    """Does an unconditional top-level import or assignment after the module's
+    last star import bind `name` (so that the star cannot be what it means
+    once the module has run)?"""
+    stars = [s.lineno for s in ast.walk(module) if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    if not stars:
+        return True
+    for stmt in module.body:
+        if stmt.lineno <= max(stars):
+            continue
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)) and any(
+                (a.asname or a.name.split(".")[0]) == name for a in stmt.names):
+            return True
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            return True
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.name == name:
+            return True
     return False
 
 
@@ -189,12 +235,14 @@ class Resolver:
                 if current.parent is None:  # a module global
                     if self._module_facts(current)[0]:
                         return None  # `globals()[...] = ...`, `exec(...)`: rebound by name
-                    for star in self.bindings(current).get("*", []):
-                        # `from m import *` may rebind it (torch's star never binds `torch`).
-                        if not (isinstance(star, str) and star.split(".")[0] == "torch"):
-                            return None
-                        if name != "torch":
-                            results.add(f"{star}.{name}")
+                    stars = self.bindings(current).get("*", [])
+                    if stars and not _bound_after_stars(current.node, name):
+                        for star in stars:
+                            # `from m import *` may rebind it (torch's star never binds `torch`).
+                            if not (isinstance(star, str) and star.split(".")[0] == "torch"):
+                                return None
+                            if name != "torch":
+                                results.add(f"{star}.{name}")
                 for value in bound:
                     if value is _OPAQUE:
                         return None

@@ -178,8 +178,10 @@ class AllocInLoopMerge(Rule):
       compares shapes only (`if T is None or T.shape != X.shape:`); with a
       restart or an unproven template, an `out=` merge gets the full guard.
       `torch.fx.symbolic_trace` cannot trace an `if` on tensor metadata, so in a
-      method of a class deriving from a `torch.nn` class, or a function passed to
-      `torch.fx.symbolic_trace` in the module, a guarded fix is unsafe.
+      method of a class deriving directly from a `torch.nn` class, or of a class
+      or function passed to `torch.fx.symbolic_trace` in the module, a guarded
+      fix is unsafe; elsewhere it assumes the code is not FX-traced (a module
+      whose `torch.nn` base comes from another file, traced from another file).
     - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
       `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
       `T.fill_(v)` in an `else:` of the lazy `if`, whatever the merge: a kernel
