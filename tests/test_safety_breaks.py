@@ -597,7 +597,7 @@ def test_output_keywords_of_a_merge_kernel(keyword, output):
 
 def test_guard_in_a_class_traced_in_the_module_is_unsafe():
     source = FX_MODULE.replace("class RunningSum(torch.nn.Module):", "class RunningSum(Base):") \
-        .replace("import torch.fx\n", "import torch.fx\nBase = torch.nn.Module\n")
+        .replace("import torch.fx\n", "import torch.fx\nfrom mylib.layers import Base\n")
     assert forms(source) == [[("safe", "swap")]]  # an indirect torch.nn subclass: the page's axiom
     traced = source + "GRAPH = torch.fx.symbolic_trace(RunningSum())\n"
     assert forms(traced) == [[("unsafe", "swap")]]
