@@ -225,10 +225,14 @@ def test_star_import_before_the_import_keeps_names_trusted():
     assert forms(source + "try:\n    from shims import *\nexcept ImportError:\n    pass\n") == []
 
 
-def test_builtin_rebound_through_global_is_not_trusted():
-    source = program(LOOP.replace("y = torch.exp(output)", "y = len(output)")) + \
-        "def install():\n    global len\n    len = print\n"
-    assert not any(("safe", "swap") in f for f in forms(source))
+@pytest.mark.parametrize("rebinding", ["def install():\n    global len\n    len = print\n",
+                                       "import builtins\nbuiltins.len = print\n",
+                                       "import builtins\nsetattr(builtins, 'len', print)\n",
+                                       "__builtins__['len'] = print\n"])
+def test_rebound_builtin_is_not_trusted(rebinding):
+    source = program(LOOP.replace("y = torch.exp(output)", "y = len(output)"))
+    assert forms(source) == [[("safe", "swap")]] * 2
+    assert not any(("safe", "swap") in f for f in forms(source + rebinding))
 
 
 # --- c11: an initialising allocator and a kernel that accumulates into its output -------------

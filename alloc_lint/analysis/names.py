@@ -85,6 +85,8 @@ def rebinds_globals_dynamically(tree: ast.Module) -> bool:
     than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare `vars()`?"""
     for parent in ast.walk(tree):
         for node in ast.iter_child_nodes(parent):
+            if isinstance(node, ast.Name) and node.id == "__builtins__":
+                return True  # `__builtins__["len"] = ...`
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
             if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
@@ -218,8 +220,9 @@ class Resolver:
                 bound = self.bindings(current)
                 if name in bound or "*" in bound:
                     return False
-                if current.parent is None and self._module_facts(current)[0]:
-                    return False  # `globals()["len"] = ...`
+                if current.parent is None and (self._module_facts(current)[0] or {"builtins", f"builtins.{name}"}
+                                               & self._module_facts(current)[1]):
+                    return False  # `globals()["len"] = ...`, `builtins.len = ...`
             current = current.parent
         return True
 
