@@ -338,10 +338,13 @@ class AllocInLoopMerge(Rule):
     by the names the check looks for (a callee walking `f_back`, a debugger, a
     tracer or profiler installed elsewhere). Names are resolved through the
     module's imports; a name the module may rebind (a `global`/`nonlocal`
-    declaration in a nested function, `globals()[...] = ...`, `exec`/`eval`,
-    a second import, `del`, a `for`/`with`/`match` target, a star import not from
-    torch, an assignment to `torch.X` or `setattr(torch, ...)`) resolves to
-    nothing; no other module rebinds this module's names or torch's functions.
+    declaration in a nested function, `globals()[...] = ...`, `exec`/`eval` of
+    code that may bind names, a second import, `del`, a `for`/`with`/`match`
+    target, a star import not from torch and not followed by the name's own
+    import) resolves to nothing, and so does anything under an attribute the
+    module assigns (`torch.exp = shim`, `setattr(torch, ...)`, `builtins.len =
+    f`; `torch.Tensor.X = f` makes every fix unsafe); no other module rebinds
+    this module's names, torch's functions or tensor methods.
     Code compiled by TorchScript or traced by `torch.fx` from another module is
     not seen. Known merge kernels are matched by name.
 
