@@ -129,7 +129,8 @@ def _bound_after_stars(module: ast.Module, name: str) -> bool:
     """Does an unconditional top-level import or assignment after the module's
     last star import bind `name` (so that the star cannot be what it means
     once the module has run)?"""
-    stars = [s.lineno for s in ast.walk(module) if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    stars = [s.lineno for s in ast.walk(module)
+             if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
     if not stars:
         return True
     for stmt in module.body:

@@ -565,7 +565,8 @@ def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None
             if isinstance(func, ast.Name) and func.id in builtins_here and classifier.is_builtin(func.id) \
                     or classifier.qualify(func) in DYNAMIC_CALLS:
                 found = node
-        elif isinstance(node, ast.Attribute) and (node.attr in FRAME_NAMES or classifier.qualify(node) == "sys.modules"):
+        elif isinstance(node, ast.Attribute) and (node.attr in FRAME_NAMES
+                                                  or classifier.qualify(node) == "sys.modules"):
             found = node
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FRAME_NAMES:
             found = classifier.parents.get(node, node)
