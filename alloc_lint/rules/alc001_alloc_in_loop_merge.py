@@ -292,9 +292,11 @@ class AllocInLoopMerge(Rule):
     that the loop never rebinds, that no nested scope sees, that is not aliased
     before the loop, and whose every use keeps its metadata. Every other
     argument and keyword of the allocator must be built from constants and
-    names the loop never rebinds, whose every use keeps their metadata, and
-    which, when someone else may hold them, the loop passes to nothing that
-    could change them in place (an unknown function or method). Where only the
+    names the loop never rebinds, whose every use keeps their metadata; a
+    tensor read there for its metadata (`y.dtype`, `x.shape[-1]`) is held to
+    the template's rule, and a plain name someone else may hold (`n`) to the
+    loop calling nothing that could change it in place (an unknown function or
+    method: `regrow(state)`). Where only the
     template's metadata is unproven (a restart, a global template, a template
     someone else may hold, one passed to an unknown call or resized) and a fresh
     buffer's metadata is the template's alone (`torch.*_like(X)`,
