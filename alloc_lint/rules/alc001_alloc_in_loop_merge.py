@@ -190,8 +190,8 @@ class AllocInLoopMerge(Rule):
       initialising allocation did.
 
     No fix is offered in a function TorchScript compiles (it rejects a variable
-    that is None and then a tensor): one decorated with `torch.jit.*` (but
-    `ignore`, `unused`), a method of a class so decorated or deriving from
+    that is None and then a tensor): one decorated with `torch.jit.*` (other than
+    `ignore` and `unused`), a method of a class so decorated or deriving from
     `torch.jit.ScriptModule`, a function or class passed by name to
     `torch.jit.script(...)` in the module (any other argument: every `torch.nn`
     subclass of the module), and what those call by name.
