@@ -227,7 +227,10 @@ class AllocInLoopMerge(Rule):
       f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
       `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
     - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
-      (never `resize_ set_ as_strided_ t_ squeeze_ ...`).
+      (never `resize_ set_ as_strided_ t_ squeeze_ ...`), and `out=x` of a torch
+      operator as a statement of its own. Like an in-place method, such a call
+      returns `x` itself: its result, where used (`keep.append(torch.add(a, b,
+      out=x))`), is followed like a view.
 
     Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
