@@ -198,6 +198,7 @@ def test_module_torch_rebound_through_global_gets_no_safe_fix(tmp_path):
     "def install():\n    global torch\n    torch = None\n",
     "def install():\n    globals()['torch'] = None\n",
     "globals().update(torch=None)\n",
+    "vars().update(torch=None)\n",
     "exec('torch = None')\n",
     "def install():\n    eval('(torch := None)')\n",
     "from tracing_shims import *\n",
@@ -212,7 +213,7 @@ def test_rebound_module_names_are_not_trusted(rebinding):
 
 
 @pytest.mark.parametrize("harmless", ["KEYS = globals()['torch']\n", "exec(SOURCE, {})\n", "eval('1 + 2')\n",
-                                      "exec('print(1)')\n"])
+                                      "exec('print(1)')\n", "def show(a):\n    print('{a}'.format(**vars()))\n"])
 def test_harmless_dynamic_code_keeps_names_trusted(harmless):
     source = program(LOOP) + harmless
     assert forms(source) == [[("safe", "swap")]] * 2

@@ -82,7 +82,9 @@ def rebinds_globals_dynamically(tree: ast.Module) -> bool:
     """Can the module's globals be rebound by name at run time: `exec`/`eval`
     of code that may bind names (not a constant string that binds nothing, not
     code given its own namespace: `exec(src, ns)`), `globals()` used other
-    than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare `vars()`?"""
+    than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare
+    `vars()` at module level (in a function it is the function's locals)?"""
+    module_level = {id(n) for n in walk_scope(tree)}
     for parent in ast.walk(tree):
         for node in ast.iter_child_nodes(parent):
             if isinstance(node, ast.Name) and node.id == "__builtins__":
@@ -91,7 +93,7 @@ def rebinds_globals_dynamically(tree: ast.Module) -> bool:
                 continue
             if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
                 return True
-            if node.func.id in ("globals", "vars") and not node.args:
+            if (node.func.id == "globals" or node.func.id == "vars" and id(node) in module_level) and not node.args:
                 read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
                     or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
                 if not read:
