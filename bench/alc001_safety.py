@@ -70,7 +70,7 @@ def variants() -> dict:
                          "            if output_tmp is None:\n"
                          "                output_tmp_alt = torch.empty_like(output)\n"
                          "                output_lse_tmp_alt = torch.empty_like(output_lse)\n")
-    kept = safe.replace("    output_tmp = output_lse_tmp = None\n", "")
+    kept = safe.replace("    output_tmp = output_tmp_alt = output_lse_tmp = output_lse_tmp_alt = None\n", "")
     swap = alloc_lint.fix_source(PROGRAM, unsafe_fixes=True).text
     assert len({PROGRAM, safe, eager, kept, swap}) == 5, "the fix's shape changed: update this script"
     return {"original": PROGRAM, "safe fix (lazy ping-pong, released)": safe,
