@@ -12,7 +12,7 @@ from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, uninitialised_growth)
+                             opaque_call, suspension_point, suspension_text, uninitialised_growth, SUSPENSIONS)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -754,8 +754,15 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
 
+    suspended = suspension_point(region + ([loop.node.iter] if isinstance(loop.node, ast.AsyncFor) else []))
+    if suspended is not None or isinstance(loop.node, ast.AsyncFor):
+        where = suspension_text(suspended) if suspended is not None else f"`async for` (line {loop.node.lineno})"
+        verdict.unsafe.append(f"{where} suspends the loop: its caller may resume it in another grad or inference "
+                              "mode, and a buffer made in inference mode cannot be written outside it")
+
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
     _check_initialisation(group, loop, ctx, trust, verdict)
+    _check_leaves(group, facts, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
     verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
@@ -925,6 +932,30 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
             verdict.reinit.append(reinit)
 
 
+def _requires_grad(call: ast.Call):
+    """The allocator's `requires_grad=` keyword unless it is the constant False."""
+    value = next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+    return None if value is None or isinstance(value, ast.Constant) and value.value is False else value
+
+
+def _check_leaves(group, facts, verdict):
+    """`requires_grad=True` makes every buffer a new autograd leaf: reused, one
+    leaf would collect the gradients of several iterations. Only where no
+    gradient is recorded (a loop under a no-grad context that decides grad
+    mode) is a leaf's reuse invisible; even there the swap could return the
+    first value, which is not such a leaf (`_check_ownership`)."""
+    for p in group:
+        if _requires_grad(p.alloc.value) is None:
+            continue
+        mode, not_counted = facts.classifier.grad_context(p.alloc)
+        if mode not in ("no_grad", "inference"):
+            where = f" ({not_counted})" if not_counted else ""
+            verdict.no_fix.append(
+                f"`{facts.classifier.quote(p.alloc.value)}` (line {p.alloc.lineno}) makes every buffer a new "
+                f"autograd leaf: a reused one would collect the gradients of several iterations; only a loop "
+                f"under `torch.no_grad()` or `torch.inference_mode()`{where} records none")
+
+
 def _check_ownership(group, loop, ctx, facts, templates, verdict):
     """The swap writes into the accumulator's first value from the second merge
     on: safe only when every seed is a fresh tensor nothing else references,
@@ -960,16 +991,30 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
                 if seed.origin is not Origin.NONE:
                     note(seed.origin, f"{where}: {seed.reason}")
                 continue
-            mode = classifier.grad_mode(seed.target)
+            mode, not_counted = classifier.grad_context(seed.target)
             grad_free = ("no_grad", "inference")
-            if (mode == "inference") != (merge_mode == "inference"):
+            suspended = _suspended_between(seed.target, loop, facts)
+            if "unknown" in (mode, merge_mode) or suspended:
+                # Whether the seed and the buffers are inference tensors is not decided lexically.
+                why = suspended or not_counted or classifier.grad_context(group[0].alloc)[1]
+                note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
+                                    f"buffers ({why})")
+            elif (mode == "inference") != (merge_mode == "inference"):
                 # An inference tensor cannot be written outside inference mode, and a
                 # buffer made outside it is not an inference tensor as the merge's are.
                 note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
                                     "`torch.inference_mode()` and the loop is not")
-            elif merge_mode in grad_free and mode not in grad_free and _inherits_grad(seed.value, qualify):
-                note(Origin.OPAQUE, f"{where} may require grad (it is computed from a tensor that may), while "
-                                    "the loop's buffers do not: the swap could return it")
+            elif mode not in grad_free and _inherits_grad(seed.value, qualify):
+                # `x * 2`, `x.clone()`, `torch.cat(...)` of a tensor that requires grad
+                # requires grad too, with a grad_fn; the merges' buffers never do. The
+                # swap writes merges into it and may return it: a result that requires
+                # grad, with a history the original never had.
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from tensors that may, outside "
+                                    "a no-grad context): the swap would write merges into it and could return "
+                                    "it, requiring grad with a history the original result does not have")
+            elif any(_requires_grad(q.alloc.value) is not None for q in group if q.acc == p.acc):
+                note(Origin.OPAQUE, f"{where} does not require grad, while the buffers the loop allocates "
+                                    "with `requires_grad=` do: the swap could return it")
             elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
                 func = ast.unparse(p.alloc.value.func)
                 note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
@@ -993,6 +1038,14 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
         verdict.swap, verdict.swap_reason = "unsafe", reason
 
 
+def _suspended_between(seed: ast.Name, loop: Loop, facts: ScopeFacts) -> str | None:
+    """A suspension point after the seed's binding and before the loop: the
+    caller may resume the function in another grad or inference mode."""
+    points = [n for n in walk_scope(facts.node) if isinstance(n, SUSPENSIONS)
+              and (seed.lineno, seed.col_offset) < (n.lineno, n.col_offset) < (loop.node.lineno, loop.node.col_offset)]
+    return f"{suspension_text(points[0])} lies between them" if points else None
+
+
 def _inherits_grad(value: ast.expr, qualify) -> bool:
     """Is an owned seed computed from other tensors (so it requires grad when
     they do), rather than made by a factory (`torch.zeros`, `torch.*_like`)?"""
@@ -1003,7 +1056,11 @@ def _inherits_grad(value: ast.expr, qualify) -> bool:
                      "ones_like", "full_like", "rand_like", "randn_like", "randint_like"})
     if isinstance(value, ast.IfExp):
         return _inherits_grad(value.body, qualify) or _inherits_grad(value.orelse, qualify)
-    return True
+    if isinstance(value, ast.BinOp):  # `torch.zeros_like(x) + 1`: only its operands can bring grad
+        return _inherits_grad(value.left, qualify) or _inherits_grad(value.right, qualify)
+    if isinstance(value, ast.UnaryOp):
+        return _inherits_grad(value.operand, qualify)
+    return not isinstance(value, ast.Constant)
 
 
 def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
@@ -1261,6 +1318,7 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: 
         return [fix(safety, "pingpong", pingpong_message + f"; a swap would overwrite the first value "
                                                            f"({verdict.swap_reason})")]
     swap_assumption = (f"; assumes the first value of {accs} ({verdict.swap_reason}) is referenced nowhere "
-                       "else and has the layout of a fresh buffer")
+                       "else, has the layout of a fresh buffer and does not require grad (the swap writes "
+                       "merges into it and may return it)")
     return [fix("unsafe", "swap", swap_message + swap_assumption),
             fix(safety, "pingpong", pingpong_message)]
