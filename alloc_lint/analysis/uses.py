@@ -280,6 +280,10 @@ class UseClassifier:
     def _grad_reason(self, node: ast.Name, name: str, kind: Kind, not_counted: str | None) -> str:
         expr = f"`{self.quote(self.expression_of(node))}` (line {node.lineno})"
         if kind is Kind.INPLACE:
+            statement = node
+            while statement is not None and not isinstance(statement, ast.stmt):
+                statement = self.parents.get(statement)
+            expr = f"`{self.quote(statement or node)}` (line {node.lineno})"
             hazard = (f"{expr} may put `{name}`'s buffer in the autograd graph (an operand may require grad); "
                       "a merge into the reused buffer leaves that graph in place, so backward() silently "
                       "computes wrong gradients")
@@ -521,10 +525,21 @@ class UseClassifier:
         `torch.autograd.grad_mode.*`, a hand-called `__enter__`). What remains
         is an axiom: code the region calls leaves grad mode as it found it
         when it returns."""
+        return self._grad_scan(node)[1:]
+
+    def lexical_grad_mode(self, node: ast.AST) -> str | None:
+        """The mode of the nearest grad-mode context around `node`, as written
+        (whether or not it decides grad mode there): two nodes with the same
+        lexical inference context run in the same inference mode unless the
+        function is suspended between them."""
+        return self._grad_scan(node)[0]
+
+    def _grad_scan(self, node: ast.AST) -> tuple[str | None, str | None, str | None]:
         key = id(node)
         if key in self._grad_cache:
             return self._grad_cache[key]
         result: tuple[str | None, str | None] = (None, None)
+        lexical = None
         unknown_entered = None  # a `with` item entered inside the deciding context
         current, parent = node, self.parents.get(node)
         while parent is not None:
@@ -537,16 +552,18 @@ class UseClassifier:
                     if (self.context_name(item.context_expr) or "") not in GRAD_NEUTRAL_CONTEXTS:
                         unknown_entered = unknown_entered or (item.context_expr, parent)
                 if mode:
-                    result = self._decides(mode, parent, parent.body, unknown_entered)
+                    lexical, result = mode, self._decides(mode, parent, parent.body, unknown_entered)
                     break
             elif isinstance(parent, ast.AsyncWith) and current in parent.body:
                 unknown_entered = unknown_entered or (parent.items[0].context_expr, parent)
             if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                modes = [self._grad_mode_of(d) for d in getattr(parent, "decorator_list", [])]
+                lexical = next((m for m in reversed(modes) if m), None)
                 result = self._decorated(parent, unknown_entered)
                 break
             current, parent = parent, self.parents.get(parent)
-        self._grad_cache[key] = result
-        return result
+        self._grad_cache[key] = (lexical, *result)
+        return self._grad_cache[key]
 
     def _decorated(self, function, unknown_entered) -> tuple[str | None, str | None]:
         decorators = getattr(function, "decorator_list", [])
@@ -586,23 +603,23 @@ class UseClassifier:
         """What in a no-grad region can leave it running in another grad mode."""
         if id(owner) in self._breaker_cache:
             return self._breaker_cache[id(owner)]
-        found = None
         items = {id(n) for stmt in body for w in _own_nodes(stmt) if isinstance(w, ast.With)
                  for item in w.items for n in ast.walk(item.context_expr)}
+        candidates = []
         for stmt in body:
             for n in _own_nodes(stmt):
                 where = f" (line {getattr(n, 'lineno', '?')})"
                 if isinstance(n, SUSPENSIONS):
-                    found = f"{suspension_text(n)} may resume it in the caller's grad mode"
+                    why = f"{suspension_text(n)} may resume it in the caller's grad mode"
                 elif isinstance(n, ast.Attribute) and n.attr in ("__enter__", "__exit__"):
-                    found = f"`{self.quote(n)}`{where} enters or leaves a context by hand"
+                    why = f"`{self.quote(n)}`{where} enters or leaves a context by hand"
                 elif isinstance(n, (ast.Attribute, ast.Name)) and isinstance(n.ctx, ast.Load) \
                         and id(n) not in items and _switches_grad_mode(self.qualify(n) or ""):
-                    found = f"`{self.quote(self.parents.get(n) or n)}`{where} may change grad mode"
-                if found:
-                    break
-            if found:
-                break
+                    why = f"`{self.quote(self.parents.get(n) or n)}`{where} may change grad mode"
+                else:
+                    continue
+                candidates.append(((n.lineno, n.col_offset), why))
+        found = min(candidates)[1] if candidates else None
         self._breaker_cache[id(owner)] = found
         return found
 

@@ -962,7 +962,7 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
     with the temporaries' dtype, device, shape and strides."""
     parents, classifier = ctx.index.parents, facts.classifier
     qualify = facts.classifier.qualify
-    merge_mode = classifier.grad_mode(group[0].alloc)
+    merge_mode = classifier.lexical_grad_mode(group[0].alloc)
     worst_origin, reason = Origin.NONE, None
 
     def note(origin, why):
@@ -994,12 +994,10 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
             mode, not_counted = classifier.grad_context(seed.target)
             grad_free = ("no_grad", "inference")
             suspended = _suspended_between(seed.target, loop, facts)
-            if "unknown" in (mode, merge_mode) or suspended:
-                # Whether the seed and the buffers are inference tensors is not decided lexically.
-                why = suspended or not_counted or classifier.grad_context(group[0].alloc)[1]
+            if suspended:
                 note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
-                                    f"buffers ({why})")
-            elif (mode == "inference") != (merge_mode == "inference"):
+                                    f"buffers ({suspended})")
+            elif (classifier.lexical_grad_mode(seed.target) == "inference") != (merge_mode == "inference"):
                 # An inference tensor cannot be written outside inference mode, and a
                 # buffer made outside it is not an inference tensor as the merge's are.
                 note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
@@ -1009,9 +1007,10 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
                 # requires grad too, with a grad_fn; the merges' buffers never do. The
                 # swap writes merges into it and may return it: a result that requires
                 # grad, with a history the original never had.
-                note(Origin.OPAQUE, f"{where} may require grad (it is computed from tensors that may, outside "
-                                    "a no-grad context): the swap would write merges into it and could return "
-                                    "it, requiring grad with a history the original result does not have")
+                outside = f"outside a no-grad context ({not_counted})" if not_counted else "outside a no-grad context"
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from tensors that may, {outside}): "
+                                    "the swap would write merges into it and could return it, requiring grad "
+                                    "with a history the original result does not have")
             elif any(_requires_grad(q.alloc.value) is not None for q in group if q.acc == p.acc):
                 note(Origin.OPAQUE, f"{where} does not require grad, while the buffers the loop allocates "
                                     "with `requires_grad=` do: the swap could return it")
