@@ -165,6 +165,32 @@ CASES = [
         """ + _loop("    ", "output += 1\noutput[0] = 0\noutput.mul_(2)\noutput.exp_()") + """
             return output
         """, "swap"),
+    # Found while attacking the out= exception: the write records grad, the merge does not raise.
+    case("inplace_with_grad_before_out_merge_in_another_grad_mode", """
+        def run(x, parts):
+            acc = torch.zeros(4, 3)
+            loss = 0
+            with torch.no_grad():
+                for p in parts:
+                    with torch.enable_grad():
+                        acc.add_(x)
+                        loss = loss + acc.sum()
+                    tmp = torch.empty_like(acc)
+                    torch.add(acc, p, out=tmp)
+                    acc = tmp
+            loss.backward()
+            return loss, x.grad
+        """, "unsafe-swap", ("acc.add_(x)", "silently"), "unsafe"),
+    case("inplace_with_grad_before_out_merge_raises_before_reuse", """
+        def run(x, parts):
+            acc = torch.zeros(4, 3)
+            for p in parts:
+                acc.add_(x)
+                tmp = torch.empty_like(acc)
+                torch.add(acc, p, out=tmp)
+                acc = tmp
+            return acc
+        """, "swap"),
     # --- c06 / c07 / c08: where a no-grad context does not decide grad mode -------------------
     case("no_grad_decorator_on_async_def", """
         @torch.no_grad()

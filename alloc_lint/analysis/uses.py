@@ -594,13 +594,16 @@ class UseClassifier:
             expr, where = unknown_entered
             return "unknown", (f"{text} is followed by `{self.quote(expr)}` (line {where.lineno}), "
                                "a context manager not known to leave grad mode alone")
-        breaker = self._grad_breaker(owner, body)
+        breaker = self.grad_breaker(owner, body)
         if breaker is not None:
             return "unknown", f"{text} does not cover it: {breaker}"
         return mode, None
 
-    def _grad_breaker(self, owner, body) -> str | None:
-        """What in a no-grad region can leave it running in another grad mode."""
+    def grad_breaker(self, owner, body) -> str | None:
+        """What in `body` (of `owner`: a `with`, a function, a loop) can leave
+        it running in another grad mode than it started in: a suspension
+        point, a grad-mode switch outside a `with` item, a hand-called
+        `__enter__`/`__exit__`. One line naming the first, or None."""
         if id(owner) in self._breaker_cache:
             return self._breaker_cache[id(owner)]
         items = {id(n) for stmt in body for w in _own_nodes(stmt) if isinstance(w, ast.With)

@@ -189,11 +189,11 @@ class AllocInLoopMerge(Rule):
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
       `isinstance(x, ...)`, `x is None`, `x is not None`;
     - *rebinding* and *deletion* (judged by the ownership and stability proofs);
-    - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
+    - *non-aliasing read*: arithmetic, bitwise and comparison operators, `-x`, `not x`,
       f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
       `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
     - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
-      (never `resize_ set_ as_strided_ t_ squeeze_ ...`).
+      (never `resize_ set_ as_strided_ t_ squeeze_ ...`); subject to rule 2.
 
     Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
@@ -210,18 +210,48 @@ class AllocInLoopMerge(Rule):
     the next merge overwrites it. A merge call to an unknown function makes every
     fix unsafe; the message says to add it to `extra-merge-functions`.
 
-    **2. Autograd.** Outside a lexical `torch.no_grad()` / `torch.inference_mode()`
-    (a `with` block or a decorator of the function), a read that may save the
-    tensor for backward (`acc * w`, `acc.abs()`, `acc.norm()`) blocks the safe
-    fix: reusing the saved buffer makes `backward()` raise, or silently corrupts
-    gradients when a kernel bumps no version counter. `+` and `-`, `x * c` and
-    `x / c` with a numeric constant `c`, and non-differentiable reads
-    (comparisons, `.item()`, f-strings) never save it. An in-place write whose other operand may require grad is
-    harmless before a torch `out=` merge (which then raises before any reuse).
+    **2. Autograd.** The merge is not differentiated through (a known or configured
+    kernel; a torch `out=` operator refuses autograd), so the loop's buffers never
+    require grad. Where grad is recorded, two uses still block the safe fix, with
+    a message naming the use, its line and the context that would make it safe:
+    - a read that autograd may save for backward: `acc * w`, `acc / w`, `acc % w`,
+      `acc ** y`, `acc @ w`, `acc.abs()`, `acc.norm()`, `torch.maximum(acc, w)`.
+      A later merge overwrites the reused buffer, so `backward()` raises, or
+      silently computes wrong gradients with a kernel that bumps no version
+      counter (any CUDA kernel). Never saved: `+`, `-`, `//` (no derivative),
+      bitwise and shift operators (integer tensors cannot require grad),
+      comparisons, `-x`, `.sum()`, `.clone()`, `.exp()`, `.item()`, f-strings;
+      and `x * c`, `x / c`, `x % c` with a numeric constant `c` (audited against
+      torch's autograd nodes by `tests/test_safety_autograd.py`);
+    - an in-place write unless every operand that could carry grad is a numeric
+      constant (`acc += 1`, `acc[0] = 0`, `acc.mul_(2)`, `acc.exp_()`): `acc += bias`
+      puts the buffer in a graph, a merge into the reused buffer leaves that graph
+      in place, and gradients come out silently wrong. Before a torch `out=` merge
+      such a write is harmless: the operator then raises before any reuse.
+
+    Grad is not recorded under `torch.no_grad()` / `torch.inference_mode()` /
+    `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
+    the innermost decorator of a plain `def` that is not a generator function (on an
+    `async def` torch wraps only the call that creates the coroutine). Grad mode is
+    dynamic, thread-local state, so such a context counts only where nothing can
+    change it: its block (or the decorated function) holds no `yield`, `await`,
+    `async for` or `async with` (the caller may resume it in another grad mode), no
+    reference to a grad-mode switch outside a `with` item (`torch.set_grad_enabled(flag)`
+    or `torch.autograd.set_grad_enabled(...)` as a call, `torch._C._set_grad_enabled`,
+    `torch.autograd.grad_mode.*`, an alias of one), no hand-called `__enter__`/`__exit__`,
+    and no `with` entered inside it whose context manager is not known to leave grad
+    mode alone. A `yield`/`await` inside the loop itself makes every fix unsafe: a
+    buffer allocated while the caller is in inference mode cannot be written after
+    it resumes the loop outside it. An allocation with `requires_grad=True` (or a
+    non-constant `requires_grad=`) makes each buffer a new autograd leaf; reused, one
+    leaf would collect the gradients of several iterations, so it gets no fix unless
+    the loop runs where no grad is recorded (and then ping-pong: the swap could
+    return the first value, which is not such a leaf).
 
     **3. Ownership of the first value (the swap's proof).** Every binding of the
     accumulator other than the rebinding is a seed. The swap is safe only when
-    every seed is a fresh dense tensor the function made: the whole right-hand
+    every seed is a fresh dense tensor the function made that does not require
+    grad: the whole right-hand
     side of an assignment to the accumulator alone (`a, b = f1, f2` element-wise;
     not `acc = base = ...`, not a walrus) that is `torch.zeros/ones/empty/full/
     rand/randn(...)`, `torch.*_like(y)`, `y.clone()`, binary arithmetic,
@@ -229,18 +259,22 @@ class AllocInLoopMerge(Rule):
     shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
     or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
     is guarded); not used before the loop or in a `for` iterable except by
-    harmless kinds (`register(acc)` blocks it); created inside
-    `inference_mode` exactly when the loop runs inside it, and, when the loop
-    runs under `no_grad`/`inference_mode`, not computed outside it from tensors
-    that may require grad (`x.clone()`); not carried over from an earlier
-    pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
+    harmless kinds (`register(acc)` blocks it; so does an in-place write whose
+    operand may require grad, `acc.copy_(x * 2)`, outside a no-grad context
+    under rule 2); lexically inside `inference_mode` exactly when the loop is,
+    with no `yield`/`await` between the seed and the loop; not computed from
+    tensors that may require grad (arithmetic on anything but constants and
+    factory calls, `x.clone()`, `torch.cat`) unless it is made under a no-grad
+    context that decides grad mode (rule 2): `x * 2` of a parameter in training
+    requires grad, and the swap would write merges into it and could return it
+    with its history; not carried over from an earlier pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
     `X.new_empty(...)`) always give contiguous buffers, so they get the swap
     only as an unsafe fix. A parameter, global or attribute first value never
     gets the swap (it is the caller's tensor); another name or an opaque call's
     result gets the swap only as an *unsafe* fix, whose message states the
     assumption (referenced nowhere else, the layout of a fresh `empty_like`
-    buffer: vLLM's padded-V views broke it, PR #42642), next to the safe
-    ping-pong.
+    buffer: vLLM's padded-V views broke it, PR #42642; not requiring grad: a
+    chunk output in training does), next to the safe ping-pong.
 
     **4. Stability.** Reuse needs the same shape, dtype, device and strides at
     every merge of one entry into the loop. Proven when the template is the
@@ -281,7 +315,9 @@ class AllocInLoopMerge(Rule):
     replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
     proven.
 
-    **Assumptions of every fix**: a known merge kernel given the temporary by
+    **Assumptions of every fix**: code that the function calls leaves grad and
+    inference mode as it found them when it returns (torch's own switches, named
+    in rule 2, excepted); a known merge kernel given the temporary by
     position writes it there (reading it first would read uninitialised memory
     in the original too); operands of arithmetic are tensors or numbers
     (an object whose operator keeps its argument is not detected), no code reads
@@ -744,12 +780,17 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                     f"`{p.temp}` is passed to `{callee}` (line {merge_call.lineno}) as `{keyword}=`, a name for "
                     f"an input: a merge kernel is trusted to write its outputs in full, not to write what it reads")
     merge_arg_ids = {id(a) for a in merge_args}
+    # An in-place write that autograd records makes the tensor require grad, and
+    # a torch `out=` merge then raises before any reuse: when both run in the
+    # same grad mode (no grad-mode context around either, nothing in the loop
+    # that switches it).
+    out_raises = trust == "out" and classifier.grad_context(merge_call) == (None, None) \
+        and classifier.grad_breaker(loop.node, loop.node.body) is None
     for use in uses:
         if use.kind is Kind.ASYNC:
             verdict.no_fix.append(use.reason)
-        elif use.grad and use.kind is Kind.INPLACE and trust == "out":
-            # An in-place write that autograd records makes the tensor require
-            # grad, and a torch `out=` operator then raises before any reuse.
+        elif use.grad and use.kind is Kind.INPLACE and out_raises \
+                and classifier.grad_context(use.node) == (None, None):
             continue
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
