@@ -1027,6 +1027,8 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
             note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
             continue
         for seed in seeds:
+            if not loop.enclosing and seed.target.lineno > loop.node.end_lineno:
+                continue  # bound after the loop, which never runs again in this call
             where = f"`{seed.text}` (line {seed.target.lineno})"
             if seed.origin is not Origin.OWNED:
                 if seed.origin is not Origin.NONE:
