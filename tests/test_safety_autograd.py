@@ -541,3 +541,15 @@ def test_saved_read_message_says_gradients_may_be_silently_wrong():
             return output, score
         """)
     assert "backward() raises, or silently computes wrong gradients" in text
+
+
+def test_tensor_method_of_another_tensor_message_names_autograd():
+    text = _messages("""
+        def run(w, parts):
+            output = torch.zeros(4, 3)
+            lse = torch.zeros(4)
+            y = w * 1
+        """ + _loop("    ", "y.mul_(output)") + """
+            return output, y
+        """)
+    assert "`y.mul_(output)`" in text and "autograd" in text

@@ -479,7 +479,8 @@ class UseClassifier:
                 return Kind.ESCAPE, f"{text} stores `{name}`", False, False
             if func.attr == "copy_" and keyword is None and call.args and call.args[0] is expr:
                 return Kind.PURE_READ, None, False, False
-        return Kind.UNKNOWN, (f"{text} may keep a reference to `{name}`, write to it, or read it "
+        return Kind.UNKNOWN, (f"{text} may keep a reference to `{name}` (autograd too, saving it for "
+                              "backward), write to it, or read it "
                               "later"), False, True
 
     # --- context ----------------------------------------------------------------------
@@ -552,7 +553,8 @@ class UseClassifier:
                     if (self.context_name(item.context_expr) or "") not in GRAD_NEUTRAL_CONTEXTS:
                         unknown_entered = unknown_entered or (item.context_expr, parent)
                 if mode:
-                    lexical, result = mode, self._decides(mode, parent, parent.body, unknown_entered)
+                    text = f"`with {self.quote(item.context_expr)}:` (line {parent.lineno})"
+                    lexical, result = mode, self._decides(mode, parent, parent.body, unknown_entered, text)
                     break
             elif isinstance(parent, ast.AsyncWith) and current in parent.body:
                 unknown_entered = unknown_entered or (parent.items[0].context_expr, parent)
