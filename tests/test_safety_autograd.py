@@ -240,6 +240,23 @@ CASES = [
                 score.backward()
             return output, score, x.grad
         """, "unsafe-swap", ("innermost",), "unsafe"),
+    # The innermost decorator is the context the body runs in (found while attacking
+    # the decorator rule: the outermost one used to decide).
+    case("enable_grad_decorator_below_no_grad", """
+        @torch.no_grad()
+        @torch.enable_grad()
+        def combine(x, parts):
+            output = torch.zeros(4, 3)
+            lse = torch.zeros(4)
+            score = 0
+        """ + _loop("    ", "score = score + (output * x).sum()") + """
+            return output, score
+        def run(x, parts):
+            output, score = combine(x, parts)
+            if torch.is_tensor(score):
+                score.backward()
+            return output, score, x.grad
+        """, "unsafe-swap", ("autograd may save `output`",), "unsafe"),
     case("set_grad_enabled_call_in_no_grad", """
         def run(x, parts, train=True):
             output = torch.zeros(4, 3)
