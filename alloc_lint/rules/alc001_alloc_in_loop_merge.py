@@ -211,23 +211,27 @@ class AllocInLoopMerge(Rule):
     fix unsafe; the message says to add it to `extra-merge-functions`.
 
     **2. Autograd.** The merge is not differentiated through (a known or configured
-    kernel; a torch `out=` operator refuses autograd), so the loop's buffers never
-    require grad. Where grad is recorded, two uses still block the safe fix, with
+    kernel; a torch `out=` operator refuses autograd), so the buffers a fix reuses
+    never require grad (for the swap's first value, rule 3 proves it). Where grad
+    is recorded, two uses still block the safe fix, with
     a message naming the use, its line and the context that would make it safe:
     - a read that autograd may save for backward: `acc * w`, `acc / w`, `acc % w`,
       `acc ** y`, `acc @ w`, `acc.abs()`, `acc.norm()`, `torch.maximum(acc, w)`.
       A later merge overwrites the reused buffer, so `backward()` raises, or
       silently computes wrong gradients with a kernel that bumps no version
-      counter (any CUDA kernel). Never saved: `+`, `-`, `//` (no derivative),
-      bitwise and shift operators (integer tensors cannot require grad),
-      comparisons, `-x`, `.sum()`, `.clone()`, `.exp()`, `.item()`, f-strings;
+      counter (any CUDA kernel). These save nothing of it: `+`, `-`, `//` (no
+      derivative), bitwise and shift operators (integer tensors cannot require
+      grad), comparisons, `-x`, `.sum()`, `.clone()`, `.exp()` (it saves its
+      result), `.item()`, f-strings;
       and `x * c`, `x / c`, `x % c` with a numeric constant `c` (audited against
       torch's autograd nodes by `tests/test_safety_autograd.py`);
     - an in-place write unless every operand that could carry grad is a numeric
       constant (`acc += 1`, `acc[0] = 0`, `acc.mul_(2)`, `acc.exp_()`): `acc += bias`
       puts the buffer in a graph, a merge into the reused buffer leaves that graph
       in place, and gradients come out silently wrong. Before a torch `out=` merge
-      such a write is harmless: the operator then raises before any reuse.
+      such a write is harmless when both run in the same grad mode (no grad-mode
+      context around either, no switch in the loop): the operator then raises
+      before any reuse.
 
     Grad is not recorded under `torch.no_grad()` / `torch.inference_mode()` /
     `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
@@ -267,9 +271,10 @@ class AllocInLoopMerge(Rule):
     factory calls, `x.clone()`, `torch.cat`) unless it is made under a no-grad
     context that decides grad mode (rule 2): `x * 2` of a parameter in training
     requires grad, and the swap would write merges into it and could return it
-    with its history; not carried over from an earlier pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
-    `X.new_empty(...)`) always give contiguous buffers, so they get the swap
-    only as an unsafe fix. A parameter, global or attribute first value never
+    with its history; not carried over from an earlier pass of an enclosing
+    loop (a binding after the loop, outside any enclosing loop, is no seed).
+    The longhand spellings (`torch.empty(X.shape)`, `X.new_empty(...)`) always
+    give contiguous buffers, so they get the swap only as an unsafe fix. A parameter, global or attribute first value never
     gets the swap (it is the caller's tensor); another name or an opaque call's
     result gets the swap only as an *unsafe* fix, whose message states the
     assumption (referenced nowhere else, the layout of a fresh `empty_like`
