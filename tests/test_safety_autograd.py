@@ -421,6 +421,7 @@ BREAKERS = {
     "switch_by_alias": "switch = torch.set_grad_enabled\nswitch(True)",
     "exit_stack": "stack.enter_context(torch.enable_grad())",
     "yield": "yield",
+    "getattr": 'getattr(torch, "set_grad_enabled")(True)',
 }
 
 

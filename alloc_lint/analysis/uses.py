@@ -621,6 +621,9 @@ class UseClassifier:
                 elif isinstance(n, (ast.Attribute, ast.Name)) and isinstance(n.ctx, ast.Load) \
                         and id(n) not in items and _switches_grad_mode(self.qualify(n) or ""):
                     why = f"`{self.quote(self.parents.get(n) or n)}`{where} may change grad mode"
+                elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier() \
+                        and _switches_grad_mode("torch." + n.value):  # getattr(torch, "set_grad_enabled")
+                    why = f"`{self.quote(self.parents.get(n) or n)}`{where} may name a grad-mode switch"
                 else:
                     continue
                 candidates.append(((n.lineno, n.col_offset), why))
