@@ -107,6 +107,17 @@ CASES = [
         """ + _loop("        ") + """
             return output
         """, "swap"),
+    # Made under no_grad, the seed does not require grad, whatever the loop's grad mode.
+    case("arithmetic_seed_under_no_grad_loop_outside", """
+        def run(x, parts):
+            with torch.no_grad():
+                output = x * 2
+            lse = torch.zeros(4)
+            loss = 0
+        """ + _loop("    ", "loss = loss + (output + x).sum()") + """
+            loss.backward()
+            return output, loss, x.grad
+        """, "swap"),
     case("constant_arithmetic_on_factory_seed", """
         def run(x, parts):
             output = torch.zeros(4, 3) + 1
