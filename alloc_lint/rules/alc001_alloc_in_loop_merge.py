@@ -1042,9 +1042,13 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
             mode, not_counted = classifier.grad_context(seed.target)
             grad_free = ("no_grad", "inference")
             suspended = _suspended_between(seed.target, loop, facts)
-            if suspended:
+            undecided = [why for node in (seed.target, group[0].alloc)
+                         for lexical, (decided, why) in [(classifier.lexical_grad_mode(node),
+                                                          classifier.grad_context(node))]
+                         if lexical == "inference" and decided != "inference"]
+            if suspended or undecided:
                 note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
-                                    f"buffers ({suspended})")
+                                    f"buffers ({suspended or undecided[0]})")
             elif (classifier.lexical_grad_mode(seed.target) == "inference") != (merge_mode == "inference"):
                 # An inference tensor cannot be written outside inference mode, and a
                 # buffer made outside it is not an inference tensor as the merge's are.
