@@ -464,11 +464,12 @@ import torch.fx
 
 class RunningSum(torch.nn.Module):
     def forward(self, x):
-        acc = x * 0
-        for i in range(3):
-            tmp = torch.empty_like(acc)
-            torch.add(acc, x, out=tmp)
-            acc = tmp
+        with torch.no_grad():  # `x * 0` does not require grad: the swap's seed is owned
+            acc = x * 0
+            for i in range(3):
+                tmp = torch.empty_like(acc)
+                torch.add(acc, x, out=tmp)
+                acc = tmp
         return acc
 '''
 

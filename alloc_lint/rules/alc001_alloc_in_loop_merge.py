@@ -13,7 +13,7 @@ from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, uninitialised_growth)
+                             opaque_call, suspension_point, suspension_text, uninitialised_growth, SUSPENSIONS)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -223,14 +223,14 @@ class AllocInLoopMerge(Rule):
       them: any other class's `__instancecheck__` is user code given `x`),
       `x is None`, `x is not None`;
     - *rebinding* and *deletion* (judged by the ownership and stability proofs);
-    - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
+    - *non-aliasing read*: arithmetic, bitwise and comparison operators, `-x`, `not x`,
       f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
       `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
     - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
       (never `resize_ set_ as_strided_ t_ squeeze_ ...`), and `out=x` of a torch
-      operator as a statement of its own. Like an in-place method, such a call
-      returns `x` itself: its result, where used (`keep.append(torch.add(a, b,
-      out=x))`), is followed like a view.
+      operator as a statement of its own; subject to rule 2. Like an in-place
+      method, such a call returns `x` itself: its result, where used
+      (`keep.append(torch.add(a, b, out=x))`), is followed like a view.
 
     Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
@@ -251,18 +251,52 @@ class AllocInLoopMerge(Rule):
     the next merge overwrites it. A merge call to an unknown function makes every
     fix unsafe; the message says to add it to `extra-merge-functions`.
 
-    **2. Autograd.** Outside a lexical `torch.no_grad()` / `torch.inference_mode()`
-    (a `with` block or a decorator of the function), a read that may save the
-    tensor for backward (`acc * w`, `acc.abs()`, `acc.norm()`) blocks the safe
-    fix: reusing the saved buffer makes `backward()` raise, or silently corrupts
-    gradients when a kernel bumps no version counter. `+` and `-`, `x * c` and
-    `x / c` with a numeric constant `c`, and non-differentiable reads
-    (comparisons, `.item()`, f-strings) never save it. An in-place write whose other operand may require grad is
-    harmless before a torch `out=` merge (which then raises before any reuse).
+    **2. Autograd.** The merge is not differentiated through (a known or configured
+    kernel; a torch `out=` operator refuses autograd), so the buffers a fix reuses
+    never require grad (for the swap's first value, rule 3 proves it). Where grad
+    is recorded, two uses still block the safe fix, with
+    a message naming the use, its line and the context that would make it safe:
+    - a read that autograd may save for backward: `acc * w`, `acc / w`, `acc % w`,
+      `acc ** y`, `acc @ w`, `acc.abs()`, `acc.norm()`, `torch.maximum(acc, w)`.
+      A later merge overwrites the reused buffer, so `backward()` raises, or
+      silently computes wrong gradients with a kernel that bumps no version
+      counter (any CUDA kernel). These save nothing of it: `+`, `-`, `//` (no
+      derivative), bitwise and shift operators (integer tensors cannot require
+      grad), comparisons, `-x`, `.sum()`, `.clone()`, `.exp()` (it saves its
+      result), `.item()`, f-strings;
+      and `x * c`, `x / c`, `x % c` with a numeric constant `c` (audited against
+      torch's autograd nodes by `tests/test_safety_autograd.py`);
+    - an in-place write unless every operand that could carry grad is a numeric
+      constant (`acc += 1`, `acc[0] = 0`, `acc.mul_(2)`, `acc.exp_()`): `acc += bias`
+      puts the buffer in a graph, a merge into the reused buffer leaves that graph
+      in place, and gradients come out silently wrong. Before a torch `out=` merge
+      such a write is harmless when both run in the same grad mode (no grad-mode
+      context around either, no switch in the loop): the operator then raises
+      before any reuse.
+
+    Grad is not recorded under `torch.no_grad()` / `torch.inference_mode()` /
+    `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
+    the innermost decorator of a plain `def` that is not a generator function (on an
+    `async def` torch wraps only the call that creates the coroutine). Grad mode is
+    dynamic, thread-local state, so such a context counts only where nothing can
+    change it: its block (or the decorated function) holds no `yield`, `await`,
+    `async for` or `async with` (the caller may resume it in another grad mode), no
+    reference to a grad-mode switch outside a `with` item (`torch.set_grad_enabled(flag)`
+    or `torch.autograd.set_grad_enabled(...)` as a call, `torch._C._set_grad_enabled`,
+    `torch.autograd.grad_mode.*`, an alias of one), no hand-called `__enter__`/`__exit__`,
+    and no `with` entered inside it whose context manager is not known to leave grad
+    mode alone. A `yield`/`await` inside the loop itself makes every fix unsafe: a
+    buffer allocated while the caller is in inference mode cannot be written after
+    it resumes the loop outside it. An allocation with `requires_grad=True` (or a
+    non-constant `requires_grad=`) makes each buffer a new autograd leaf; reused, one
+    leaf would collect the gradients of several iterations, so it gets no fix unless
+    the loop runs where no grad is recorded (and then ping-pong: the swap could
+    return the first value, which is not such a leaf).
 
     **3. Ownership of the first value (the swap's proof).** Every binding of the
     accumulator other than the rebinding is a seed. The swap is safe only when
-    every seed is a fresh dense tensor the function made: the whole right-hand
+    every seed is a fresh dense tensor the function made that does not require
+    grad: the whole right-hand
     side of an assignment to the accumulator alone (`a, b = f1, f2` element-wise;
     not `acc = base = ...`, not a walrus) that is `torch.zeros/ones/empty/full/
     rand/randn(...)`, `torch.*_like(y)`, `y.clone()`, binary arithmetic,
@@ -270,18 +304,23 @@ class AllocInLoopMerge(Rule):
     shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
     or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
     is guarded); not used before the loop or in a `for` iterable except by
-    harmless kinds (`register(acc)` blocks it); created inside
-    `inference_mode` exactly when the loop runs inside it, and, when the loop
-    runs under `no_grad`/`inference_mode`, not computed outside it from tensors
-    that may require grad (`x.clone()`); not carried over from an earlier
-    pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
-    `X.new_empty(...)`) always give contiguous buffers, so they get the swap
-    only as an unsafe fix. A parameter, global or attribute first value never
+    harmless kinds (`register(acc)` blocks it; so does an in-place write whose
+    operand may require grad, `acc.copy_(x * 2)`, outside a no-grad context
+    under rule 2); lexically inside `inference_mode` exactly when the loop is,
+    with no `yield`/`await` between the seed and the loop; not computed from
+    tensors that may require grad (arithmetic on anything but constants and
+    factory calls, `x.clone()`, `torch.cat`) unless it is made under a no-grad
+    context that decides grad mode (rule 2): `x * 2` of a parameter in training
+    requires grad, and the swap would write merges into it and could return it
+    with its history; not carried over from an earlier pass of an enclosing
+    loop (a binding after the loop, outside any enclosing loop, is no seed).
+    The longhand spellings (`torch.empty(X.shape)`, `X.new_empty(...)`) always
+    give contiguous buffers, so they get the swap only as an unsafe fix. A parameter, global or attribute first value never
     gets the swap (it is the caller's tensor); another name or an opaque call's
     result gets the swap only as an *unsafe* fix, whose message states the
     assumption (referenced nowhere else, the layout of a fresh `empty_like`
-    buffer: vLLM's padded-V views broke it, PR #42642), next to the safe
-    ping-pong.
+    buffer: vLLM's padded-V views broke it, PR #42642; not requiring grad: a
+    chunk output in training does), next to the safe ping-pong.
 
     **4. Stability.** Reuse needs the same shape, dtype, device and strides at
     every merge of one entry into the loop. Proven when the template is the
@@ -331,7 +370,9 @@ class AllocInLoopMerge(Rule):
     replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
     proven.
 
-    **Assumptions of every fix**: a known merge kernel given the temporary by
+    **Assumptions of every fix**: code that the function calls leaves grad and
+    inference mode as it found them when it returns (torch's own switches, named
+    in rule 2, excepted); a known merge kernel given the temporary by
     position writes it there; what it reads there first is the allocator's:
     undefined with `empty*` (in the original too), and the re-initialisation's
     zeros or fill with an initialising allocator. The tensors are plain
@@ -846,15 +887,26 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                     f"`{p.temp}` is passed to `{callee}` (line {merge_call.lineno}) as `{keyword}=`, a name for "
                     f"an input: a merge kernel is trusted to write its outputs in full, not to write what it reads")
     merge_arg_ids = {id(a) for a in merge_args}
+    # An in-place write that autograd records makes the tensor require grad, and
+    # a torch `out=` merge then raises before any reuse: when both run in the
+    # same grad mode (no grad-mode context around either, nothing in the loop
+    # that switches it).
+    out_raises = trust == "out" and classifier.grad_context(merge_call) == (None, None) \
+        and classifier.grad_breaker(loop.node, loop.node.body) is None
     for use in uses:
         if use.kind is Kind.ASYNC:
             verdict.no_fix.append(use.reason)
-        elif use.grad and use.kind is Kind.INPLACE and trust == "out":
-            # An in-place write that autograd records makes the tensor require
-            # grad, and a torch `out=` operator then raises before any reuse.
+        elif use.grad and use.kind is Kind.INPLACE and out_raises \
+                and classifier.grad_context(use.node) == (None, None):
             continue
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
+
+    suspended = suspension_point(region + ([loop.node.iter] if isinstance(loop.node, ast.AsyncFor) else []))
+    if suspended is not None or isinstance(loop.node, ast.AsyncFor):
+        where = suspension_text(suspended) if suspended is not None else f"`async for` (line {loop.node.lineno})"
+        verdict.unsafe.append(f"{where} suspends the loop: its caller may resume it in another grad or inference "
+                              "mode, and a buffer made in inference mode cannot be written outside it")
 
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
     if facts.torchscript:
@@ -863,6 +915,7 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         verdict.unsafe.append(f"{facts.fx}, and the guard's `if` on tensor metadata cannot be traced; the fix "
                               "assumes it is not traced")
     _check_initialisation(group, loop, ctx, trust, verdict)
+    _check_leaves(group, facts, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
     verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
@@ -1042,13 +1095,37 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
             verdict.reinit.append(reinit)
 
 
+def _requires_grad(call: ast.Call):
+    """The allocator's `requires_grad=` keyword unless it is the constant False."""
+    value = next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+    return None if value is None or isinstance(value, ast.Constant) and value.value is False else value
+
+
+def _check_leaves(group, facts, verdict):
+    """`requires_grad=True` makes every buffer a new autograd leaf: reused, one
+    leaf would collect the gradients of several iterations. Only where no
+    gradient is recorded (a loop under a no-grad context that decides grad
+    mode) is a leaf's reuse invisible; even there the swap could return the
+    first value, which is not such a leaf (`_check_ownership`)."""
+    for p in group:
+        if _requires_grad(p.alloc.value) is None:
+            continue
+        mode, not_counted = facts.classifier.grad_context(p.alloc)
+        if mode not in ("no_grad", "inference"):
+            where = f" ({not_counted})" if not_counted else ""
+            verdict.no_fix.append(
+                f"`{facts.classifier.quote(p.alloc.value)}` (line {p.alloc.lineno}) makes every buffer a new "
+                f"autograd leaf: a reused one would collect the gradients of several iterations; only a loop "
+                f"under `torch.no_grad()` or `torch.inference_mode()`{where} records none")
+
+
 def _check_ownership(group, loop, ctx, facts, templates, verdict):
     """The swap writes into the accumulator's first value from the second merge
     on: safe only when every seed is a fresh tensor nothing else references,
     with the temporaries' dtype, device, shape and strides."""
     parents, classifier = ctx.index.parents, facts.classifier
     qualify = facts.classifier.qualify
-    merge_mode = classifier.grad_mode(group[0].alloc)
+    merge_mode = classifier.lexical_grad_mode(group[0].alloc)
     worst_origin, reason = Origin.NONE, None
 
     def note(origin, why):
@@ -1072,21 +1149,40 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
             note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
             continue
         for seed in seeds:
+            if not loop.enclosing and seed.target.lineno > loop.node.end_lineno:
+                continue  # bound after the loop, which never runs again in this call
             where = f"`{seed.text}` (line {seed.target.lineno})"
             if seed.origin is not Origin.OWNED:
                 if seed.origin is not Origin.NONE:
                     note(seed.origin, f"{where}: {seed.reason}")
                 continue
-            mode = classifier.grad_mode(seed.target)
+            mode, not_counted = classifier.grad_context(seed.target)
             grad_free = ("no_grad", "inference")
-            if (mode == "inference") != (merge_mode == "inference"):
+            suspended = _suspended_between(seed.target, loop, facts)
+            undecided = [why for node in (seed.target, group[0].alloc)
+                         for lexical, (decided, why) in [(classifier.lexical_grad_mode(node),
+                                                          classifier.grad_context(node))]
+                         if lexical == "inference" and decided != "inference"]
+            if suspended or undecided:
+                note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
+                                    f"buffers ({suspended or undecided[0]})")
+            elif (classifier.lexical_grad_mode(seed.target) == "inference") != (merge_mode == "inference"):
                 # An inference tensor cannot be written outside inference mode, and a
                 # buffer made outside it is not an inference tensor as the merge's are.
                 note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
                                     "`torch.inference_mode()` and the loop is not")
-            elif merge_mode in grad_free and mode not in grad_free and _inherits_grad(seed.value, qualify):
-                note(Origin.OPAQUE, f"{where} may require grad (it is computed from a tensor that may), while "
-                                    "the loop's buffers do not: the swap could return it")
+            elif mode not in grad_free and _inherits_grad(seed.value, qualify):
+                # `x * 2`, `x.clone()`, `torch.cat(...)` of a tensor that requires grad
+                # requires grad too, with a grad_fn; the merges' buffers never do. The
+                # swap writes merges into it and may return it: a result that requires
+                # grad, with a history the original never had.
+                outside = f"outside a no-grad context ({not_counted})" if not_counted else "outside a no-grad context"
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from tensors that may, {outside}): "
+                                    "the swap would write merges into it and could return it, requiring grad "
+                                    "with a history the original result does not have")
+            elif any(_requires_grad(q.alloc.value) is not None for q in group if q.acc == p.acc):
+                note(Origin.OPAQUE, f"{where} does not require grad, while the buffers the loop allocates "
+                                    "with `requires_grad=` do: the swap could return it")
             elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
                 func = ast.unparse(p.alloc.value.func)
                 note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
@@ -1110,6 +1206,14 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
         verdict.swap, verdict.swap_reason = "unsafe", reason
 
 
+def _suspended_between(seed: ast.Name, loop: Loop, facts: ScopeFacts) -> str | None:
+    """A suspension point after the seed's binding and before the loop: the
+    caller may resume the function in another grad or inference mode."""
+    points = [n for n in walk_scope(facts.node) if isinstance(n, SUSPENSIONS)
+              and (seed.lineno, seed.col_offset) < (n.lineno, n.col_offset) < (loop.node.lineno, loop.node.col_offset)]
+    return f"{suspension_text(points[0])} lies between them" if points else None
+
+
 def _inherits_grad(value: ast.expr, qualify) -> bool:
     """Is an owned seed computed from other tensors (so it requires grad when
     they do), rather than made by a factory (`torch.zeros`, `torch.*_like`)?"""
@@ -1120,7 +1224,11 @@ def _inherits_grad(value: ast.expr, qualify) -> bool:
                      "ones_like", "full_like", "rand_like", "randn_like", "randint_like"})
     if isinstance(value, ast.IfExp):
         return _inherits_grad(value.body, qualify) or _inherits_grad(value.orelse, qualify)
-    return True
+    if isinstance(value, ast.BinOp):  # `torch.zeros_like(x) + 1`: only its operands can bring grad
+        return _inherits_grad(value.left, qualify) or _inherits_grad(value.right, qualify)
+    if isinstance(value, ast.UnaryOp):
+        return _inherits_grad(value.operand, qualify)
+    return not isinstance(value, ast.Constant)
 
 
 def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
@@ -1380,6 +1488,7 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: 
         return [fix(safety, "pingpong", pingpong_message + f"; a swap would overwrite the first value "
                                                            f"({verdict.swap_reason})")]
     swap_assumption = (f"; assumes the first value of {accs} ({verdict.swap_reason}) is referenced nowhere "
-                       "else and has the layout of a fresh buffer")
+                       "else, has the layout of a fresh buffer and does not require grad (the swap writes "
+                       "merges into it and may return it)")
     return [fix("unsafe", "swap", swap_message + swap_assumption),
             fix(safety, "pingpong", pingpong_message)]
