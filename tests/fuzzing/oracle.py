@@ -341,11 +341,13 @@ class Describer:
             return ("tensor", str(t.device), str(t.layout), tuple(t.shape), str(t.dtype))
         s = t.untyped_storage()
         sid = self.storages.setdefault(s._cdata, len(self.storages))
-        grad = None
-        if t.is_leaf and t.grad is not None:
-            grad = self(t.grad, depth + 1)
+        try:
+            grad = self(t.grad, depth + 1) if t.is_leaf and t.grad is not None else None
+            leaf = t.is_leaf
+        except RuntimeError as error:  # a no_grad view whose base was then written with grad on
+            grad, leaf = None, f"raises {type(error).__name__}: {str(error)[:60]}"
         return ("tensor", str(t.dtype), tuple(t.shape), tuple(t.stride()), t.storage_offset(),
-                t.requires_grad, t.is_inference(), t.is_leaf, sid, _bits(t), grad)
+                t.requires_grad, t.is_inference(), leaf, sid, _bits(t), grad)
 
 
 @dataclass
