@@ -479,15 +479,16 @@ def _start_value(acc: str, loop) -> ast.expr | None:
 def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     """Does the loop change nothing outside its function's locals, so that an
     error moved to the concatenation after it is the only difference? Its
-    header walks a `range` (or tests locals), and every call in it is a torch
-    factory or a builtin from a short list; nothing is stored into an
-    attribute or a subscript, nothing yielded or awaited."""
+    header walks a `range` (so it ends: a `while` loop may run on forever
+    where the original's first misfit part stopped it), and every call in
+    it (its `else:` included) is a torch factory or a builtin from a short
+    list; nothing is stored into an attribute or a subscript, nothing
+    yielded or awaited."""
     loop = group[0].loop
     node = loop.node
-    if isinstance(node, (ast.For, ast.AsyncFor)):
-        if isinstance(node, ast.AsyncFor) or not (isinstance(node.iter, ast.Call) and isinstance(
-                node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
-            return False
+    if not isinstance(node, ast.For) or not (isinstance(node.iter, ast.Call) and isinstance(
+            node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
+        return False
     for sub in loop_nodes(loop) + _else_nodes(loop):  # the `else:` runs before the concatenation too
         if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
             return False
