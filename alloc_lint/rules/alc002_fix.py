@@ -82,9 +82,9 @@ def _plan(group: list, ctx) -> Plan:
     if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise _NoFix(f"`{acc}` is a global here: code called in the loop could read it")
     shape = _shape(group, ctx)
-    _check_exits(group, ctx)
     classifier = classifier_for(ctx, loop.scope)
-    _check_uses(group, shape, ctx, classifier)
+    _check_uses(group, shape, ctx, classifier)  # (the pattern's uses under a `with`: _check_exits)
+    _check_exits(group, ctx)
     assumptions = []
     dynamic = dynamic_access(scope, classifier)
     if dynamic:  # outside the loop (inside it, _check_uses withheld the fix)
