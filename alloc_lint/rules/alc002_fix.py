@@ -325,6 +325,9 @@ def _start_owned(group: list, shape: _Shape, ctx) -> bool:
     acc, loop = group[0].acc, group[0].loop
     if shape.seeded and _starts_as_none(acc, loop):
         return True
+    if isinstance(loop.node, (ast.For, ast.AsyncFor)) and any(
+            isinstance(n, ast.Name) and n.id == acc for n in ast.walk(loop.node.iter)):
+        return False  # the iterable, evaluated after that statement, may keep it
     start = _start_value(acc, loop)
     if start is None:
         return False
