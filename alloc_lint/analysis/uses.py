@@ -34,7 +34,7 @@ PURE_READ and INPLACE depend on autograd: outside `torch.no_grad()` /
 `backward()`. Those uses carry `grad=True` and are harmless only under a
 lexical no-grad context.
 
-How a rule uses it (ALC001 and ALC002 do, rather than a second classifier):
+How a rule uses it (ALC001 does; ALC002 should, rather than a second classifier):
 
     classifier = classifier_for(ctx, loop.scope)           # one per scope
     uses = classifier.uses({"acc", "tmp"}, loop.node.body, boundary=loop.node,
@@ -48,11 +48,12 @@ arguments, the rebinding, the concatenation); they stay harmless unless a
 global/nonlocal) and `dynamic_access` (`locals()`, `eval`, frames) cover what
 no single occurrence shows.
 
-ALC002 asks other questions of the same kinds: inside the loop, any use of the
-accumulator but its own pattern (even a METADATA read) sees the value the
-rewrite leaves stale, so it blocks the fix whatever its kind; and a part kept
-in a list must not be written after it is appended, which `Use.keeps_values`
-answers (a use that can neither write the tensor nor keep it for later).
+ALC002 uses it too (rules/alc002_fix.py), asking other questions of the same
+kinds: inside the loop, any use of the accumulator but its own pattern (even a
+METADATA read) sees the value the rewrite leaves stale, so it blocks the fix
+whatever its kind; and a part kept in a list must not be written after it is
+appended, which `Use.keeps_values` answers (a use that can neither write the
+tensor nor keep it for later).
 """
 from __future__ import annotations
 
