@@ -804,6 +804,23 @@ def run(n, log):
 '''
 
 
+HIDDEN_CODE = {  # statements with no call in them that still run code
+    "import": "        import json\n",  # runs the module (once)
+    "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
+    "class": "        class Step:\n            pass\n",  # runs the class body
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIDDEN_CODE))
+def test_statements_that_run_hidden_code_make_the_loop_impure(name):
+    # `import` and `with x:` were safe fixes, moving the misfit part's error after code the
+    # original never ran (tests/fuzzing/corpus/e2-alc002-import-in-loop.py, -with-in-loop.py).
+    loop = "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n"
+    source = "import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n" + loop + "    return acc\n"
+    assert fix_kind(source) == {"safe"}  # the same loop without the statement
+    assert fix_kind(source.replace(loop, loop + HIDDEN_CODE[name])) == {"unsafe"}
+
+
 @pytest.mark.parametrize("source", [ELSE_BEFORE_ERROR, WHILE_STOPPED_BY_ERROR], ids=["loop-else", "while"])
 def test_what_runs_before_a_moved_error_is_not_proven_harmless(source):
     # Both were safe fixes: the misfit part raised in the loop, before the `else:` ran

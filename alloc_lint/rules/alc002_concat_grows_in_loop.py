@@ -215,9 +215,14 @@ class ConcatGrowsInLoop(Rule):
       every call in it and in its `else:` (which runs before the single
       concatenation) is one of those torch factories, `torch.cat/stack` or
       `range`, `len`, `min`, `max`, `abs`, `int`, `float`; nothing is stored
-      into an attribute or subscript, nothing deleted, yielded or awaited.
-      Then only the error's message (its list index) and when it comes
-      differ (after the loop's later iterations, each allocating its part).
+      into an attribute or subscript, nothing deleted, yielded, awaited or
+      imported, and it has no `with`, `match` or `class` statement (they
+      run code no call shows). Then only the error's message (its list
+      index) and when it comes differ (after the loop's later iterations,
+      each allocating its part). Taken for granted: attribute and subscript
+      reads, operators and those builtins run no code with effects, as for
+      tensors, numbers and Python's own containers (a user class whose
+      `__getitem__` logs would log more often before the error).
     - NumPy and CuPy concatenations are never proven (their promotion and
       `append`'s flattening are the same, but their parts' provenance is not
       tracked): unsafe at best.

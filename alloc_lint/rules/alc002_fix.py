@@ -33,6 +33,9 @@ PURE_TORCH = frozenset({
     "torch.concat", "torch.concatenate", "torch.stack",
 })
 PURE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float"})
+# Statements that run code no call in them shows.
+_RUNS_CODE = tuple(getattr(ast, n) for n in ("Import", "ImportFrom", "With", "AsyncWith", "Match", "ClassDef")
+                   if hasattr(ast, n))
 # `dir()` lists the loop's names, and the fix adds one (uses.dynamic_access has the others).
 _LISTS_NAMES = "dir"
 # Factories whose result is a fresh dense tensor of the given `dtype=`, or of
@@ -486,7 +489,10 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     where the original's first misfit part stopped it), and every call in
     it (its `else:` included) is a torch factory or a builtin from a short
     list; nothing is stored into an attribute or a subscript, nothing
-    yielded or awaited."""
+    yielded or awaited, imported, and no `with`, `match` or `class` statement.
+    (Attribute and subscript reads, operators and those builtins are taken
+    to run no code with effects: true of tensors, numbers and Python's
+    containers.)"""
     loop = group[0].loop
     node = loop.node
     if not isinstance(node, ast.For) or not (isinstance(node.iter, ast.Call) and isinstance(
@@ -495,6 +501,8 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     for sub in loop_nodes(loop) + _else_nodes(loop):  # the `else:` runs before the concatenation too
         if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
             return False
+        if isinstance(sub, _RUNS_CODE):
+            return False  # `import` runs a module, a class statement its body; `with x:`, `match` call methods
         if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
             return False
         if isinstance(sub, ast.Call):
