@@ -808,6 +808,7 @@ HIDDEN_CODE = {  # statements with no call in them that still run code
     "import": "        import json\n",  # runs the module (once)
     "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
     "class": "        class Step:\n            pass\n",  # runs the class body
+    "augmented": "        log += [i]\n",  # writes the caller's object in place (a tensor: `x += 1`)
 }
 
 
@@ -843,3 +844,13 @@ def test_the_withheld_fix_names_the_use_and_its_kind(use, words):
               f"        acc = torch.cat([acc, x])\n        {use}\n    return acc\n")
     [d] = check_source(source, "program.py", config=ONLY)
     assert not d.fixes and "is read in the loop at line 6" in d.no_fix_reason and words in d.no_fix_reason
+
+
+def test_a_local_number_counter_keeps_the_loop_pure():
+    source = ("import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n    k = 0\n"
+              "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n        k += 1\n"
+              "    return acc, k\n")
+    assert fix_kind(source) == {"safe"}
+    for n in (0, 1, 4):
+        assert_same_program(source, fixed(source, unsafe=False), (n, []))
+    assert fix_kind(source.replace("    k = 0\n", "    k = torch.zeros(1)\n")) == {"unsafe"}

@@ -195,7 +195,7 @@ class ConcatGrowsInLoop(Rule):
       a fresh tensor (an allocation, `.clone()`, arithmetic: the ownership
       proof ALC001 uses, `analysis/ownership.py`) bound by the last statement
       before the loop that mentions the accumulator, or when the loop is
-      proven to change nothing (below) and has no augmented assignment.
+      proven to write nothing outside its locals (below).
     - *dtype*: one final concatenation promotes once, the loop step by step;
       the values differ when an integer meets floats of different widths (an
       int64 accumulator, then a float32 part, then a float64 part rounds
@@ -217,7 +217,9 @@ class ConcatGrowsInLoop(Rule):
       `range`, `len`, `min`, `max`, `abs`, `int`, `float`; nothing is stored
       into an attribute or subscript, nothing deleted, yielded, awaited or
       imported, and it has no `with`, `match` or `class` statement (they
-      run code no call shows). Then only the error's message (its list
+      run code no call shows); an augmented assignment only counts a local
+      number (`n = 0` ... `n += 1`: on anything else, `x += 1` may write
+      the caller's tensor in place). Then only the error's message (its list
       index) and when it comes differ (after the loop's later iterations,
       each allocating its part). Taken for granted: attribute and subscript
       reads, operators and those builtins run no code with effects, as for

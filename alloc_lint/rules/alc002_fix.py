@@ -112,7 +112,7 @@ def _plan(group: list, ctx) -> Plan:
         pure = _pure_loop(group, shape, ctx)
         if not pure:
             assumptions.append(ASSUME_FITS)
-    if not _start_owned(group, shape, ctx) and not (pure and not _writes_in_place(loop)):
+    if not _start_owned(group, shape, ctx) and not pure:  # a pure loop writes no tensor
         assumptions.append(ASSUME_START)
     parts = _fresh_name(f"{acc}_parts", _identifiers(scope))
     operations = _operations(group, shape, parts, ctx)
@@ -339,10 +339,31 @@ def _start_owned(group: list, shape: _Shape, ctx) -> bool:
     return origin in (Origin.OWNED, Origin.NONE)
 
 
-def _writes_in_place(loop) -> bool:
-    """An augmented assignment in the loop (`y += 1`): the one in-place write a
-    loop proven pure (_pure_loop) can still make, into whatever `y` holds."""
-    return any(isinstance(n, ast.AugAssign) for n in loop_nodes(loop) + _else_nodes(loop))
+def _number_counter(target: ast.expr, loop) -> bool:
+    """Is `target` a local name only ever bound to a number literal, or
+    augmented by one (`n = 0` ... `n += 1`)? Then `+=` on it writes no tensor."""
+    if not isinstance(target, ast.Name):
+        return False
+    scope = loop.scope.node
+    args = scope.args
+    if target.id in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a} \
+            or target.id in captured_names(scope, SCOPE_NODES):
+        return False
+    parents = _parents(loop.scope)
+    for node in walk_scope(scope):
+        if isinstance(node, ast.Name) and node.id == target.id and not isinstance(node.ctx, ast.Load):
+            holder = parents.get(node)
+            if isinstance(holder, ast.Assign) and holder.targets == [node] and _number(holder.value) or \
+                    isinstance(holder, ast.AugAssign) and holder.target is node and _number(holder.value):
+                continue
+            return False
+    return True
+
+
+def _number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
 
 
 def _else_nodes(loop) -> list:
@@ -489,7 +510,9 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     where the original's first misfit part stopped it), and every call in
     it (its `else:` included) is a torch factory or a builtin from a short
     list; nothing is stored into an attribute or a subscript, nothing
-    yielded or awaited, imported, and no `with`, `match` or `class` statement.
+    yielded or awaited, imported, and no `with`, `match` or `class` statement;
+    `+=` and the like only on a local number counter (else it writes a
+    tensor in place).
     (Attribute and subscript reads, operators and those builtins are taken
     to run no code with effects: true of tensors, numbers and Python's
     containers.)"""
@@ -505,6 +528,8 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
             return False  # `import` runs a module, a class statement its body; `with x:`, `match` call methods
         if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
             return False
+        if isinstance(sub, ast.AugAssign) and not _number_counter(sub.target, loop):
+            return False  # `x += 1` writes a tensor in place, maybe the caller's
         if isinstance(sub, ast.Call):
             if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx):
                 continue
