@@ -809,6 +809,7 @@ HIDDEN_CODE = {  # statements with no call in them that still run code
     "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
     "class": "        class Step:\n            pass\n",  # runs the class body
     "augmented": "        log += [i]\n",  # writes the caller's object in place (a tensor: `x += 1`)
+    "key": "        m = max([1, 2], key=print)\n",  # calls print
 }
 
 

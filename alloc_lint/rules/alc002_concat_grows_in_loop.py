@@ -214,7 +214,8 @@ class ConcatGrowsInLoop(Rule):
       run on forever where the first misfit part stopped the original),
       every call in it and in its `else:` (which runs before the single
       concatenation) is one of those torch factories, `torch.cat/stack` or
-      `range`, `len`, `min`, `max`, `abs`, `int`, `float`; nothing is stored
+      `range`, `len`, `min`, `max`, `abs`, `int`, `float` (without keywords:
+      `max(xs, key=f)` calls `f`); nothing is stored
       into an attribute or subscript, nothing deleted, yielded, awaited or
       imported, and it has no `with`, `match` or `class` statement (they
       run code no call shows); an augmented assignment only counts a local

@@ -512,7 +512,7 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     list; nothing is stored into an attribute or a subscript, nothing
     yielded or awaited, imported, and no `with`, `match` or `class` statement;
     `+=` and the like only on a local number counter (else it writes a
-    tensor in place).
+    tensor in place); the builtins without keywords (`key=f` calls f).
     (Attribute and subscript reads, operators and those builtins are taken
     to run no code with effects: true of tensors, numbers and Python's
     containers.)"""
@@ -531,7 +531,8 @@ def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
         if isinstance(sub, ast.AugAssign) and not _number_counter(sub.target, loop):
             return False  # `x += 1` writes a tensor in place, maybe the caller's
         if isinstance(sub, ast.Call):
-            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx):
+            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx) \
+                    and not sub.keywords:  # `max(xs, key=f)` calls f
                 continue
             if _qualified(sub.func, loop, ctx) not in PURE_TORCH or any(k.arg in ("out", None) for k in sub.keywords):
                 return False  # `out=` writes into a tensor that may be the caller's
