@@ -702,3 +702,156 @@ def test_random_loops_fixed_safely_keep_results():
             assert type(err_a) is type(err_b), (source, err_a, err_b)
             assert err_a is not None or _equal(a, b), source
     assert safe >= 20  # the generator reaches the safe form often enough to mean something
+
+
+# --- the shared use classifier (analysis/uses.py): what it proves and what it blocks ----
+
+NAMED_PART = '''import torch
+
+def run(n, width):
+    acc = torch.zeros(0, width)
+    for i in range(n):
+        row = torch.full((1, width), i, dtype=torch.float32)
+        acc = torch.cat([acc, row])
+        rows = len(row) + row.shape[0]
+    return acc
+'''
+
+
+def test_a_named_fresh_part_only_read_afterwards_gets_the_safe_fix():
+    # every use of `row` in the loop is classified METADATA / REBIND / CONCAT_ARG: kept values
+    assert fix_kind(NAMED_PART) == {"safe"}
+    rewritten = fixed(NAMED_PART, unsafe=False)
+    assert "acc_parts.append(row)" in rewritten
+    for n in (0, 1, 5):
+        assert_same_program(NAMED_PART, rewritten, (n, 3))
+
+
+BIND_ROW = "        row = torch.full((1, width), i, dtype=torch.float32)\n"
+NAMED_PART_WRITES = {
+    # written in place after the append: the list would see it
+    "augmented": BIND_ROW + "        acc = torch.cat([acc, row])\n        row += 1\n",
+    # the previous iteration's part (in the list) written before the rebinding
+    "previous-iteration": "        row += 1\n" + BIND_ROW + "        acc = torch.cat([acc, row])\n",
+    # a view of it bound to another name (ESCAPE), written later
+    "view-alias": BIND_ROW + "        v = row[0]\n        acc = torch.cat([acc, row])\n        v += 7\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_PART_WRITES))
+def test_a_named_part_written_after_the_append_is_not_proven_fresh(name):
+    source = ("import torch\n\ndef run(n, width):\n    acc = torch.zeros(0, width)\n"
+              "    row = torch.zeros(1, width)\n    for i in range(n):\n" + NAMED_PART_WRITES[name]
+              + "    return acc\n")
+    assert fix_kind(source) == {"unsafe"}
+    a, *_ = run(source, (3, 2))
+    b, *_ = run(fixed(source, unsafe=True), (3, 2))
+    assert not same(a, b)  # what the proof guards against: the forced fix changes the result
+
+
+SEEDED_START_ALIASED = '''import torch
+
+def run(acc, y):
+    for i in range(3):
+        y += 1
+        acc = torch.zeros(1, 3) if acc is None else torch.cat([acc, torch.zeros(1, 3)])
+    return acc
+'''
+
+
+def test_a_seeded_start_that_another_name_writes_is_not_owned():
+    # Was a safe fix: the caller's tensor, kept in the list, is written by `y += 1`
+    # on every iteration; the loop had copied it at its first concatenation.
+    assert fix_kind(SEEDED_START_ALIASED) == {"unsafe"}
+    [d] = check_source(SEEDED_START_ALIASED, "program.py", config=ONLY)
+    assert "start value" in d.fixes[0].message
+    t = torch.zeros(1, 3)
+    a = load(SEEDED_START_ALIASED)["run"](t, t)
+    t = torch.zeros(1, 3)
+    b = load(fixed(SEEDED_START_ALIASED, unsafe=True))["run"](t, t)
+    assert not same(a, b)
+
+
+def test_a_seeded_start_in_a_loop_that_writes_nothing_in_place_stays_safe():
+    source = SEEDED_START_ALIASED.replace("        y += 1\n", "        z = y + 1\n")
+    assert fix_kind(source) == {"safe"}
+    t = torch.zeros(1, 3)
+    a = load(source)["run"](t, t.clone())
+    b = load(fixed(source, unsafe=False))["run"](t, t.clone())
+    assert same(a, b)
+
+
+ELSE_BEFORE_ERROR = '''import torch
+
+def run(n, log):
+    acc = torch.zeros(0, 4)
+    for i in range(n):
+        acc = torch.cat([acc, torch.zeros(1, 3)])
+    else:
+        log.append("done")
+    return acc
+'''
+
+WHILE_STOPPED_BY_ERROR = '''import torch
+
+def run(n, log):
+    acc = torch.zeros(0, 4)
+    i = 0
+    while i < n:
+        acc = torch.cat([acc, torch.zeros(1, 3)])
+        i = i + 1
+    return acc
+'''
+
+
+HIDDEN_CODE = {  # statements with no call in them that still run code
+    "import": "        import json\n",  # runs the module (once)
+    "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
+    "class": "        class Step:\n            pass\n",  # runs the class body
+    "augmented": "        log += [i]\n",  # writes the caller's object in place (a tensor: `x += 1`)
+    "key": "        m = max([1, 2], key=print)\n",  # calls print
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIDDEN_CODE))
+def test_statements_that_run_hidden_code_make_the_loop_impure(name):
+    # `import` and `with x:` were safe fixes, moving the misfit part's error after code the
+    # original never ran (tests/fuzzing/corpus/e2-alc002-import-in-loop.py, -with-in-loop.py).
+    loop = "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n"
+    source = "import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n" + loop + "    return acc\n"
+    assert fix_kind(source) == {"safe"}  # the same loop without the statement
+    assert fix_kind(source.replace(loop, loop + HIDDEN_CODE[name])) == {"unsafe"}
+
+
+@pytest.mark.parametrize("source", [ELSE_BEFORE_ERROR, WHILE_STOPPED_BY_ERROR], ids=["loop-else", "while"])
+def test_what_runs_before_a_moved_error_is_not_proven_harmless(source):
+    # Both were safe fixes: the misfit part raised in the loop, before the `else:` ran
+    # (or before the `while` loop ran on); after the fix it raises after them.
+    assert fix_kind(source) == {"unsafe"}
+    _, _, (_, log_a), err_a = run(source, (3, []))
+    _, counted_b, (_, log_b), err_b = run(fixed(source, unsafe=True), (3, []))
+    assert isinstance(err_a, RuntimeError) and isinstance(err_b, RuntimeError)
+    assert log_a == [] and (log_b == ["done"] or counted_b.storages > 3)
+
+
+@pytest.mark.parametrize("use, words", [
+    ("print(acc.shape)", "a metadata read"),
+    ("hist.append(acc)", "kept beyond its statement"),
+    ("keep(acc)", "a use not known to be harmless"),
+    ("acc.mul_(2)", "an in-place write"),
+])
+def test_the_withheld_fix_names_the_use_and_its_kind(use, words):
+    source = ("import torch\n\ndef run(xs, acc, hist, keep):\n    for x in xs:\n"
+              f"        acc = torch.cat([acc, x])\n        {use}\n    return acc\n")
+    [d] = check_source(source, "program.py", config=ONLY)
+    assert not d.fixes and "is read in the loop at line 6" in d.no_fix_reason and words in d.no_fix_reason
+
+
+def test_a_local_number_counter_keeps_the_loop_pure():
+    source = ("import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n    k = 0\n"
+              "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n        k += 1\n"
+              "    return acc, k\n")
+    assert fix_kind(source) == {"safe"}
+    for n in (0, 1, 4):
+        assert_same_program(source, fixed(source, unsafe=False), (n, []))
+    assert fix_kind(source.replace("    k = 0\n", "    k = torch.zeros(1)\n")) == {"unsafe"}

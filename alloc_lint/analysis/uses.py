@@ -25,6 +25,8 @@ Kinds (closed):
               a `with torch.cuda.stream(...)` block)
 - ESCAPE      definitely outlives its statement: bound to another name, stored,
               put in a container, returned, yielded, iterated, captured
+- CONCAT_ARG  a value joined by a concatenation that grows an accumulator (pre-assigned
+              by ALC002: the accumulator in `acc = torch.cat([acc, x])`, and the part `x`)
 
 PURE_READ and INPLACE depend on autograd: outside `torch.no_grad()` /
 `torch.inference_mode()`, an operation that saves its input for backward
@@ -48,6 +50,13 @@ arguments, the rebinding, the concatenation); they stay harmless unless a
 `with` block around them makes them otherwise. `captured_names` (closures,
 global/nonlocal) and `dynamic_access` (`locals()`, `eval`, frames) cover what
 no single occurrence shows.
+
+ALC002 uses it too (rules/alc002_fix.py), asking other questions of the same
+kinds: inside the loop, any use of the accumulator but its own pattern (even a
+METADATA read) sees the value the rewrite leaves stale, so it blocks the fix
+whatever its kind; and a part kept in a list must not be written after it is
+appended, which `Use.keeps_values` answers (a use that can neither write the
+tensor nor keep it for later).
 """
 from __future__ import annotations
 
@@ -70,6 +79,7 @@ class Kind(str, Enum):
     UNKNOWN = "unknown use"
     ASYNC = "asynchronous use"
     ESCAPE = "escape"
+    CONCAT_ARG = "concatenated value"
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,17 @@ class Use:
         they were? (What the stability proof asks of a template.)"""
         return self.kind in (Kind.METADATA, Kind.PURE_READ, Kind.INPLACE, Kind.TEMPLATE,
                              Kind.MERGE_ARG) and not self.resizes
+
+    @property
+    def keeps_values(self) -> bool:
+        """Does this use leave the tensor's values as they were, and keep no
+        reference through which they could be written later? (What ALC002's
+        list of parts asks of a part: nothing writes it after it is appended.
+        Autograd saving it for backward changes no value: `grad` uses count.)"""
+        if self.reason is not None and not self.grad:
+            return False
+        return self.kind in (Kind.METADATA, Kind.PURE_READ, Kind.TEMPLATE, Kind.REBIND, Kind.DELETE,
+                             Kind.CONCAT_ARG) and not self.resizes
 
 
 # --- the lists -----------------------------------------------------------------------

@@ -137,14 +137,28 @@ class ConcatGrowsInLoop(Rule):
     and with no iteration, or one seeded iteration, `acc` is the very object
     the original leaves (a `Parameter`, the caller's tensor): no copy.
 
+    The uses are classified by the same use classifier as ALC001's fixes
+    (`alloc_lint/analysis/uses.py`), not a second one: every occurrence of the
+    accumulator in the loop (its body, `for` target or `while` test, and the
+    comprehensions and lambdas in them) gets one kind from its closed list,
+    with the pattern's own occurrences pre-assigned (the accumulator and the
+    parts in the concatenation: *concatenated value*; the rebinding; the
+    `acc is None` test of a seed). What ALC002 allows differs from ALC001:
+    after the rewrite the accumulator keeps its value from before the loop
+    until the loop ends, so any other use, of whatever kind (a *metadata
+    read* such as `acc.shape[0]` too, an *escape*, an *in-place write*, an
+    *unknown use*), withholds the fix, and the message names the use, its
+    line and its kind. Names another scope sees and access by name or
+    through frames come from the same module.
+
     **No fix** is offered (the message says why) when the rewrite would be
     visible: the accumulator is used in the loop other than by the pattern
     (its shape, a slice, `acc *= w`, a call reading it: the loop would see
     its value from before the loop), by name in the loop (`locals()`,
-    `vars()`, `eval`, `exec`, `dir()`), by a function defined in the function
-    (it could be called during the loop), or in the loop's `else:`; the loop
-    is at module or class level (a global: code called in the loop could
-    read it), or inside a `try` of the function (an exception caught there
+    `vars()`, `eval`, `exec`, `sys._getframe()` and the like, `dir()`), by a
+    function defined in the function (it could be called during the loop),
+    or in the loop's `else:`; the loop is at module or class level (a
+    global: code called in the loop could read it), or inside a `try` of the function (an exception caught there
     would leave the accumulator as before the loop); the concatenation is
     inside a `try` or a `with` of the loop body (its errors are caught in the
     loop; `no_grad`, `inference_mode` and `autocast` would not cover the
@@ -163,9 +177,25 @@ class ConcatGrowsInLoop(Rule):
       written after it is appended (a reused output buffer, as CUDA-graph
       runners return; an `out=` target; a view of state the loop mutates)
       would change the result, and a part that is a view keeps its whole base
-      alive. Proven when every part is written inline as a fresh tensor from a
-      torch factory (`torch.zeros/ones/empty/full/arange/tensor` and their
-      `_like` forms).
+      alive. Proven when every part is a fresh tensor from a torch factory
+      (`torch.zeros/ones/empty/full/arange/tensor` and their `_like` forms,
+      no `out=`), written inline, or a name bound to one by the nearest
+      binding before the concatenation in the same block (`row =
+      torch.full(...)`, one target), seen by no nested scope, and every
+      occurrence of which in the loop and its `else:` (the previous
+      iteration's part included) is classified as keeping its values and
+      holding no reference: a metadata read, a non-aliasing read, a
+      rebinding, a deletion (`row += 1`, `row.mul_(2)`, `v = row[0]`,
+      `f(row)` all leave it unproven).
+    - *the start value*: the list keeps the value the accumulator had before
+      the loop, where the loop copied it at its first concatenation, so a
+      write into it during the loop through another name (`y += 1` where `y`
+      is the caller's tensor the accumulator started from) would show.
+      Proven when the seeded shape starts from `acc = None`, or the start is
+      a fresh tensor (an allocation, `.clone()`, arithmetic: the ownership
+      proof ALC001 uses, `analysis/ownership.py`) bound by the last statement
+      before the loop that mentions the accumulator, or when the loop is
+      proven to write nothing outside its locals (below).
     - *dtype*: one final concatenation promotes once, the loop step by step;
       the values differ when an integer meets floats of different widths (an
       int64 accumulator, then a float32 part, then a float64 part rounds
@@ -180,14 +210,28 @@ class ConcatGrowsInLoop(Rule):
       dimension) makes the concatenation after the loop raise (or, for
       `hstack`, join otherwise), after the loop's later iterations ran.
       Proven harmless when the loop changes nothing outside its function's
-      locals: its header walks a `range(...)` (or tests locals), every call
-      in it is one of those torch factories, `torch.cat/stack` or `range`,
-      `len`, `min`, `max`, `abs`, `int`, `float`; nothing is stored into an
-      attribute or subscript, nothing deleted, yielded or awaited. Then only
-      the error's message (its list index) and when it comes differ.
+      locals and ends: it is a `for` over `range(...)` (a `while` loop may
+      run on forever where the first misfit part stopped the original),
+      every call in it and in its `else:` (which runs before the single
+      concatenation) is one of those torch factories, `torch.cat/stack` or
+      `range`, `len`, `min`, `max`, `abs`, `int`, `float` (without keywords:
+      `max(xs, key=f)` calls `f`); nothing is stored
+      into an attribute or subscript, nothing deleted, yielded, awaited or
+      imported, and it has no `with`, `match` or `class` statement (they
+      run code no call shows); an augmented assignment only counts a local
+      number (`n = 0` ... `n += 1`: on anything else, `x += 1` may write
+      the caller's tensor in place). Then only the error's message (its list
+      index) and when it comes differ (after the loop's later iterations,
+      each allocating its part). Taken for granted: attribute and subscript
+      reads, operators and those builtins run no code with effects, as for
+      tensors, numbers and Python's own containers (a user class whose
+      `__getitem__` logs would log more often before the error).
     - NumPy and CuPy concatenations are never proven (their promotion and
       `append`'s flattening are the same, but their parts' provenance is not
       tracked): unsafe at best.
+    - `locals()`, `eval` or a frame read elsewhere in the function
+      (`f = sys._getframe()` before the loop, `f.f_locals` in it) could see
+      the stale accumulator or the list: an assumption too.
     - A `with` around the loop other than `torch.no_grad()`,
       `inference_mode()`, `enable_grad()`, `set_grad_enabled()`, `autocast`,
       a device context or a profiling range might swallow an exception

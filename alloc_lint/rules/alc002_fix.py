@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from ..analysis.ownership import Origin, value_origin
 from ..analysis.scopes import SCOPE_NODES, walk_scope
+from ..analysis.uses import Kind, UseClassifier, captured_names, classifier_for, dynamic_access
 from ..diagnostics import Fix
 from ..edits import InsertAfter, InsertBefore, Replace, position
 
@@ -31,8 +33,11 @@ PURE_TORCH = frozenset({
     "torch.concat", "torch.concatenate", "torch.stack",
 })
 PURE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float"})
-# Builtins that read local variables by name.
-_DYNAMIC = frozenset({"locals", "vars", "eval", "exec", "dir"})
+# Statements that run code no call in them shows.
+_RUNS_CODE = tuple(getattr(ast, n) for n in ("Import", "ImportFrom", "With", "AsyncWith", "Match", "ClassDef")
+                   if hasattr(ast, n))
+# `dir()` lists the loop's names, and the fix adds one (uses.dynamic_access has the others).
+_LISTS_NAMES = "dir"
 # Factories whose result is a fresh dense tensor of the given `dtype=`, or of
 # the default dtype (always a floating type) without one.
 FACTORIES = frozenset({"torch.zeros", "torch.ones", "torch.empty", "torch.zeros_like",
@@ -50,6 +55,8 @@ ASSUME_DTYPE = ("every part has the accumulator's dtype (one final concatenation
 ASSUME_FITS = ("every part fits the accumulator's shape and device (a part that does not makes "
                "the concatenation after the loop raise, after the loop's later iterations ran)")
 ASSUME_CONTEXT = "the `with` statement around the loop does not swallow an exception raised in it"
+ASSUME_START = ("nothing writes the start value of the accumulator during the loop (the list keeps it; "
+                "the loop's first concatenation copied it)")
 
 
 @dataclass
@@ -78,9 +85,13 @@ def _plan(group: list, ctx) -> Plan:
     if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise _NoFix(f"`{acc}` is a global here: code called in the loop could read it")
     shape = _shape(group, ctx)
-    _check_uses(group, shape, ctx)
+    classifier = classifier_for(ctx, loop.scope)
+    _check_uses(group, shape, ctx, classifier)  # (the pattern's uses under a `with`: _check_exits)
     _check_exits(group, ctx)
     assumptions = []
+    dynamic = dynamic_access(scope, classifier)
+    if dynamic:  # outside the loop (inside it, _check_uses withheld the fix)
+        assumptions.append(f"nothing reads `{acc}` by name during the loop ({dynamic})")
     for holder in _ancestors(loop.node, scope, parents):
         if isinstance(holder, (ast.Try,)) or type(holder).__name__ == "TryStar":
             raise _NoFix(f"the loop is inside the `try` at line {holder.lineno}: an exception caught "
@@ -92,13 +103,17 @@ def _plan(group: list, ctx) -> Plan:
         raise _NoFix(f"`{acc}` may be unbound before the loop")
     if not all(_alone_on_line(s, ctx) for s in shape.replaced):
         raise _NoFix("a statement of the pattern shares its line with another statement")
+    pure = False
     if first.func.split(".")[0] != "torch":
         assumptions += [ASSUME_FRESH, ASSUME_DTYPE, ASSUME_FITS]
     else:
-        if not _parts_fresh_and_typed(group, shape, ctx):
+        if not _parts_fresh_and_typed(group, shape, ctx, classifier):
             assumptions += [ASSUME_FRESH, ASSUME_DTYPE]
-        if not _pure_loop(group, shape, ctx):
+        pure = _pure_loop(group, shape, ctx)
+        if not pure:
             assumptions.append(ASSUME_FITS)
+    if not _start_owned(group, shape, ctx) and not pure:  # a pure loop writes no tensor
+        assumptions.append(ASSUME_START)
     parts = _fresh_name(f"{acc}_parts", _identifiers(scope))
     operations = _operations(group, shape, parts, ctx)
     message = f"Collect the parts of `{acc}` in a list and concatenate once after the loop"
@@ -115,19 +130,21 @@ class _Shape:
     seeded: bool  # `acc = x if acc is None else CAT(...)` / `if acc is None: ... else: ...`
     prepend: bool  # the accumulator is last in the list
     replaced: list  # the statements replaced by an append, one per growth
-    allowed: set  # ids of the accumulator's Name nodes that belong to the pattern
+    pattern: dict  # id(Name node) -> uses.Kind, for the pattern's own occurrences (accumulator and parts)
     call_text: str  # the final concatenation with `{}` for the list
 
 
 def _shape(group: list, ctx) -> _Shape:
     acc, loop = group[0].acc, group[0].loop
     parents = _parents(group[0].loop.scope)
-    allowed, replaced = set(), []
+    pattern, replaced = {}, []
     positions = set()
     for g in group:
-        allowed.add(id(g.acc_node))
-        allowed.update(id(t) for t in _targets(g.stmt) if isinstance(t, ast.Name))
         values = [v for v in _joined(g)]
+        for value in values:  # the accumulator and the parts, as the concatenation's own values
+            if isinstance(value, (ast.Name, ast.Starred)) and isinstance(getattr(value, "value", value), ast.Name):
+                pattern[id(getattr(value, "value", value))] = Kind.CONCAT_ARG
+        pattern.update((id(t), Kind.REBIND) for t in _targets(g.stmt) if isinstance(t, ast.Name))
         index = values.index(g.acc_node)
         if index == 0:
             positions.add("append")
@@ -142,13 +159,14 @@ def _shape(group: list, ctx) -> _Shape:
         raise _NoFix(f"the concatenations of `{acc}` differ (function or dimension)")
     seeded = False
     seeds = [n for n in _loop_names(loop) if n.id == acc and isinstance(n.ctx, ast.Store)
-             and id(n) not in allowed and isinstance(parents.get(n), (ast.Assign, ast.AnnAssign))]
+             and id(n) not in pattern and isinstance(parents.get(n), (ast.Assign, ast.AnnAssign))]
     for g in group:
         if g.seed is not None:  # `x if acc is None else CAT([acc, x])`
             test = g.stmt.value.test
             _require_none_test(test, acc)
             _require_same_part(g, g.seed)
-            allowed.update(id(n) for n in ast.walk(test) if isinstance(n, ast.Name) and n.id == acc)
+            pattern.update((id(n), Kind.METADATA) for n in ast.walk(test) if isinstance(n, ast.Name) and n.id == acc)
+            _mark_seed_part(g.seed, pattern)
             seeded = True
             replaced.append(g.stmt)
             continue
@@ -163,18 +181,26 @@ def _shape(group: list, ctx) -> _Shape:
                     and isinstance(seed_stmt.targets[0], ast.Name) and seed_stmt.targets[0].id == acc):
                 raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite")
             _require_same_part(g, seed_stmt.value)
-            allowed.add(id(seed_stmt.targets[0]))
-            allowed.update(id(n) for n in ast.walk(holder.test) if isinstance(n, ast.Name) and n.id == acc)
+            pattern[id(seed_stmt.targets[0])] = Kind.REBIND
+            pattern.update((id(n), Kind.METADATA) for n in ast.walk(holder.test)
+                           if isinstance(n, ast.Name) and n.id == acc)
+            _mark_seed_part(seed_stmt.value, pattern)
             seeded = True
             replaced.append(holder)
             continue
         replaced.append(g.stmt)
     if seeded and len(group) > 1:
         raise _NoFix("the first iteration is special-cased and the accumulator grows in several places")
-    if any(id(n) not in allowed for n in seeds):
+    if any(id(n) not in pattern for n in seeds):
         raise _NoFix("the first iteration is special-cased in a way the fix does not rewrite "
                      "(the fix handles `x if acc is None else ...` and `if acc is None: ... else: ...`)")
-    return _Shape(seeded, "prepend" in positions, replaced, allowed, texts.pop())
+    return _Shape(seeded, "prepend" in positions, replaced, pattern, texts.pop())
+
+
+def _mark_seed_part(seed: ast.expr, pattern: dict) -> None:
+    """The first iteration's value (the same part as later ones) is appended too."""
+    if isinstance(seed, ast.Name):
+        pattern[id(seed)] = Kind.CONCAT_ARG
 
 
 def _require_none_test(test: ast.expr, acc: str) -> bool:
@@ -246,29 +272,102 @@ def _require_constant(node: ast.expr) -> None:
 # --- what must hold ------------------------------------------------------------------
 
 
-def _check_uses(group: list, shape: _Shape, ctx) -> None:
+def _check_uses(group: list, shape: _Shape, ctx, classifier: UseClassifier) -> None:
     """The accumulator occurs in the loop only in the pattern, nowhere in a
     nested function, and not in the loop's `else:`: after the fix it keeps its
-    value from before the loop until the loop ends."""
+    value from before the loop until the loop ends. Every occurrence in the
+    loop (body, target, `while` test, comprehensions and lambdas in them) is
+    classified by the shared use classifier (analysis/uses.py) with the
+    pattern's own occurrences pre-assigned; any other use, whatever its kind
+    (a metadata read too: the shape is stale), withholds the fix."""
     acc, loop = group[0].acc, group[0].loop
     scope = loop.scope.node
-    parents = _parents(group[0].loop.scope)
-    for node in ast.walk(scope):
-        if isinstance(node, ast.Name) and node.id == acc and _in_nested_function(node, scope, parents):
-            raise _NoFix(f"`{acc}` is used by a nested function at line {node.lineno}: "
-                         "called during the loop, it would see the value from before the loop")
+    if acc in captured_names(scope, SCOPE_NODES):
+        parents = _parents(loop.scope)
+        line = next((n.lineno for n in ast.walk(scope) if isinstance(n, (ast.Name, ast.arg))
+                     and acc in (getattr(n, "id", None), getattr(n, "arg", None))
+                     and _in_nested_function(n, scope, parents)), scope.lineno)
+        raise _NoFix(f"`{acc}` is used by a nested function at line {line}: "
+                     "called during the loop, it would see the value from before the loop")
+    dynamic = dynamic_access(loop.node, classifier)
+    if dynamic:
+        raise _NoFix(f"{dynamic}: it can read `{acc}` by name")
     for node in loop_nodes(loop):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC \
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == _LISTS_NAMES \
                 and _builtin(node.func.id, loop, ctx):
-            raise _NoFix(f"`{node.func.id}()` at line {node.lineno} can read `{acc}` by name")
-    for node in _loop_names(loop):
-        if node.id == acc and id(node) not in shape.allowed:
-            raise _NoFix(f"`{acc}` is read in the loop at line {node.lineno} (`{_line(node, ctx)}`): "
-                         f"after the fix it would still hold its value from before the loop")
+            raise _NoFix(f"`{node.func.id}()` at line {node.lineno} lists the loop's names, "
+                         f"to which the fix adds one (it can read `{acc}` by name)")
+    for use in classifier.uses({acc}, _loop_roots(loop), boundary=loop.node, preassigned=shape.pattern):
+        if id(use.node) not in shape.pattern:
+            raise _NoFix(f"`{acc}` is read in the loop at line {use.line} (`{_line(use.node, ctx)}`, "
+                         f"{_KIND_WORDS.get(use.kind, use.kind.value)}): after the fix it would still hold "
+                         "its value from before the loop")
     for stmt in loop.node.orelse:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Name) and node.id == acc:
                 raise _NoFix(f"the loop's `else:` uses `{acc}` (line {node.lineno}) before the parts are joined")
+
+
+_KIND_WORDS = {Kind.METADATA: "a metadata read", Kind.PURE_READ: "a read", Kind.INPLACE: "an in-place write",
+               Kind.ESCAPE: "kept beyond its statement", Kind.UNKNOWN: "a use not known to be harmless",
+               Kind.ASYNC: "an asynchronous use", Kind.REBIND: "a rebinding", Kind.DELETE: "a deletion"}
+
+
+def _loop_roots(loop) -> list:
+    """What runs on every iteration: the body, and the `for` target or the `while` test."""
+    node = loop.node
+    return list(node.body) + ([node.target] if isinstance(node, (ast.For, ast.AsyncFor)) else [node.test])
+
+
+def _start_owned(group: list, shape: _Shape, ctx) -> bool:
+    """Is the value the list starts with owned by the accumulator alone, so
+    that nothing else can write it during the loop? None (the seeded shape
+    with `acc = None` just before: the list starts empty), or a fresh tensor
+    (analysis/ownership.py: an allocation, `.clone()`, arithmetic) bound by
+    the last statement before the loop that mentions the accumulator."""
+    acc, loop = group[0].acc, group[0].loop
+    if shape.seeded and _starts_as_none(acc, loop):
+        return True
+    if isinstance(loop.node, (ast.For, ast.AsyncFor)) and any(
+            isinstance(n, ast.Name) and n.id == acc for n in ast.walk(loop.node.iter)):
+        return False  # the iterable, evaluated after that statement, may keep it
+    start = _start_value(acc, loop)
+    if start is None:
+        return False
+    qualify = lambda expr: _qualified(expr, loop, ctx)  # noqa: E731
+    origin, _ = value_origin(start, set(), set(), qualify, ctx.lines)
+    return origin in (Origin.OWNED, Origin.NONE)
+
+
+def _number_counter(target: ast.expr, loop) -> bool:
+    """Is `target` a local name only ever bound to a number literal, or
+    augmented by one (`n = 0` ... `n += 1`)? Then `+=` on it writes no tensor."""
+    if not isinstance(target, ast.Name):
+        return False
+    scope = loop.scope.node
+    args = scope.args
+    if target.id in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a} \
+            or target.id in captured_names(scope, SCOPE_NODES):
+        return False
+    parents = _parents(loop.scope)
+    for node in walk_scope(scope):
+        if isinstance(node, ast.Name) and node.id == target.id and not isinstance(node.ctx, ast.Load):
+            holder = parents.get(node)
+            if isinstance(holder, ast.Assign) and holder.targets == [node] and _number(holder.value) or \
+                    isinstance(holder, ast.AugAssign) and holder.target is node and _number(holder.value):
+                continue
+            return False
+    return True
+
+
+def _number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _else_nodes(loop) -> list:
+    return [n for stmt in loop.node.orelse for n in walk_scope(stmt)]
 
 
 def _check_exits(group: list, ctx) -> None:
@@ -309,18 +408,23 @@ def _bound_before(acc: str, loop, ctx) -> bool:
     return False
 
 
-def _parts_fresh_and_typed(group: list, shape: _Shape, ctx) -> bool:
-    """Is every part a fresh tensor from a torch factory, written inline (so
-    nothing else holds it), and do the parts and the accumulator's start have
+def _parts_fresh_and_typed(group: list, shape: _Shape, ctx, classifier: UseClassifier) -> bool:
+    """Is every part a fresh tensor from a torch factory that nothing writes
+    after it is appended, and do the parts and the accumulator's start have
     dtypes for which promoting step by step and once give the same values
-    (one dtype, or floating types only: widening a float is exact)?"""
+    (one dtype, or floating types only: widening a float is exact)? A part
+    is the factory call written inline, or a name the same block binds to
+    one just before the concatenation, every use of which in the loop keeps
+    its values (classified by analysis/uses.py)."""
     loop = group[0].loop
     dtypes = []
     for g in group:
         for part in _joined(g):
             if part is g.acc_node:
                 continue
-            dtype = _factory_dtype(part, loop, ctx)
+            if isinstance(part, ast.Name):
+                part = _fresh_binding(part, g, shape, ctx, classifier)
+            dtype = _factory_dtype(part, loop, ctx) if part is not None else None
             if dtype is None:
                 return False
             dtypes.append(dtype)
@@ -331,6 +435,44 @@ def _parts_fresh_and_typed(group: list, shape: _Shape, ctx) -> bool:
             return False
         dtypes.append(dtype)
     return len(set(dtypes)) == 1 or all(d == "floating" or d in FLOATING for d in dtypes)
+
+
+def _fresh_binding(part: ast.Name, growth, shape: _Shape, ctx, classifier: UseClassifier) -> ast.expr | None:
+    """The value a part named in the concatenation holds there, when that is
+    provably a fresh tensor the list alone keeps: the nearest binding before
+    the growth statement, in its own block, is `part = VALUE` (one target,
+    no other binding of the name between), the name is not seen by a nested
+    scope, and every occurrence of the name in the loop (a previous
+    iteration's part included) and in its `else:` keeps the tensor's values
+    and holds no reference to it (`Use.keeps_values`). Else None."""
+    name, loop = part.id, growth.loop
+    scope = loop.scope.node
+    parents = _parents(loop.scope)
+    block = next((b for b in _blocks_of(parents.get(growth.stmt)) if growth.stmt in b), None)
+    if block is None or name == growth.acc or name in captured_names(scope, SCOPE_NODES):
+        return None
+    value = None
+    for stmt in reversed(block[:block.index(growth.stmt)]):
+        binds = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id == name
+                 and not isinstance(n.ctx, ast.Load)]
+        if not binds:
+            continue
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and stmt.targets[0] in binds \
+                and len(binds) == 1:
+            value = stmt.value
+        break
+    if value is None:
+        return None
+    roots = _loop_roots(loop) + list(loop.node.orelse)
+    uses = classifier.uses({name}, roots, boundary=loop.node, preassigned=shape.pattern)
+    return value if all(u.keeps_values for u in uses) else None
+
+
+def _blocks_of(node) -> list:
+    if node is None:
+        return []
+    blocks = [getattr(node, f) for f in ("body", "orelse", "finalbody") if isinstance(getattr(node, f, None), list)]
+    return blocks + [h.body for h in getattr(node, "handlers", [])]
 
 
 def _factory_dtype(node: ast.expr, loop, ctx) -> str | None:
@@ -364,22 +506,33 @@ def _start_value(acc: str, loop) -> ast.expr | None:
 def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
     """Does the loop change nothing outside its function's locals, so that an
     error moved to the concatenation after it is the only difference? Its
-    header walks a `range` (or tests locals), and every call in it is a torch
-    factory or a builtin from a short list; nothing is stored into an
-    attribute or a subscript, nothing yielded or awaited."""
+    header walks a `range` (so it ends: a `while` loop may run on forever
+    where the original's first misfit part stopped it), and every call in
+    it (its `else:` included) is a torch factory or a builtin from a short
+    list; nothing is stored into an attribute or a subscript, nothing
+    yielded or awaited, imported, and no `with`, `match` or `class` statement;
+    `+=` and the like only on a local number counter (else it writes a
+    tensor in place); the builtins without keywords (`key=f` calls f).
+    (Attribute and subscript reads, operators and those builtins are taken
+    to run no code with effects: true of tensors, numbers and Python's
+    containers.)"""
     loop = group[0].loop
     node = loop.node
-    if isinstance(node, (ast.For, ast.AsyncFor)):
-        if isinstance(node, ast.AsyncFor) or not (isinstance(node.iter, ast.Call) and isinstance(
-                node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
-            return False
-    for sub in loop_nodes(loop):
+    if not isinstance(node, ast.For) or not (isinstance(node.iter, ast.Call) and isinstance(
+            node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
+        return False
+    for sub in loop_nodes(loop) + _else_nodes(loop):  # the `else:` runs before the concatenation too
         if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
             return False
+        if isinstance(sub, _RUNS_CODE):
+            return False  # `import` runs a module, a class statement its body; `with x:`, `match` call methods
         if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
             return False
+        if isinstance(sub, ast.AugAssign) and not _number_counter(sub.target, loop):
+            return False  # `x += 1` writes a tensor in place, maybe the caller's
         if isinstance(sub, ast.Call):
-            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx):
+            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx) \
+                    and not sub.keywords:  # `max(xs, key=f)` calls f
                 continue
             if _qualified(sub.func, loop, ctx) not in PURE_TORCH or any(k.arg in ("out", None) for k in sub.keywords):
                 return False  # `out=` writes into a tensor that may be the caller's

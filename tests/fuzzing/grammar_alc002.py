@@ -50,6 +50,7 @@ ITEMS = [
     I("break-mid", "exit", ("end",), "if {i} == 2:\n    break", needs=frozenset({"index"})),
     I("break-on-size", "exit", ("end",), "if {A}.shape[0] > 5:\n    break"),
     I("part-inplace", "part-changes", ("end",), "{part}.mul_(2)"),
+    I("part-aug", "part-changes", ("end",), "{part} += 1"),  # a write a call-free loop can make
     I("caller-inplace", "part-changes", ("end",), "p.add_(1)"),
     I("part-rebound", "harmless", ("end",), "{part} = {part} * 3"),
     I("acc-inplace", "read", ("end",), "{A}.mul_(0.5)"),
@@ -69,17 +70,28 @@ def generate(seed: int) -> Program:
     part = "part"
 
     # the loop and the part of this iteration
-    loop = rng.choice(["for", "range", "enum", "while"])
+    source = rng.choice(["p", "p", "fresh", "workspace", "view-of-big", "dtype", "wrong-shape", "factory",
+                         "factory-inline", "factory", "factory-inline"])
+    # factory parts in a `range` loop are what a safe fix needs: draw that more often
+    loop = rng.choice(["for", "range", "enum", "while"] + ["range"] * 3 * source.startswith("factory"))
     index = None if loop == "for" else "i"
     header = {"for": "for p in parts:", "range": "for i in range(len(parts)):",
               "enum": "for i, p in enumerate(parts):", "while": "while i < len(parts):"}[loop]
     read = {"range": ["p = parts[i]"], "while": ["p = parts[i]", "i += 1"]}.get(loop, [])
     if loop == "while":
         setup.append("i = 0")
-    source = rng.choice(["p", "p", "fresh", "workspace", "view-of-big", "dtype", "wrong-shape"])
     shape_tags.append("part:" + source)
+    # A torch factory's fresh tensor (named, or written inline in the concatenation):
+    # the only parts ALC002 can prove fresh, so the only programs that get safe fixes.
+    factory = f"torch.full(p.shape, {'float(i)' if index else '2.5'}, dtype=torch.float32)"
+    inline = None
     if source == "p":
         read.append(f"{part} = p")
+    elif source == "factory":
+        read.append(f"{part} = {factory}")
+    elif source == "factory-inline":
+        read.append(f"{part} = p")
+        inline = factory
     elif source == "fresh":
         read.append(f"{part} = attend(x, p)")
         fuzz.add("attend")
@@ -136,19 +148,20 @@ def generate(seed: int) -> Program:
     elif fn == "np.append" and (empty or rng.random() < 0.5):
         dim = ", axis=0"
     order = rng.choice(["[{A}, {part}]"] * 3 + ["[{part}, {A}]", "[{A}, {part}, {part}]", "({A}, {part})"])
-    concat = f"{fn}({order}{dim})".format(A=A, part=part)
+    joined = inline if inline and not numpy else part
+    concat = f"{fn}({order}{dim})".format(A=A, part=joined)
     if fn == "np.append":
-        concat = f"np.append({A}, {part}{dim})"
+        concat = f"np.append({A}, {joined}{dim})"
 
     body_concat: list[str] = []
     if seed_kind == "none-ifexp":
         setup.append(f"{A} = None")
-        body_concat.append(f"{A} = {part} if {A} is None else {concat}")
+        body_concat.append(f"{A} = {joined} if {A} is None else {concat}")
     elif seed_kind == "none-if":
         setup.append(f"{A} = None")
-        body_concat.append(f"if {A} is None:\n    {A} = {part}\nelse:\n    {A} = {concat}")
+        body_concat.append(f"if {A} is None:\n    {A} = {joined}\nelse:\n    {A} = {concat}")
     elif seed_kind == "i0":
-        body_concat.append(f"if {index} == {1 if loop == 'while' else 0}:\n    {A} = {part}\n    continue\n"
+        body_concat.append(f"if {index} == {1 if loop == 'while' else 0}:\n    {A} = {joined}\n    continue\n"
                            f"{A} = {concat}")
     elif seed_kind == "empty":
         width = "x.shape[-1]"
