@@ -13,7 +13,7 @@ from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, suspension_point, suspension_text, uninitialised_growth, SUSPENSIONS)
+                             opaque_call, suspension_point, suspension_text, uninitialised_growth, is_suspension)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -908,6 +908,13 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         verdict.unsafe.append(f"{where} suspends the loop: its caller may resume it in another grad or inference "
                               "mode, and a buffer made in inference mode cannot be written outside it")
 
+    for p in group:
+        undecided = classifier.undecided_inference(p.alloc)
+        if undecided is not None:
+            verdict.unsafe.append(f"`{p.temp}` is allocated under {undecided}, whose mode is not a constant: a "
+                                  "buffer made in inference mode cannot be written by a later merge outside it")
+            break
+
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
     if facts.torchscript:
         verdict.no_fix.append(f"{facts.torchscript}, which rejects a variable that is None and then a tensor")
@@ -991,11 +998,27 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
         return None
 
     callee = ast.unparse(merge_call.func)
+    allocs = [p.alloc.value for p in group]
     for p in group:
         template = templates.get(p.temp)
+        follows = _global_state_read(p, ctx, loop)
+        if follows is not None:
+            changer = _global_state_changer(region + header, classifier, ignore=[merge_call, *allocs])
+            if changer is not None:
+                verdict.no_fix.append(
+                    f"the buffer's dtype or device may change between merges: `{classifier.quote(p.alloc.value)}` "
+                    f"(line {p.alloc.lineno}) {follows}, which `{classifier.quote(changer)}` (line {changer.lineno}) "
+                    "may change; a guard on a tensor's metadata does not restore it (pass `dtype=` and `device=` "
+                    "from a tensor)")
+                continue
         reasons = [unproven(template, is_template=True)] if template is not None else []
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
+                if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and not _metadata_tuple(n.value):
+                    # `opts['dtype']`, `dts[0]`: the loop may store into the container
+                    # without rebinding its name (`opts['dtype'] = torch.float64`).
+                    reasons.append(f"`{classifier.quote(n)}` (line {n.lineno}) is read from a container item, "
+                                   "which the loop could store into")
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
                     # `y.dtype`, `y.shape`: a tensor's metadata, which another reference may change
@@ -1020,6 +1043,46 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
                 verdict.guard_reason = verdict.guard_reason or reason
             else:
                 verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+
+
+def _metadata_tuple(node: ast.AST) -> bool:
+    """`X.shape`, `X.size()`, `X.stride()` of a plain name: an immutable tuple."""
+    return _shape_of_name(node) or isinstance(node, ast.Call) and not node.args and not node.keywords \
+        and isinstance(node.func, ast.Attribute) and node.func.attr == "stride" and isinstance(node.func.value, ast.Name)
+
+
+def _global_state_read(pair, ctx, loop) -> str | None:
+    """How a fresh buffer's dtype or device depends on global state: a factory
+    (`torch.empty(X.shape)`, `torch.zeros(n)`) without `dtype=` or `device=`
+    follows torch's defaults; a call among the allocator's arguments
+    (`dtype=torch.get_default_dtype()`) may read anything. None if neither."""
+    call, allocator = pair.alloc.value, _allocator(pair, ctx, loop)
+    for arg in _other_arguments(pair, ctx, loop):
+        for n in ast.walk(arg):
+            if isinstance(n, ast.Call) and not _metadata_tuple(n) and not (
+                    isinstance(n.func, ast.Attribute) and n.func.attr in ("size", "stride", "dim", "numel")
+                    and isinstance(n.func.value, ast.Name)):
+                return f"takes an argument from the call `{ast.unparse(n)}`, which may read global state"
+    if allocator.endswith("_like") or allocator.startswith("Tensor."):
+        return None  # dtype and device come from the template or the receiver
+    keywords = {k.arg for k in call.keywords}
+    missing = [what for what in ("dtype", "device") if what not in keywords]
+    if missing:
+        return f"takes its {' and '.join(missing)} from torch's global default{'s' if len(missing) > 1 else ''}"
+    return None
+
+
+def _global_state_changer(region, classifier, ignore):
+    """The first call in the region that may change torch's default dtype or
+    device: `torch.set_default_dtype`/`set_default_device`/
+    `set_default_tensor_type`, or any call that is not a builtin, a torch
+    function or a tensor method known to keep metadata (`opaque_call`)."""
+    for tree in region:
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.Attribute, ast.Name)) and isinstance(n.ctx, ast.Load) \
+                    and (classifier.qualify(n) or "").rsplit(".", 1)[-1].startswith("set_default_"):
+                return classifier.parents.get(n) if isinstance(classifier.parents.get(n), ast.Call) else n
+    return opaque_call(region, classifier, classifier.merge_names, ignore=ignore)
 
 
 def _shape_is_template(pair, ctx, loop, template) -> bool:
@@ -1209,7 +1272,7 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
 def _suspended_between(seed: ast.Name, loop: Loop, facts: ScopeFacts) -> str | None:
     """A suspension point after the seed's binding and before the loop: the
     caller may resume the function in another grad or inference mode."""
-    points = [n for n in walk_scope(facts.node) if isinstance(n, SUSPENSIONS)
+    points = [n for n in walk_scope(facts.node) if is_suspension(n)
               and (seed.lineno, seed.col_offset) < (n.lineno, n.col_offset) < (loop.node.lineno, loop.node.col_offset)]
     return f"{suspension_text(points[0])} lies between them" if points else None
 
