@@ -12,8 +12,9 @@ from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
-from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, suspension_point, suspension_text, uninitialised_growth, is_suspension)
+from ..analysis.uses import (GRAD_CONTEXTS, HARMLESS_CONTEXTS, TORCH_NAMESPACES, Kind, UseClassifier,
+                             captured_names, classifier_for, dynamic_access, is_suspension, opaque_call,
+                             suspension_point, suspension_text, uninitialised_growth)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -54,6 +55,10 @@ class FixPlan:
     reinit: tuple = ()
     # Names set to None right after the loop, releasing the scratch buffers.
     release: tuple = ()
+    # Every temporary is tested (`if T is None or U is None`), and set to None
+    # before the loop, where an exception between the allocations may be caught
+    # in the loop and leave some of them None.
+    test_all: bool = False
 
 
 SHAPE_SPELLINGS = frozenset({"torch.empty"})  # `torch.empty(X.shape, ...)`: empty_like written longhand
@@ -813,6 +818,10 @@ class Verdict:
     reinit: list = field(default_factory=list)  # statements re-initialising a reused buffer
     swap: str = "safe"  # "safe" | "unsafe" | "never"
     swap_reason: str | None = None
+    # Why an exception raised between the group's allocations may be caught in
+    # the loop (a `try`, a context manager that may swallow it): then the lazy
+    # test must cover every temporary, not the first one alone.
+    catchable: str | None = None
 
 
 def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
@@ -923,10 +932,27 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                               "assumes it is not traced")
     _check_initialisation(group, loop, ctx, trust, verdict)
     _check_leaves(group, facts, verdict)
+    verdict.catchable = _caught_in_loop(group, loop, ctx, classifier) if len(group) > 1 else None
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
     verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
     return verdict
+
+
+def _caught_in_loop(group, loop, ctx, classifier) -> str | None:
+    """A statement between the allocations and the loop that may catch an
+    exception (an out-of-memory error) raised by one of them and let the loop
+    go on: a `try`, or a `with` not known to let exceptions through."""
+    current, parent = group[0].alloc, ctx.index.parents.get(group[0].alloc)
+    while parent is not None and parent is not loop.node:
+        if isinstance(parent, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            return f"the `try` (line {parent.lineno})"
+        if isinstance(parent, (ast.With, ast.AsyncWith)):
+            for item in parent.items:
+                if (classifier.context_name(item.context_expr) or "") not in {*GRAD_CONTEXTS, *HARMLESS_CONTEXTS}:
+                    return f"`with {classifier.quote(item.context_expr)}:` (line {parent.lineno})"
+        current, parent = parent, ctx.index.parents.get(parent)
+    return None
 
 
 def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict):
@@ -1441,7 +1467,7 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
     released = tuple(name for _, temp, spare in pairs for name in (temp, spare) if name)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
                    guard=guard, drop=scratch if guard else (), reinit=tuple(verdict.reinit),
-                   release=released if _release_after(loop) else ())
+                   release=released if _release_after(loop) else (), test_all=verdict.catchable is not None)
 
 
 FULL_METADATA = ("shape", "dtype", "device", "stride()")
@@ -1481,8 +1507,9 @@ def _operations(plan: FixPlan, lines: list) -> tuple:
     at = lambda stmt: position(stmt, lines)  # noqa: E731
     spares = [spare for _, _, spare in plan.pairs if spare]
     ops = [InsertBefore(at(plan.loop), " = ".join([*spares, "None"]))] if spares else []
-    ops.append(InsertBefore(at(plan.loop), f"{plan.first_temp} = None"))
-    header = f"if {plan.first_temp} is None"
+    tested = [temp for _, temp, _ in plan.pairs] if plan.test_all else [plan.first_temp]
+    ops.append(InsertBefore(at(plan.loop), " = ".join([*tested, "None"])))
+    header = "if " + " or ".join(f"{temp} is None" for temp in tested)
     if plan.guard:
         header += f" or {plan.guard}"
     if plan.drop:
