@@ -162,7 +162,12 @@ class AllocInLoopMerge(Rule):
     wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
     unless the loop is followed only by a plain `return`, the scratch buffers are
     released right after the loop (`T = None`; with ping-pong `T = T_alt = None`,
-    every scratch name of the group).
+    every scratch name of the group). Where an exception raised between the
+    group's allocations (an out-of-memory error) may be caught inside the loop
+    (a `try` around them within the loop, or a `with` whose context manager is
+    not known to let exceptions through), every temporary of the group is set to
+    None before the loop and tested, `if T is None or U is None:`: a caught
+    exception may leave the first allocated and the second None.
     - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
       on it writes into the accumulator's first value.
     - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
@@ -222,7 +227,8 @@ class AllocInLoopMerge(Rule):
       `old` or `prev`. Any other keyword (`prefix_output=T`, `suffix_output=T`,
       `output_prefix=T`, `o=T`) is an input, so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
-    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
+    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`
+      (and `.is_sparse .is_leaf .names .is_nested .is_quantized .is_meta .itemsize .nbytes`),
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
       `isinstance(x, C)` where `C` is a builtin or torch class (or a tuple of
       them: any other class's `__instancecheck__` is user code given `x`),
@@ -241,7 +247,10 @@ class AllocInLoopMerge(Rule):
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
     `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
     a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
-    `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    `id(acc)`, `acc.data_ptr()`), any attribute that is neither a metadata read
+    above nor `.T .mT .H .mH .data .grad .real .imag` (followed like a view):
+    `acc._version`, `acc._cdata`, `acc.__array_interface__`, which buffer reuse
+    changes; use as a key, `locals()`/`eval`/frame access
     (found by name anywhere in the function, nested lambdas and functions
     included: `sys._getframe` under any alias, `getattr(sys, "_getframe")`,
     `f_locals`, `f_back`, `__traceback__`, `settrace`, `__import__`,
@@ -283,16 +292,24 @@ class AllocInLoopMerge(Rule):
     `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
     the innermost decorator of a plain `def` that is not a generator function (on an
     `async def` torch wraps only the call that creates the coroutine). Grad mode is
-    dynamic, thread-local state, so such a context counts only where nothing can
-    change it: its block (or the decorated function) holds no `yield`, `await`,
-    `async for` or `async with` (the caller may resume it in another grad mode), no
+    dynamic, thread-local state, so such a context counts only where its argument
+    decides the mode and nothing can change it: no argument, or only the
+    constant `True` for `inference_mode` (`False` for `set_grad_enabled`),
+    positional or as `mode=` (`inference_mode(mode=False)` records grad;
+    `inference_mode(**kw)`, `inference_mode(flag)` may, so neither counts); its
+    block (or the decorated function) holds no `yield`, `await`, `async for`,
+    `async with` or async comprehension (`[c async for c in src]`; the caller may
+    resume it in another grad mode), no
     reference to a grad-mode switch outside a `with` item (`torch.set_grad_enabled(flag)`
     or `torch.autograd.set_grad_enabled(...)` as a call, `torch._C._set_grad_enabled`,
     `torch.autograd.grad_mode.*`, an alias of one), no hand-called `__enter__`/`__exit__`,
     and no `with` entered inside it whose context manager is not known to leave grad
-    mode alone. A `yield`/`await` inside the loop itself makes every fix unsafe: a
-    buffer allocated while the caller is in inference mode cannot be written after
-    it resumes the loop outside it. An allocation with `requires_grad=True` (or a
+    mode alone. A `yield`/`await` (or any suspension point above) inside the loop
+    itself makes every fix unsafe: a buffer allocated while the caller is in
+    inference mode cannot be written after it resumes the loop outside it. For the
+    same reason an allocation under `torch.inference_mode(flag)` whose mode is not
+    a constant (`inference_mode(i % 3 == 0)`, around the loop or inside it) gets
+    no safe fix: a buffer made in inference mode may be reused outside it. An allocation with `requires_grad=True` (or a
     non-constant `requires_grad=`) makes each buffer a new autograd leaf; reused, one
     leaf would collect the gradients of several iterations, so it gets no fix unless
     the loop runs where no grad is recorded (and then ping-pong: the swap could
@@ -339,7 +356,9 @@ class AllocInLoopMerge(Rule):
     that the loop never rebinds, that no nested scope sees, that is not aliased
     before the loop, and whose every use keeps its metadata. Every other
     argument and keyword of the allocator must be built from constants and
-    names the loop never rebinds, whose every use keeps their metadata; a
+    names the loop never rebinds, whose every use keeps their metadata; not an
+    item of a container (`opts['dtype']`, `dts[0]`: the loop may store into it
+    without rebinding the name), unless the fix can be guarded; a
     tensor read there for its metadata (`y.dtype`, `x.shape[-1]`) is held to
     the template's rule, and a plain name someone else may hold (`n`) to the
     loop calling nothing that could change it in place (an unknown function or
@@ -352,7 +371,14 @@ class AllocInLoopMerge(Rule):
     and the message says why. A torch `out=` merge may resize the buffer, so
     its fixes are always guarded (shape only), and an allocation whose shape
     is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
-    gets no fix: reuse would skip the draw.
+    gets no fix: reuse would skip the draw. A factory allocator without `dtype=`
+    or `device=` (`torch.empty(X.shape)`, `torch.zeros(n)`) takes them from
+    torch's global defaults, and a call among the allocator's arguments
+    (`dtype=torch.get_default_dtype()`) may read any state: where the loop
+    references `torch.set_default_dtype`/`set_default_device`/
+    `set_default_tensor_type` or calls code that could change them (an unknown
+    function or method), such an allocation gets no fix (a guard on a tensor's
+    metadata does not restore a default).
 
     **5. `# noqa`.** A `# noqa: ALC001` on any line of an allocation statement of
     a group leaves the whole group unfixed; its other allocations are reported
@@ -381,9 +407,15 @@ class AllocInLoopMerge(Rule):
     position writes it there; what it reads there first is the allocator's:
     undefined with `empty*` (in the original too), and the re-initialisation's
     zeros or fill with an initialising allocator. The tensors are plain
-    `torch.Tensor`s of the strided layout (dense or quantized): a `__torch_function__`
+    `torch.Tensor`s of the strided layout (dense or quantized), not nested
+    (`torch.nested` tensors are strided too, but the guard's `.shape` raises on
+    them; a reference to `torch.nested.*` in the function makes every fix
+    unsafe): a `__torch_function__`
     subclass may run user code on any operation, `len` and `print` included,
-    and a sparse template's strides cannot be compared. Operands of arithmetic
+    and a sparse template's strides cannot be compared. No `TorchDispatchMode`
+    or `TorchFunctionMode` active around the function keeps references to the
+    tensors it sees (a write log, an activation recorder): a mode sees every
+    buffer, and a reused buffer's later merges would overwrite what it kept. Operands of arithmetic
     are tensors or numbers (an object whose operator keeps its argument is not
     detected). No code reads the function's variables through frames other than
     by the names the check looks for (a callee walking `f_back`, a debugger, a
@@ -925,6 +957,11 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
             break
 
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
+    nested = next((n for n in walk_scope(facts.node) if isinstance(n, (ast.Attribute, ast.Name))
+                   and (classifier.qualify(n) or "").startswith("torch.nested.")), None)
+    if nested is not None:
+        verdict.unsafe.append(f"`{classifier.quote(nested)}` (line {nested.lineno}) makes nested tensors, which "
+                              "the fix assumes it never sees (a guard's `.shape` raises on them)")
     if facts.torchscript:
         verdict.no_fix.append(f"{facts.torchscript}, which rejects a variable that is None and then a tensor")
     if verdict.guard and facts.fx:
