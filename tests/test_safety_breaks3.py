@@ -372,3 +372,26 @@ def test_nested_tensors_made_in_the_function_make_every_fix_unsafe(tmp_path):
     a = observe(source, lambda ns: ns["combine"](chunks()), tmp_path)
     b = observe(rewritten, lambda ns: ns["combine"](chunks()), tmp_path)
     assert a[1] != b[1]  # the rewrite's guard reads `.shape` of a nested tensor
+
+
+def test_seed_made_under_a_non_constant_inference_mode_gets_no_safe_swap(tmp_path):
+    """Found attacking the n05 fix: the seed may be an inference tensor, which
+    the swap would write outside inference mode."""
+    source = program('''
+    def combine(chunks, flag):
+        with torch.inference_mode(flag):
+            output = torch.zeros(3)
+            lse = torch.zeros(3)
+        for o, s in chunks:
+            out_tmp = torch.empty_like(output)
+            lse_tmp = torch.empty_like(lse)
+            merge_state(output, lse, o, s, out_tmp, lse_tmp)
+            output = out_tmp
+            lse = lse_tmp
+        return output, lse
+    ''')
+    assert safe_forms(source) == ["pingpong", "pingpong"]
+    drive = lambda ns: ns["combine"](chunks(), True)  # noqa: E731
+    assert same_behaviour(source, fix_source(source).text, drive, tmp_path)
+    swapped = fix_source(source, unsafe_fixes=True).text
+    assert not same_behaviour(source, swapped, drive, tmp_path)

@@ -1289,6 +1289,8 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
                          for lexical, (decided, why) in [(classifier.lexical_grad_mode(node),
                                                           classifier.grad_context(node))]
                          if lexical == "inference" and decided != "inference"]
+            undecided += [f"{flag}, whose mode is not a constant" for flag in
+                          [classifier.undecided_inference(seed.target)] if flag]
             if suspended or undecided:
                 note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
                                     f"buffers ({suspended or undecided[0]})")
