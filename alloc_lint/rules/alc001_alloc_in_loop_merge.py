@@ -1114,6 +1114,10 @@ def _metadata_tuple(node: ast.AST) -> bool:
         and isinstance(node.func, ast.Attribute) and node.func.attr == "stride" and isinstance(node.func.value, ast.Name)
 
 
+# Builtins that read only their arguments (`torch.empty(len(xs), d)`).
+PLAIN_BUILTINS = frozenset({"len", "int", "float", "bool", "max", "min", "abs", "round", "tuple"})
+
+
 def _global_state_read(pair, ctx, loop) -> str | None:
     """How a fresh buffer's dtype or device depends on global state: a factory
     (`torch.empty(X.shape)`, `torch.zeros(n)`) without `dtype=` or `device=`
@@ -1124,7 +1128,9 @@ def _global_state_read(pair, ctx, loop) -> str | None:
         for n in ast.walk(arg):
             if isinstance(n, ast.Call) and not _metadata_tuple(n) and not (
                     isinstance(n.func, ast.Attribute) and n.func.attr in ("size", "stride", "dim", "numel")
-                    and isinstance(n.func.value, ast.Name)):
+                    and isinstance(n.func.value, ast.Name)) and not (
+                    isinstance(n.func, ast.Name) and n.func.id in PLAIN_BUILTINS
+                    and ctx.resolver.is_builtin(n.func.id, loop.scope)):
                 return f"takes an argument from the call `{ast.unparse(n)}`, which may read global state"
     if allocator.endswith("_like") or allocator.startswith("Tensor."):
         return None  # dtype and device come from the template or the receiver
