@@ -98,7 +98,8 @@ class Use:
 
 METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
                                  "requires_grad", "is_sparse", "is_leaf", "names", "is_nested", "is_quantized",
-                                 "is_meta", "is_mps", "is_xpu", "itemsize", "nbytes"})
+                                 "is_meta", "is_mps", "is_xpu", "is_cpu", "is_sparse_csr", "is_mkldnn",
+                                 "itemsize", "nbytes"})
 METADATA_METHODS = frozenset({"size", "numel", "dim", "stride", "is_contiguous", "element_size",
                               "nelement", "ndimension", "is_floating_point", "is_complex",
                               "get_device", "storage_offset", "type"})

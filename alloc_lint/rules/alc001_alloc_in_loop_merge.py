@@ -228,7 +228,7 @@ class AllocInLoopMerge(Rule):
       `output_prefix=T`, `o=T`) is an input, so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
     - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`
-      (and `.is_sparse .is_leaf .names .is_nested .is_quantized .is_meta .itemsize .nbytes`),
+      (and `.is_sparse .is_leaf .names .is_nested .is_quantized .is_meta .is_cpu .itemsize .nbytes`),
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
       `isinstance(x, C)` where `C` is a builtin or torch class (or a tuple of
       them: any other class's `__instancecheck__` is user code given `x`),
