@@ -118,10 +118,15 @@ class Use:
 # --- the lists -----------------------------------------------------------------------
 
 METADATA_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda",
-                                 "requires_grad", "is_sparse", "is_leaf", "names"})
+                                 "requires_grad", "is_sparse", "is_leaf", "names", "is_nested", "is_quantized",
+                                 "is_meta", "is_mps", "is_xpu", "is_cpu", "is_sparse_csr", "is_mkldnn",
+                                 "itemsize", "nbytes"})
 METADATA_METHODS = frozenset({"size", "numel", "dim", "stride", "is_contiguous", "element_size",
                               "nelement", "ndimension", "is_floating_point", "is_complex",
                               "get_device", "storage_offset", "type"})
+# Attributes whose value is the tensor, a view of it or a tensor attached to it:
+# followed like the tensor itself.
+VIEW_ATTRIBUTES = frozenset({"T", "mT", "H", "mH", "data", "grad", "real", "imag"})
 # Tensor methods whose result shares no storage with the receiver and is not
 # differentiable, so nothing is ever saved for backward.
 NONDIFF_METHODS = frozenset({"item", "tolist", "any", "all", "isnan", "isinf", "isfinite",
@@ -462,7 +467,13 @@ class UseClassifier:
                 False, True
         if attr.attr in METADATA_ATTRIBUTES:
             return Kind.METADATA, None, False, False
-        return self._value(attr, name)  # `.T`, `.data`, `.grad`, ...: may share storage
+        if attr.attr in VIEW_ATTRIBUTES:
+            return self._value(attr, name)  # `.T`, `.data`, `.grad`, ...: may share storage
+        # `_version`, `_cdata`, `__array_interface__`, ...: identity, counters,
+        # pointers or anything else that buffer reuse may change.
+        return Kind.UNKNOWN, (f"`{self.quote(attr)}`{where}: `.{attr.attr}` is not an attribute known to "
+                              f"read only `{name}`'s metadata or values (buffer reuse changes identity, "
+                              "addresses and version counters)"), False, False
 
     def _argument(self, call: ast.Call, expr: ast.AST, keyword: str | None, name: str):
         """`expr` (the tensor or a view of it) passed to `call`."""
@@ -573,6 +584,25 @@ class UseClassifier:
         function is suspended between them."""
         return self._grad_scan(node)[0]
 
+    def undecided_inference(self, node: ast.AST) -> str | None:
+        """An `inference_mode` context around `node` (a `with` item or a
+        decorator, up to the module) whose mode is not a constant: whether a
+        tensor made there is an inference tensor differs from run to run (or
+        from iteration to iteration). One line naming it, or None."""
+        current, parent = node, self.parents.get(node)
+        while parent is not None:
+            contexts = []
+            if isinstance(parent, (ast.With, ast.AsyncWith)) and current in parent.body:
+                contexts = [(item.context_expr, "with ") for item in parent.items]
+            elif isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) and current in parent.body:
+                contexts = [(d, "@") for d in parent.decorator_list]
+            for expr, prefix in contexts:
+                if GRAD_CONTEXTS.get(self.context_name(expr) or "") == "inference" \
+                        and self._grad_mode_of(expr) == "unknown":
+                    return f"`{prefix}{self.quote(expr)}` (line {expr.lineno})"
+            current, parent = parent, self.parents.get(parent)
+        return None
+
     def _grad_scan(self, node: ast.AST) -> tuple[str | None, str | None, str | None]:
         key = id(node)
         if key in self._grad_cache:
@@ -652,7 +682,7 @@ class UseClassifier:
         for stmt in body:
             for n in _own_nodes(stmt):
                 where = f" (line {getattr(n, 'lineno', '?')})"
-                if isinstance(n, SUSPENSIONS):
+                if is_suspension(n):
                     why = f"{suspension_text(n)} may resume it in the caller's grad mode"
                 elif isinstance(n, ast.Attribute) and n.attr in ("__enter__", "__exit__"):
                     why = f"`{self.quote(n)}`{where} enters or leaves a context by hand"
@@ -673,17 +703,21 @@ class UseClassifier:
         mode = GRAD_CONTEXTS.get(self.context_name(expr) or "")
         if mode is None:
             return None
-        arguments = expr.args if isinstance(expr, ast.Call) else []
+        if not isinstance(expr, ast.Call):
+            return mode  # a bare `@torch.no_grad` / `@torch.inference_mode` decorator
+        # The mode flag, positional or `mode=`; anything else (`**kw`, another
+        # keyword, two arguments) leaves the mode undecided.
+        arguments = [*expr.args, *(k.value for k in expr.keywords if k.arg == "mode")]
+        if any(k.arg != "mode" for k in expr.keywords) or any(isinstance(a, ast.Starred) for a in expr.args) \
+                or len(arguments) > 1:
+            return "unknown"
         flag = arguments[0] if arguments else None
+        constant = flag.value if isinstance(flag, ast.Constant) and isinstance(flag.value, bool) else None
         if mode == "inference":
-            if flag is None or (isinstance(flag, ast.Constant) and flag.value is True):
-                return "inference"
-            return "grad" if isinstance(flag, ast.Constant) and flag.value is False else "unknown"
+            return "inference" if flag is None or constant is True else "grad" if constant is False else "unknown"
         if mode == "set":
-            if isinstance(flag, ast.Constant) and flag.value is False:
-                return "no_grad"
-            return "unknown" if not (isinstance(flag, ast.Constant) and flag.value is True) else "grad"
-        return mode
+            return "no_grad" if constant is False else "grad" if constant is True else "unknown"
+        return mode if flag is None else "unknown"
 
     def _context(self, node: ast.AST, boundary: ast.AST, name: str):
         """A `with` block between the use and `boundary` that is not known to
@@ -715,9 +749,20 @@ def _own_nodes(tree: ast.AST):
 
 
 SUSPENSIONS = (ast.Yield, ast.YieldFrom, ast.Await, ast.AsyncFor, ast.AsyncWith)
+COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def is_suspension(node: ast.AST) -> bool:
+    """`yield`, `await`, `async for`, `async with`, or an async comprehension
+    (`[c async for c in source]` awaits each item; an async generator
+    expression is counted too, as it is usually iterated right there)."""
+    return isinstance(node, SUSPENSIONS) or isinstance(node, COMPREHENSIONS) and any(
+        g.is_async for g in node.generators)
 
 
 def suspension_text(node: ast.AST) -> str:
+    if isinstance(node, COMPREHENSIONS):
+        return f"the async comprehension (line {node.lineno})"
     what = {ast.Yield: "yield", ast.YieldFrom: "yield from", ast.Await: "await",
             ast.AsyncFor: "async for", ast.AsyncWith: "async with"}[type(node)]
     return f"`{what}` (line {node.lineno})"
@@ -725,9 +770,10 @@ def suspension_text(node: ast.AST) -> str:
 
 def suspension_point(region) -> ast.AST | None:
     """The first point in the region's own scope where the function may be
-    suspended (`yield`, `await`, `async for`, `async with`) and resumed by a
-    caller in another grad or inference mode; None if there is none."""
-    found = [n for tree in region for n in _own_nodes(tree) if isinstance(n, SUSPENSIONS)]
+    suspended (`yield`, `await`, `async for`, `async with`, an async
+    comprehension) and resumed by a caller in another grad or inference mode;
+    None if there is none."""
+    found = [n for tree in region for n in _own_nodes(tree) if is_suspension(n)]
     return min(found, key=lambda n: (n.lineno, n.col_offset), default=None)
 
 

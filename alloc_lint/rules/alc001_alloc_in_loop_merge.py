@@ -12,8 +12,9 @@ from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
-from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, suspension_point, suspension_text, uninitialised_growth, SUSPENSIONS)
+from ..analysis.uses import (GRAD_CONTEXTS, HARMLESS_CONTEXTS, TORCH_NAMESPACES, Kind, UseClassifier,
+                             captured_names, classifier_for, dynamic_access, is_suspension, opaque_call,
+                             suspension_point, suspension_text, uninitialised_growth)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -54,6 +55,10 @@ class FixPlan:
     reinit: tuple = ()
     # Names set to None right after the loop, releasing the scratch buffers.
     release: tuple = ()
+    # Every temporary is tested (`if T is None or U is None`), and set to None
+    # before the loop, where an exception between the allocations may be caught
+    # in the loop and leave some of them None.
+    test_all: bool = False
 
 
 SHAPE_SPELLINGS = frozenset({"torch.empty"})  # `torch.empty(X.shape, ...)`: empty_like written longhand
@@ -157,7 +162,12 @@ class AllocInLoopMerge(Rule):
     wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
     unless the loop is followed only by a plain `return`, the scratch buffers are
     released right after the loop (`T = None`; with ping-pong `T = T_alt = None`,
-    every scratch name of the group).
+    every scratch name of the group). Where an exception raised between the
+    group's allocations (an out-of-memory error) may be caught inside the loop
+    (a `try` around them within the loop, or a `with` whose context manager is
+    not known to let exceptions through), every temporary of the group is set to
+    None before the loop and tested, `if T is None or U is None:`: a caught
+    exception may leave the first allocated and the second None.
     - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
       on it writes into the accumulator's first value.
     - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
@@ -217,7 +227,8 @@ class AllocInLoopMerge(Rule):
       `old` or `prev`. Any other keyword (`prefix_output=T`, `suffix_output=T`,
       `output_prefix=T`, `o=T`) is an input, so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
-    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
+    - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`
+      (and `.is_sparse .is_leaf .names .is_nested .is_quantized .is_meta .is_cpu .itemsize .nbytes`),
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
       `isinstance(x, C)` where `C` is a builtin or torch class (or a tuple of
       them: any other class's `__instancecheck__` is user code given `x`),
@@ -236,7 +247,10 @@ class AllocInLoopMerge(Rule):
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
     `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
     a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
-    `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    `id(acc)`, `acc.data_ptr()`), any attribute that is neither a metadata read
+    above nor `.T .mT .H .mH .data .grad .real .imag` (followed like a view):
+    `acc._version`, `acc._cdata`, `acc.__array_interface__`, which buffer reuse
+    changes; use as a key, `locals()`/`eval`/frame access
     (found by name anywhere in the function, nested lambdas and functions
     included: `sys._getframe` under any alias, `getattr(sys, "_getframe")`,
     `f_locals`, `f_back`, `__traceback__`, `settrace`, `__import__`,
@@ -278,16 +292,24 @@ class AllocInLoopMerge(Rule):
     `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
     the innermost decorator of a plain `def` that is not a generator function (on an
     `async def` torch wraps only the call that creates the coroutine). Grad mode is
-    dynamic, thread-local state, so such a context counts only where nothing can
-    change it: its block (or the decorated function) holds no `yield`, `await`,
-    `async for` or `async with` (the caller may resume it in another grad mode), no
+    dynamic, thread-local state, so such a context counts only where its argument
+    decides the mode and nothing can change it: no argument, or only the
+    constant `True` for `inference_mode` (`False` for `set_grad_enabled`),
+    positional or as `mode=` (`inference_mode(mode=False)` records grad;
+    `inference_mode(**kw)`, `inference_mode(flag)` may, so neither counts); its
+    block (or the decorated function) holds no `yield`, `await`, `async for`,
+    `async with` or async comprehension (`[c async for c in src]`; the caller may
+    resume it in another grad mode), no
     reference to a grad-mode switch outside a `with` item (`torch.set_grad_enabled(flag)`
     or `torch.autograd.set_grad_enabled(...)` as a call, `torch._C._set_grad_enabled`,
     `torch.autograd.grad_mode.*`, an alias of one), no hand-called `__enter__`/`__exit__`,
     and no `with` entered inside it whose context manager is not known to leave grad
-    mode alone. A `yield`/`await` inside the loop itself makes every fix unsafe: a
-    buffer allocated while the caller is in inference mode cannot be written after
-    it resumes the loop outside it. An allocation with `requires_grad=True` (or a
+    mode alone. A `yield`/`await` (or any suspension point above) inside the loop
+    itself makes every fix unsafe: a buffer allocated while the caller is in
+    inference mode cannot be written after it resumes the loop outside it. For the
+    same reason an allocation under `torch.inference_mode(flag)` whose mode is not
+    a constant (`inference_mode(i % 3 == 0)`, around the loop or inside it) gets
+    no safe fix: a buffer made in inference mode may be reused outside it. An allocation with `requires_grad=True` (or a
     non-constant `requires_grad=`) makes each buffer a new autograd leaf; reused, one
     leaf would collect the gradients of several iterations, so it gets no fix unless
     the loop runs where no grad is recorded (and then ping-pong: the swap could
@@ -334,7 +356,9 @@ class AllocInLoopMerge(Rule):
     that the loop never rebinds, that no nested scope sees, that is not aliased
     before the loop, and whose every use keeps its metadata. Every other
     argument and keyword of the allocator must be built from constants and
-    names the loop never rebinds, whose every use keeps their metadata; a
+    names the loop never rebinds, whose every use keeps their metadata; not an
+    item of a container (`opts['dtype']`, `dts[0]`: the loop may store into it
+    without rebinding the name), unless the fix can be guarded; a
     tensor read there for its metadata (`y.dtype`, `x.shape[-1]`) is held to
     the template's rule, and a plain name someone else may hold (`n`) to the
     loop calling nothing that could change it in place (an unknown function or
@@ -347,7 +371,14 @@ class AllocInLoopMerge(Rule):
     and the message says why. A torch `out=` merge may resize the buffer, so
     its fixes are always guarded (shape only), and an allocation whose shape
     is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
-    gets no fix: reuse would skip the draw.
+    gets no fix: reuse would skip the draw. A factory allocator without `dtype=`
+    or `device=` (`torch.empty(X.shape)`, `torch.zeros(n)`) takes them from
+    torch's global defaults, and a call among the allocator's arguments
+    (`dtype=torch.get_default_dtype()`) may read any state: where the loop
+    references `torch.set_default_dtype`/`set_default_device`/
+    `set_default_tensor_type` or calls code that could change them (an unknown
+    function or method), such an allocation gets no fix (a guard on a tensor's
+    metadata does not restore a default).
 
     **5. `# noqa`.** A `# noqa: ALC001` on any line of an allocation statement of
     a group leaves the whole group unfixed; its other allocations are reported
@@ -376,9 +407,15 @@ class AllocInLoopMerge(Rule):
     position writes it there; what it reads there first is the allocator's:
     undefined with `empty*` (in the original too), and the re-initialisation's
     zeros or fill with an initialising allocator. The tensors are plain
-    `torch.Tensor`s of the strided layout (dense or quantized): a `__torch_function__`
+    `torch.Tensor`s of the strided layout (dense or quantized), not nested
+    (`torch.nested` tensors are strided too, but the guard's `.shape` raises on
+    them; a reference to `torch.nested.*` in the function makes every fix
+    unsafe): a `__torch_function__`
     subclass may run user code on any operation, `len` and `print` included,
-    and a sparse template's strides cannot be compared. Operands of arithmetic
+    and a sparse template's strides cannot be compared. No `TorchDispatchMode`
+    or `TorchFunctionMode` active around the function keeps references to the
+    tensors it sees (a write log, an activation recorder): a mode sees every
+    buffer, and a reused buffer's later merges would overwrite what it kept. Operands of arithmetic
     are tensors or numbers (an object whose operator keeps its argument is not
     detected). No code reads the function's variables through frames other than
     by the names the check looks for (a callee walking `f_back`, a debugger, a
@@ -813,6 +850,10 @@ class Verdict:
     reinit: list = field(default_factory=list)  # statements re-initialising a reused buffer
     swap: str = "safe"  # "safe" | "unsafe" | "never"
     swap_reason: str | None = None
+    # Why an exception raised between the group's allocations may be caught in
+    # the loop (a `try`, a context manager that may swallow it): then the lazy
+    # test must cover every temporary, not the first one alone.
+    catchable: str | None = None
 
 
 def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
@@ -908,7 +949,19 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         verdict.unsafe.append(f"{where} suspends the loop: its caller may resume it in another grad or inference "
                               "mode, and a buffer made in inference mode cannot be written outside it")
 
+    for p in group:
+        undecided = classifier.undecided_inference(p.alloc)
+        if undecided is not None:
+            verdict.unsafe.append(f"`{p.temp}` is allocated under {undecided}, whose mode is not a constant: a "
+                                  "buffer made in inference mode cannot be written by a later merge outside it")
+            break
+
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
+    nested = next((n for n in walk_scope(facts.node) if isinstance(n, (ast.Attribute, ast.Name))
+                   and (classifier.qualify(n) or "").startswith("torch.nested.")), None)
+    if nested is not None:
+        verdict.unsafe.append(f"`{classifier.quote(nested)}` (line {nested.lineno}) makes nested tensors, which "
+                              "the fix assumes it never sees (a guard's `.shape` raises on them)")
     if facts.torchscript:
         verdict.no_fix.append(f"{facts.torchscript}, which rejects a variable that is None and then a tensor")
     if verdict.guard and facts.fx:
@@ -916,10 +969,27 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                               "assumes it is not traced")
     _check_initialisation(group, loop, ctx, trust, verdict)
     _check_leaves(group, facts, verdict)
+    verdict.catchable = _caught_in_loop(group, loop, ctx, classifier) if len(group) > 1 else None
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
     verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
     return verdict
+
+
+def _caught_in_loop(group, loop, ctx, classifier) -> str | None:
+    """A statement between the allocations and the loop that may catch an
+    exception (an out-of-memory error) raised by one of them and let the loop
+    go on: a `try`, or a `with` not known to let exceptions through."""
+    current, parent = group[0].alloc, ctx.index.parents.get(group[0].alloc)
+    while parent is not None and parent is not loop.node:
+        if isinstance(parent, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            return f"the `try` (line {parent.lineno})"
+        if isinstance(parent, (ast.With, ast.AsyncWith)):
+            for item in parent.items:
+                if (classifier.context_name(item.context_expr) or "") not in {*GRAD_CONTEXTS, *HARMLESS_CONTEXTS}:
+                    return f"`with {classifier.quote(item.context_expr)}:` (line {parent.lineno})"
+        current, parent = parent, ctx.index.parents.get(parent)
+    return None
 
 
 def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict):
@@ -991,11 +1061,27 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
         return None
 
     callee = ast.unparse(merge_call.func)
+    allocs = [p.alloc.value for p in group]
     for p in group:
         template = templates.get(p.temp)
+        follows = _global_state_read(p, ctx, loop)
+        if follows is not None:
+            changer = _global_state_changer(region + header, classifier, ignore=[merge_call, *allocs])
+            if changer is not None:
+                verdict.no_fix.append(
+                    f"the buffer's dtype or device may change between merges: `{classifier.quote(p.alloc.value)}` "
+                    f"(line {p.alloc.lineno}) {follows}, which `{classifier.quote(changer)}` (line {changer.lineno}) "
+                    "may change; a guard on a tensor's metadata does not restore it (pass `dtype=` and `device=` "
+                    "from a tensor)")
+                continue
         reasons = [unproven(template, is_template=True)] if template is not None else []
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
+                if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and not _metadata_tuple(n.value):
+                    # `opts['dtype']`, `dts[0]`: the loop may store into the container
+                    # without rebinding its name (`opts['dtype'] = torch.float64`).
+                    reasons.append(f"`{classifier.quote(n)}` (line {n.lineno}) is read from a container item, "
+                                   "which the loop could store into")
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
                     # `y.dtype`, `y.shape`: a tensor's metadata, which another reference may change
@@ -1020,6 +1106,52 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
                 verdict.guard_reason = verdict.guard_reason or reason
             else:
                 verdict.no_fix.append(f"the buffer's shape may change between merges: {reason}")
+
+
+def _metadata_tuple(node: ast.AST) -> bool:
+    """`X.shape`, `X.size()`, `X.stride()` of a plain name: an immutable tuple."""
+    return _shape_of_name(node) or isinstance(node, ast.Call) and not node.args and not node.keywords \
+        and isinstance(node.func, ast.Attribute) and node.func.attr == "stride" and isinstance(node.func.value, ast.Name)
+
+
+# Builtins that read only their arguments (`torch.empty(len(xs), d)`).
+PLAIN_BUILTINS = frozenset({"len", "int", "float", "bool", "max", "min", "abs", "round", "tuple"})
+
+
+def _global_state_read(pair, ctx, loop) -> str | None:
+    """How a fresh buffer's dtype or device depends on global state: a factory
+    (`torch.empty(X.shape)`, `torch.zeros(n)`) without `dtype=` or `device=`
+    follows torch's defaults; a call among the allocator's arguments
+    (`dtype=torch.get_default_dtype()`) may read anything. None if neither."""
+    call, allocator = pair.alloc.value, _allocator(pair, ctx, loop)
+    for arg in _other_arguments(pair, ctx, loop):
+        for n in ast.walk(arg):
+            if isinstance(n, ast.Call) and not _metadata_tuple(n) and not (
+                    isinstance(n.func, ast.Attribute) and n.func.attr in ("size", "stride", "dim", "numel")
+                    and isinstance(n.func.value, ast.Name)) and not (
+                    isinstance(n.func, ast.Name) and n.func.id in PLAIN_BUILTINS
+                    and ctx.resolver.is_builtin(n.func.id, loop.scope)):
+                return f"takes an argument from the call `{ast.unparse(n)}`, which may read global state"
+    if allocator.endswith("_like") or allocator.startswith("Tensor."):
+        return None  # dtype and device come from the template or the receiver
+    keywords = {k.arg for k in call.keywords}
+    missing = [what for what in ("dtype", "device") if what not in keywords]
+    if missing:
+        return f"takes its {' and '.join(missing)} from torch's global default{'s' if len(missing) > 1 else ''}"
+    return None
+
+
+def _global_state_changer(region, classifier, ignore):
+    """The first call in the region that may change torch's default dtype or
+    device: `torch.set_default_dtype`/`set_default_device`/
+    `set_default_tensor_type`, or any call that is not a builtin, a torch
+    function or a tensor method known to keep metadata (`opaque_call`)."""
+    for tree in region:
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.Attribute, ast.Name)) and isinstance(n.ctx, ast.Load) \
+                    and (classifier.qualify(n) or "").rsplit(".", 1)[-1].startswith("set_default_"):
+                return classifier.parents.get(n) if isinstance(classifier.parents.get(n), ast.Call) else n
+    return opaque_call(region, classifier, classifier.merge_names, ignore=ignore)
 
 
 def _shape_is_template(pair, ctx, loop, template) -> bool:
@@ -1163,6 +1295,8 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
                          for lexical, (decided, why) in [(classifier.lexical_grad_mode(node),
                                                           classifier.grad_context(node))]
                          if lexical == "inference" and decided != "inference"]
+            undecided += [f"{flag}, whose mode is not a constant" for flag in
+                          [classifier.undecided_inference(seed.target)] if flag]
             if suspended or undecided:
                 note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
                                     f"buffers ({suspended or undecided[0]})")
@@ -1209,7 +1343,7 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
 def _suspended_between(seed: ast.Name, loop: Loop, facts: ScopeFacts) -> str | None:
     """A suspension point after the seed's binding and before the loop: the
     caller may resume the function in another grad or inference mode."""
-    points = [n for n in walk_scope(facts.node) if isinstance(n, SUSPENSIONS)
+    points = [n for n in walk_scope(facts.node) if is_suspension(n)
               and (seed.lineno, seed.col_offset) < (n.lineno, n.col_offset) < (loop.node.lineno, loop.node.col_offset)]
     return f"{suspension_text(points[0])} lies between them" if points else None
 
@@ -1378,7 +1512,7 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
     released = tuple(name for _, temp, spare in pairs for name in (temp, spare) if name)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
                    guard=guard, drop=scratch if guard else (), reinit=tuple(verdict.reinit),
-                   release=released if _release_after(loop) else ())
+                   release=released if _release_after(loop) else (), test_all=verdict.catchable is not None)
 
 
 FULL_METADATA = ("shape", "dtype", "device", "stride()")
@@ -1418,8 +1552,9 @@ def _operations(plan: FixPlan, lines: list) -> tuple:
     at = lambda stmt: position(stmt, lines)  # noqa: E731
     spares = [spare for _, _, spare in plan.pairs if spare]
     ops = [InsertBefore(at(plan.loop), " = ".join([*spares, "None"]))] if spares else []
-    ops.append(InsertBefore(at(plan.loop), f"{plan.first_temp} = None"))
-    header = f"if {plan.first_temp} is None"
+    tested = [temp for _, temp, _ in plan.pairs] if plan.test_all else [plan.first_temp]
+    ops.append(InsertBefore(at(plan.loop), " = ".join([*tested, "None"])))
+    header = "if " + " or ".join(f"{temp} is None" for temp in tested)
     if plan.guard:
         header += f" or {plan.guard}"
     if plan.drop:
