@@ -829,7 +829,8 @@ HIDDEN_CODE = {  # statements that run code, or stop the loop, where a misfit pa
     "import": "        import json\n",  # runs the module (once)
     "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
     "class": "        class Step:\n            pass\n",  # runs the class body
-    "augmented": "        log += [i]\n",  # writes the caller's object in place
+    "augmented": "        log += [i]\n",  # writes the caller's object in place (a tensor: `x += 1`)
+    "key": "        m = max([1, 2], key=lambda v: log.append(v) or v)\n",  # a builtin calling back
     "len": "        k = len(log)\n",  # runs the caller's __len__
     "return": "        if i == 1:\n            return log\n",  # a return instead of the error
     "floor-division": "        q = 1 // (2 - i)\n",  # another error, later
