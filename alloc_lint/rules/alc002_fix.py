@@ -639,7 +639,7 @@ def _operations(group: list, shape: _Shape, parts: str, ctx) -> tuple:
         if len(new) == 1 and not isinstance(new[0], ast.Starred):
             code = f"{parts}.append({texts[0]})"
         elif shape.prepend:  # reversed at the end with the list: reverse them here (the order kept in `*xs` too)
-            code = f"{parts}.extend(({', '.join(texts)},)[::-1])"
+            code = f"{parts}.extend(({', '.join(texts)}{',' if len(texts) == 1 else ''})[::-1])"
         elif len(new) == 1:
             code = f"{parts}.extend({_source(new[0].value, ctx.lines)})"
         else:
