@@ -426,3 +426,19 @@ def test_numpy_append_of_python_numbers_keeps_the_dtype(vals, dtype):
         a, *_ = run(NP_APPEND, (vals[:n], dtype))
         b, *_ = run(rewritten, (vals[:n], dtype))
         assert _equal(a, b) and (a is b or a.dtype == b.dtype), (a, b)
+
+
+def test_a_header_iterating_the_start_itself_sees_the_same_object_after_the_fix():
+    # `zip(acc, xs)` keeps the start tensor, not the name: both programs walk its rows.
+    source = '''import torch
+def run(xs):
+    acc = torch.arange(3.0).reshape(3, 1)
+    rows = []
+    for a, x in zip(acc, xs):
+        rows.append(float(a))
+        acc = torch.cat([acc, x])
+    return acc, rows
+'''
+    rewritten = _unsafe_naming(source, "nothing writes the start value")
+    for n in (0, 2, 5):
+        assert_same_program(source, rewritten, ([torch.full((1, 1), float(k)) for k in range(n)],))
