@@ -442,3 +442,13 @@ def run(xs):
     rewritten = _unsafe_naming(source, "nothing writes the start value")
     for n in (0, 2, 5):
         assert_same_program(source, rewritten, ([torch.full((1, 1), float(k)) for k in range(n)],))
+
+
+def test_a_break_in_a_handler_or_case_of_the_else_withholds_the_fix():
+    source = ELSE_JUMPS["for-else-break"].replace(
+        "            break\n", "            try:\n                pass\n            except ValueError:\n"
+        "                pass\n            finally:\n                break\n")
+    _no_fix(source, "`else:` has a `break`")
+    source = ELSE_JUMPS["for-else-break"].replace(
+        "            break\n", "            match n:\n                case _:\n                    break\n")
+    _no_fix(source, "`else:` has a `break`")

@@ -414,7 +414,8 @@ def _walk_same_loop(stmt: ast.stmt):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
             todo.extend(node.orelse)
             continue
-        todo.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt))
+        todo.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr))  # handlers, cases too
+
 
 def _bound_before(acc: str, loop, ctx) -> bool:
     """Is `acc` certainly bound when the loop starts (a parameter, or assigned
