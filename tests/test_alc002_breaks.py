@@ -299,10 +299,21 @@ def run(xs):
 '''
 
 
-def test_grad_mode_switched_in_the_loop_is_named():
-    rewritten = _unsafe_naming(GRAD_TOGGLE, "grad mode")
+def test_grad_mode_switched_by_a_call_seen_in_the_loop_withholds_the_fix():
+    _no_fix(GRAD_TOGGLE, "switches grad or inference mode")
+    _no_fix(GRAD_TOGGLE.replace("torch.set_grad_enabled(i > 0)", "torch.no_grad().__enter__()"),
+            "switches grad or inference mode")
+    scoped = GRAD_TOGGLE.replace("        torch.set_grad_enabled(i > 0)\n",
+                                 "        with torch.set_grad_enabled(i > 0):\n            y = x * 2\n")
+    assert fix_kind(scoped) == {"unsafe"}  # a `with` item restores the mode after its block
+
+
+def test_grad_mode_switched_by_code_not_seen_is_named():
+    source = GRAD_TOGGLE.replace("torch.set_grad_enabled(i > 0)", "switch(i > 0)").replace(
+        "import torch\n", "import torch\ndef switch(on):\n    torch.set_grad_enabled(on)\n")
+    rewritten = _unsafe_naming(source, "grad mode")
     grads = []
-    for source in (GRAD_TOGGLE, rewritten):
+    for source in (source, rewritten):
         xs = [torch.ones(1, requires_grad=True) for _ in range(3)]
         load(source)["run"](xs).sum().backward()
         grads.append([x.grad is None for x in xs])

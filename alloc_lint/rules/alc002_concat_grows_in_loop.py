@@ -175,8 +175,11 @@ class ConcatGrowsInLoop(Rule):
     would leave the accumulator as before the loop); the concatenation is
     inside a `try` or a `with` of the loop body (its errors are caught in the
     loop; `no_grad`, `inference_mode` and `autocast` would not cover the
-    single concatenation after the loop); the accumulator may be unbound
-    before the loop (not assigned on every path to it, or `del acc` /
+    single concatenation after the loop), or a call in the loop switches
+    grad or inference mode (`torch.set_grad_enabled(i > 0)`,
+    `torch.no_grad().__enter__()`: the one concatenation after the loop
+    would run under the last mode; a `with` item restores it); the
+    accumulator may be unbound before the loop (not assigned on every path to it, or `del acc` /
     `except ... as acc` before it, or anywhere when an enclosing loop runs
     it again); the first iteration is special-cased otherwise (`if i == 0:`,
     `continue`) or seeds another value than the parts added later, or
@@ -226,9 +229,10 @@ class ConcatGrowsInLoop(Rule):
       `f(row)` all leave it unproven).
     - *grad mode*: the loop's concatenations each ran under the grad mode of
       their iteration, the single one after the loop runs under the mode
-      after it; a call in the loop that switches it
-      (`torch.set_grad_enabled(i > 0)`) changes which parts get gradients.
-      Proven with the parts above (no part, and no start, requires grad).
+      after it; code run by the loop that switches it (a function calling
+      `torch.set_grad_enabled(...)`; a call to it seen in the loop withholds
+      the fix) changes which parts get gradients. Proven with the parts
+      above (no part, and no start, requires grad).
     - *the first part is not None* (seeded shapes): a `None` part leaves the
       accumulator `None` in the loop, so the next part seeds it again, where
       the list keeps the `None`. Proven with the parts above.

@@ -25,6 +25,13 @@ TRANSPARENT_CONTEXTS = frozenset({
     "torch.device", "torch.autograd.profiler.record_function", "torch.profiler.record_function",
     "torch.cuda.nvtx.range", "nvtx.annotate",
 })
+# Calls that switch grad or inference mode when called as a statement, not
+# only as a `with` item (the mode then lasts past the statement).
+MODE_SWITCHES = frozenset({
+    "torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled",
+    "torch._C._set_grad_enabled", "torch.inference_mode", "torch.autograd.grad_mode.inference_mode",
+    "torch._C._InferenceMode", "torch.no_grad", "torch.enable_grad",
+})
 # `dir()` lists the loop's names, and the fix adds one (uses.dynamic_access has the others).
 _LISTS_NAMES = "dir"
 # Factories whose result is a fresh dense tensor of the given `dtype=`, or of
@@ -88,6 +95,7 @@ def _plan(group: list, ctx) -> Plan:
     classifier = classifier_for(ctx, loop.scope)
     _check_uses(group, shape, ctx, classifier)  # (the pattern's uses under a `with`: _check_exits)
     _check_exits(group, ctx)
+    _check_mode_switches(group, ctx)
     assumptions = []
     dynamic = dynamic_access(scope, classifier)
     if dynamic:  # outside the loop (inside it, _check_uses withheld the fix)
@@ -362,6 +370,22 @@ def _check_exits(group: list, ctx) -> None:
                 raise _NoFix(f"the concatenation runs under the `with` at line {holder.lineno}, "
                              "which the single concatenation after the loop would not")
 
+
+def _check_mode_switches(group: list, ctx) -> None:
+    """A grad or inference mode switched in the loop by a call seen there
+    (`torch.set_grad_enabled(i > 0)`, `torch.no_grad().__enter__()`): each
+    concatenation of the loop ran under its iteration's mode, the single one
+    after the loop would run under the last. (A `with` item restores the
+    mode when its block ends; calls whose code is not seen are the unsafe
+    fix's grad-mode assumption.)"""
+    loop = group[0].loop
+    parents = _parents(loop.scope)
+    for node in loop_nodes(loop):
+        if isinstance(node, ast.Call) and _qualified(node.func, loop, ctx) in MODE_SWITCHES \
+                and not isinstance(parents.get(node), ast.withitem):
+            raise _NoFix(f"the call at line {node.lineno} (`{_line(node, ctx)}`) switches grad or inference "
+                         "mode in the loop: the single concatenation after the loop would run under another "
+                         "mode than the loop's")
 
 def _check_placement(group: list, ctx) -> None:
     """What the concatenation placed after the loop, and `acc` left at its
