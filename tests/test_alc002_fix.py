@@ -654,7 +654,7 @@ def _factory(rng, shape: str, dtype) -> str:
 
 def _random_program(rng) -> str:
     dim = rng.choice([0, -1])
-    width = "3" if rng.random() < 0.9 else "4"  # sometimes a part that does not fit
+    width = rng.choice(["3"] * 6 + ["4", "3 + (i == 2)"])  # sometimes a part that does not fit
     rows = rng.choice(["1", "2", "i % 2 + 1"])
     shape = f"({rows}, {width})" if dim == 0 else f"(3, {rows})"
     part = _factory(rng, shape, rng.choice(DTYPES)).replace("torch.arange(", "torch.arange(").strip()
@@ -666,6 +666,9 @@ def _random_program(rng) -> str:
     body = []
     if rng.random() < 0.3:
         body.append("        if i == stop:\n            break")
+    if rng.random() < 0.5:  # an exit the concatenation's error used to come before
+        body.append(rng.choice(["        if i == stop + 1:\n            return None",
+                                "        q = 1 // (stop - i)", "        assert i < stop + 2"]))
     other = _factory(rng, shape, rng.choice(DTYPES))
     if "arange" in other:
         other = f"{other}.reshape(1, -1)" if dim == 0 else f"{other}.reshape(-1, 1)"
