@@ -463,3 +463,21 @@ def test_a_break_in_a_handler_or_case_of_the_else_withholds_the_fix():
     source = ELSE_JUMPS["for-else-break"].replace(
         "            break\n", "            match n:\n                case _:\n                    break\n")
     _no_fix(source, "`else:` has a `break`")
+
+
+@pytest.mark.parametrize("call, fits", [
+    ("torch.cat([acc, torch.ones(2, device='cpu')], 0)", True),
+    ("torch.cat(tensors=[acc, torch.ones(2, device='cpu')], axis=0)", True),
+    ("torch.cat([acc, torch.ones(2, device='cpu')], 0, dim=0)", False),  # TypeError on every call
+    ("torch.cat([acc, torch.ones(2, device='cpu')], dim=0, axis=0)", False),
+    ("torch.cat([acc, torch.ones(2, device='cpu')], dim=1)", False),  # out of range for 1-D
+])
+def test_the_fits_proof_takes_only_arguments_cat_accepts(call, fits):
+    source = (f"import torch\ndef run(n):\n    acc = torch.zeros(0, device='cpu')\n    for i in range(n):\n"
+              f"        acc = {call}\n    return acc\n")
+    found = check_source(source, "program.py", config=ONLY)
+    kinds = {d.fixes[0].applicability if d.fixes else "none" for d in found}
+    assert kinds == ({"safe"} if fits else {"unsafe"}) or (not fits and kinds <= {"unsafe", "none"}), kinds
+    if fits:
+        for n in (0, 1, 3):
+            assert_same_program(source, fixed(source, unsafe=False), (n,))

@@ -557,6 +557,9 @@ def _parts_fit(group: list, shape: _Shape, ctx, classifier: UseClassifier) -> bo
     if group[0].func not in CATS:
         return False
     call = group[0].call
+    given = ["tensors", "dim"][:len(call.args)] + ["dim" if k.arg == "axis" else k.arg for k in call.keywords]
+    if len(call.args) > 2 or len(given) != len(set(given)) or not {"tensors"} <= set(given) <= {"tensors", "dim"}:
+        return False  # arguments the call rejects (on every iteration, or once after the loop)
     dim = call.args[1] if len(call.args) > 1 else next(
         (k.value for k in call.keywords if k.arg in ("dim", "axis")), ast.Constant(0))
     dim = _int_constant(dim)
