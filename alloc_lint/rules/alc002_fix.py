@@ -387,6 +387,7 @@ def _check_mode_switches(group: list, ctx) -> None:
                          "mode in the loop: the single concatenation after the loop would run under another "
                          "mode than the loop's")
 
+
 def _check_placement(group: list, ctx) -> None:
     """What the concatenation placed after the loop, and `acc` left at its
     start value until then, need of the code around the loop: no `break` or
