@@ -203,9 +203,34 @@ def check_text(text: str, filename: str, config: Config, prefilter: bool = True,
         return []
     dropped = (file_suppressions(text) or ()) + config.ignored_codes(filename)
     lines = split_lines(text)
+    spans = logical_lines(text) if "noqa" in text.lower() else {}
     return [d for d in diagnostics
             if not selectors.matches(d.code, dropped)
-            and not (0 < d.line <= len(lines) and is_suppressed(lines[d.line - 1], d.code))]
+            and not any(0 < n <= len(lines) and is_suppressed(lines[n - 1], d.code)
+                        for n in range(*spans.get(d.line, (d.line, d.line + 1))))]
+
+
+def logical_lines(text: str) -> dict[int, tuple[int, int]]:
+    """Physical line -> (first, last + 1) line of the logical line holding it, for
+    the lines of multi-line statements: a `# noqa` on any of them applies to all,
+    as in flake8."""
+    spans: dict = {}
+    start = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT) and start is None:
+                continue
+            if start is None:
+                start = token.start[0]
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                end = token.start[0]
+                if end > start:
+                    for n in range(start, end + 1):
+                        spans[n] = (start, end + 1)
+                start = None
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return spans
 
 
 @dataclass

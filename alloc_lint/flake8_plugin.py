@@ -74,7 +74,14 @@ class AllocLintFlake8:
         if not found:
             return
         dropped = (engine.file_suppressions(text) or ()) + config.ignored_codes(self.filename)
+        # flake8 reads `# noqa` on the reported line only (bracketed continuation
+        # lines are lines of their own); `alloc-lint check` on any line of the
+        # statement: the same here.
+        spans = engine.logical_lines(text) if "noqa" in text.lower() else {}
         for d in found:
+            if any(engine.is_suppressed(self.lines[n - 1], d.code) for n in range(*spans.get(d.line, (0, 0)))
+                   if 0 < n <= len(self.lines)):
+                continue
             if not selectors.matches(d.code, dropped):
                 # flake8 columns are 0-based and shown +1: the same column as `alloc-lint check`.
                 yield d.line, d.column - 1, f"{d.code} {d.message}", type(self)

@@ -70,7 +70,7 @@ def variants() -> dict:
                          "            if output_tmp is None:\n"
                          "                output_tmp_alt = torch.empty_like(output)\n"
                          "                output_lse_tmp_alt = torch.empty_like(output_lse)\n")
-    kept = safe.replace("    output_tmp = output_lse_tmp = None\n", "")
+    kept = safe.replace("    output_tmp = output_tmp_alt = output_lse_tmp = output_lse_tmp_alt = None\n", "")
     swap = alloc_lint.fix_source(PROGRAM, unsafe_fixes=True).text
     assert len({PROGRAM, safe, eager, kept, swap}) == 5, "the fix's shape changed: update this script"
     return {"original": PROGRAM, "safe fix (lazy ping-pong, released)": safe,
@@ -116,7 +116,7 @@ def main() -> int:
         T = torch.empty_like(X)
         env = {"X": X, "T": T, "torch": torch}
         guard = "T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device " \
-                "or T.stride() != X.stride()"
+                "or T.stride() != X.stride() or X.is_quantized"
 
         def per_call(stmt, number):
             return sorted(timeit.repeat(stmt, globals=env, number=number, repeat=5))[2] / number * 1e6

@@ -300,8 +300,12 @@ def programs(draw) -> Generated:
     g.markers = w.markers
     g.accumulators = len(accs)
     g.released = work_after
-    if style == "zeros" or seed_kind in ("arith", "clone"):
+    if style == "zeros":
         g.safe_form = g.unsafe_form = "swap"
+    elif seed_kind in ("arith", "clone"):
+        # Computed from the caller's tensors, which may require grad: the swap,
+        # which writes merges into the seed and may return it, is unsafe.
+        g.safe_form, g.unsafe_form = "pingpong", "swap"
     elif seed_kind == "param":
         g.safe_form = g.unsafe_form = "pingpong"
     else:

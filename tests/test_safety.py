@@ -434,6 +434,7 @@ CASES = [
     Case("restart_with_another_shape", """
         def merge_rows(out, a, b):
             out.copy_(a + b)
+        @torch.no_grad()  # the seed `p.clone()` would otherwise get the swap only as unsafe (it may require grad)
         def run(x, parts):
             acc = None
             sums = []
@@ -745,7 +746,7 @@ CASES = [
                 torch.add(acc, p, out=tmp)
                 acc = tmp
             return acc
-        """, "swap", extras=frozenset({"shape-guard"}),
+        """, "swap", extras=frozenset({"shape-guard", "reinit"}),
          config=dataclasses.replace(TRUSTED, allocators=DEFAULT_ALLOCATORS + ("torch.zeros_like",))),
     Case("full_like_allocator_accumulating_merge", """
         def accumulate(out, a, b):
@@ -857,6 +858,7 @@ CASES = [
         """, "none", ("noqa",)),
     # --- the swap's ownership proofs that hold -----------------------------------------------
     Case("clone_seed", """
+        @torch.no_grad()  # outside no-grad `x.clone()` may require grad: tests/test_safety_autograd.py
         def run(x, parts):
             acc = x.clone()
             for p in parts:

@@ -61,7 +61,91 @@ def _bindings(scope: Scope) -> dict[str, list]:
         elif isinstance(sub, (ast.Global, ast.Nonlocal)):
             for name in sub.names:
                 add(name, _OPAQUE)
+        elif type(sub).__name__ in ("MatchAs", "MatchStar") and getattr(sub, "name", None):
+            add(sub.name, _OPAQUE)
+        elif type(sub).__name__ == "MatchMapping" and getattr(sub, "rest", None):
+            add(sub.rest, _OPAQUE)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
+        # A nested function's `global x` / `nonlocal x` (then `x = ...`) rebinds
+        # this scope's `x` at run time: it names nothing we can trust.
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Nonlocal if not isinstance(node, ast.Module) else ast.Global):
+                for name in sub.names:
+                    add(name, _OPAQUE)
     return found
+
+
+_READ_ONLY_GLOBALS = ("get", "keys", "values", "items", "copy", "__contains__")
+
+
+def rebinds_globals_dynamically(tree: ast.Module) -> bool:
+    """Can the module's globals be rebound by name at run time: `exec`/`eval`
+    of code that may bind names (not a constant string that binds nothing, not
+    code given its own namespace: `exec(src, ns)`), `globals()` used other
+    than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare
+    `vars()` at module level (in a function it is the function's locals)?"""
+    module_level = {id(n) for n in walk_scope(tree)}
+    for parent in ast.walk(tree):
+        for node in ast.iter_child_nodes(parent):
+            if isinstance(node, ast.Name) and node.id == "__builtins__":
+                return True  # `__builtins__["len"] = ...`
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
+                return True
+            if (node.func.id == "globals" or node.func.id == "vars" and id(node) in module_level) and not node.args:
+                read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
+                    or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
+                if not read:
+                    return True
+    return False
+
+
+_BINDING_CALLS = frozenset({"exec", "eval", "globals", "vars", "setattr", "delattr", "__import__", "compile"})
+
+
+def _harmless_dynamic_code(call: ast.Call) -> bool:
+    """`exec(code, ns)` / `eval(code, ns)` with a namespace that is not
+    `globals()` (checked where `globals()` occurs), or a constant string whose
+    code binds no name and calls nothing that could."""
+    if len(call.args) >= 2 or any(k.arg == "globals" for k in call.keywords):
+        return True
+    code = call.args[0] if call.args else None
+    if not (isinstance(code, ast.Constant) and isinstance(code.value, str)):
+        return False
+    try:
+        tree = ast.parse(code.value, mode="eval" if call.func.id == "eval" else "exec")
+    except SyntaxError:
+        return True  # raises before binding anything
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) or isinstance(node, (
+                ast.Global, ast.Nonlocal, ast.Import, ast.ImportFrom, ast.NamedExpr, ast.FunctionDef,
+                ast.AsyncFunctionDef, ast.ClassDef)):
+            return False
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BINDING_CALLS:
+            return False
+    return True
+
+
+def _bound_after_stars(module: ast.Module, name: str) -> bool:
+    """Does an unconditional top-level import or assignment after the module's
+    last star import bind `name` (so that the star cannot be what it means
+    once the module has run)?"""
+    stars = [s.lineno for s in ast.walk(module)
+             if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    if not stars:
+        return True
+    for stmt in module.body:
+        if stmt.lineno <= max(stars):
+            continue
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)) and any(
+                (a.asname or a.name.split(".")[0]) == name for a in stmt.names):
+            return True
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            return True
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.name == name:
+            return True
+    return False
 
 
 class Resolver:
@@ -69,12 +153,41 @@ class Resolver:
 
     def __init__(self):
         self._cache: dict[int, dict[str, list]] = {}
+        self._modules: dict[int, tuple] = {}  # id(module) -> (dynamic, patched qualified names)
+
+    def _module_facts(self, module: Scope) -> tuple:
+        """(the module's globals may be rebound by name at run time, the
+        qualified names it assigns or deletes: `torch.exp = shim`)."""
+        key = id(module.node)
+        if key not in self._modules:
+            self._modules[key] = (False, frozenset())  # while computing the patched names
+            patched = set()
+            for node in ast.walk(module.node):
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                    name = self.qualified_name(node, module)
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                        and node.func.id in ("setattr", "delattr") and node.args:
+                    name = self.qualified_name(node.args[0], module)
+                else:
+                    continue
+                if name:
+                    patched.add(name)
+            self._modules[key] = (rebinds_globals_dynamically(module.node), frozenset(patched))
+        return self._modules[key]
 
     def bindings(self, scope: Scope) -> dict[str, list]:
         key = id(scope.node)
         if key not in self._cache:
             self._cache[key] = _bindings(scope)
         return self._cache[key]
+
+    def patched(self, scope: Scope) -> frozenset[str]:
+        """Qualified names the module of `scope` assigns, deletes or `setattr`s
+        (`torch.exp = shim`, `torch.Tensor.add_ = ...`)."""
+        module = scope
+        while module.parent is not None:
+            module = module.parent
+        return self._module_facts(module)[1]
 
     def qualified_name(self, expr: ast.expr, scope: Scope, _depth: int = 0) -> str | None:
         if _depth > 8:
@@ -88,7 +201,16 @@ class Resolver:
         base = self._resolve_name(expr.id, scope, _depth)
         if base is None:
             return None
-        return ".".join([base, *reversed(parts)])
+        qualified = ".".join([base, *reversed(parts)])
+        module = scope
+        while module.parent is not None:
+            module = module.parent
+        patched = self._module_facts(module)[1]
+        # `torch.exp = shim` (or `setattr(torch, ...)`) in the module: torch.exp,
+        # and everything under torch, may be the shim's.
+        if any(qualified == p or qualified.startswith(p + ".") for p in patched):
+            return None
+        return qualified
 
     def is_builtin(self, name: str, scope: Scope) -> bool:
         """Does `name` in `scope` mean Python's builtin (a builtin's name, bound
@@ -101,6 +223,9 @@ class Resolver:
                 bound = self.bindings(current)
                 if name in bound or "*" in bound:
                     return False
+                if current.parent is None and (self._module_facts(current)[0] or {"builtins", f"builtins.{name}"}
+                                               & self._module_facts(current)[1]):
+                    return False  # `globals()["len"] = ...`, `builtins.len = ...`
             current = current.parent
         return True
 
@@ -113,6 +238,17 @@ class Resolver:
             bound = self.bindings(current).get(name)
             if bound:
                 results = set()
+                if current.parent is None:  # a module global
+                    if self._module_facts(current)[0]:
+                        return None  # `globals()[...] = ...`, `exec(...)`: rebound by name
+                    stars = self.bindings(current).get("*", [])
+                    if stars and not _bound_after_stars(current.node, name):
+                        for star in stars:
+                            # `from m import *` may rebind it (torch's star never binds `torch`).
+                            if not (isinstance(star, str) and star.split(".")[0] == "torch"):
+                                return None
+                            if name != "torch":
+                                results.add(f"{star}.{name}")
                 for value in bound:
                     if value is _OPAQUE:
                         return None

@@ -31,8 +31,11 @@ Kinds (closed):
 PURE_READ and INPLACE depend on autograd: outside `torch.no_grad()` /
 `torch.inference_mode()`, an operation that saves its input for backward
 (`acc * w`, `acc.abs()`) makes a later in-place reuse of that buffer break
-`backward()`. Those uses carry `grad=True` and are harmless only under a
-lexical no-grad context.
+`backward()` (or silently corrupt gradients, with a kernel that bumps no
+version counter), and an in-place write whose operand may require grad
+(`acc += bias`) puts the buffer in a graph that a later merge into it leaves
+stale. Those uses carry `grad=True` and are harmless only under a lexical
+no-grad context that provably decides grad mode there (`grad_context`).
 
 How a rule uses it (ALC001 does; ALC002 should, rather than a second classifier):
 
@@ -129,13 +132,16 @@ PURE_METHODS = {"clone": False, "sum": False, "mean": False, "exp": False, "neg"
                 "sqrt": False, "abs": True, "norm": True, "amax": True, "amin": True,
                 "max": True, "min": True, "square": True, "log": True, "pow": True,
                 "logsumexp": True, "softmax": False, "sigmoid": False, "tanh": False}
-# Value-only in-place methods (never the shape/storage changers below).
-# True: may save the receiver's buffer for backward unless every argument is a constant.
-INPLACE_METHODS = {"add_": False, "sub_": False, "zero_": False, "fill_": False, "copy_": False,
-                   "mul_": True, "div_": True, "clamp_": True, "clamp_min_": True,
-                   "clamp_max_": True, "addcmul_": True, "addcdiv_": True, "lerp_": True,
-                   "masked_fill_": False, "exp_": True, "neg_": False, "abs_": True,
-                   "sqrt_": True, "maximum_": True, "minimum_": True, "nan_to_num_": True}
+# Value-only in-place methods (never the shape/storage changers below). Outside
+# no-grad, each is an autograd hazard unless every argument that could carry
+# grad is a numeric constant (`_inplace_grad`): an operand that requires grad
+# puts the buffer in a graph, which a kernel's later overwrite leaves stale.
+# The value: how many leading arguments cannot carry grad (a bool mask).
+INPLACE_METHODS = {"add_": 0, "sub_": 0, "zero_": 0, "fill_": 0, "copy_": 0,
+                   "mul_": 0, "div_": 0, "clamp_": 0, "clamp_min_": 0,
+                   "clamp_max_": 0, "addcmul_": 0, "addcdiv_": 0, "lerp_": 0,
+                   "masked_fill_": 1, "exp_": 0, "neg_": 0, "abs_": 0,
+                   "sqrt_": 0, "maximum_": 0, "minimum_": 0, "nan_to_num_": 0}
 SHAPE_CHANGERS = frozenset({"resize_", "resize_as_", "set_", "as_strided_", "squeeze_",
                             "unsqueeze_", "t_", "transpose_", "swapdims_", "swapaxes_",
                             "requires_grad_", "share_memory_", "detach_", "retain_grad",
@@ -181,17 +187,39 @@ GRAD_CONTEXTS = {"torch.no_grad": "no_grad", "torch.autograd.no_grad": "no_grad"
                  "torch.autograd.grad_mode.inference_mode": "inference",
                  "torch.enable_grad": "grad", "torch.autograd.enable_grad": "grad",
                  "torch.set_grad_enabled": "set", "torch.autograd.set_grad_enabled": "set"}
+def _switches_grad_mode(qualified: str) -> bool:
+    """A torch function or class that sets grad or inference mode
+    (`torch.set_grad_enabled`, `torch._C._set_grad_enabled`,
+    `torch.autograd.grad_mode.*`, `torch.inference_mode`, ...)."""
+    if qualified in GRAD_CONTEXTS or qualified.startswith("torch.autograd.grad_mode."):
+        return True
+    last = qualified.rsplit(".", 1)[-1].lower().replace("_", "")
+    return qualified.startswith("torch.") and not last.startswith("is") and any(
+        k in last for k in ("gradenabled", "enablegrad", "nograd", "inferencemode"))
+
+
 HARMLESS_CONTEXTS = frozenset({
     "torch.autograd.profiler.record_function", "torch.profiler.record_function",
     "torch.cuda.nvtx.range", "nvtx.annotate", "torch.autocast", "torch.amp.autocast",
     "torch.cuda.amp.autocast", "torch.cpu.amp.autocast", "contextlib.nullcontext",
     "warnings.catch_warnings", "torch.autograd.profiler.profile", "torch.profiler.profile",
 })
-# Additive ops never save an operand for backward; with a numeric constant as the
-# other operand, neither do these.
-_NEVER_SAVES = (ast.Add, ast.Sub, ast.FloorDiv, ast.Mod, ast.BitAnd, ast.BitOr, ast.BitXor,
+# Context managers known to leave grad mode alone (entered inside a no-grad one).
+GRAD_NEUTRAL_CONTEXTS = HARMLESS_CONTEXTS | {"torch.cuda.stream", "torch.cuda.device", "torch.cuda.StreamContext",
+                                             "torch.device", "torch.accelerator.device_index"}
+# Operators that never save an operand for backward (audited against torch
+# 2.13's autograd nodes, `tests/test_safety.py::test_operator_autograd_audit`):
+# `+`/`-` save no tensor (AddBackward0/SubBackward0 keep dtypes and alpha);
+# `//` has no derivative (its node saves nothing and raises in backward);
+# bitwise and shift operators exist only for integer and bool tensors, which
+# cannot require grad. With a numeric constant as the other operand (which
+# never requires grad), `*`, `/` and `%` record nothing about a buffer that
+# does not require grad either; with a tensor operand that may, they save the
+# buffer (`%`: RemainderBackward saves `self` for `other`'s gradient). Every
+# other operator (`**`, `@`) is taken to save it.
+_NEVER_SAVES = (ast.Add, ast.Sub, ast.FloorDiv, ast.BitAnd, ast.BitOr, ast.BitXor,
                 ast.LShift, ast.RShift)
-_SAVES_UNLESS_CONSTANT = (ast.Mult, ast.Div)
+_SAVES_UNLESS_CONSTANT = (ast.Mult, ast.Div, ast.Mod)
 
 
 def _is_number(node: ast.AST) -> bool:
@@ -238,6 +266,8 @@ class UseClassifier:
         self.qualify = qualify
         self.is_builtin = is_builtin
         self.merge_names = merge_names
+        self._grad_cache: dict = {}
+        self._breaker_cache: dict = {}
 
     def quote(self, node: ast.AST) -> str:
         return source(node, self.lines)
@@ -258,16 +288,33 @@ class UseClassifier:
             kind, reason, grad, resizes = Kind.DELETE, None, False, False
         else:
             kind, reason, grad, resizes = self._value(node, name)
-        grad = grad and reason is None and self.grad_mode(node) not in ("no_grad", "inference")
+        mode, not_counted = self.grad_context(node) if grad and reason is None else (None, None)
+        grad = grad and reason is None and mode not in ("no_grad", "inference")
         if grad:
-            reason = (f"autograd may save `{name}` for backward in `{self.quote(self.expression_of(node))}` "
-                      f"(line {node.lineno}), and a reused buffer would make backward() fail; run the "
-                      "loop under `torch.no_grad()` or `torch.inference_mode()` if no gradient flows here")
+            reason = self._grad_reason(node, name, kind, not_counted)
         if boundary is not None and kind is not Kind.ESCAPE:
             context = self._context(node, boundary, name)
             if context is not None and (reason is None or grad or context[0] is Kind.ASYNC):
                 (kind, reason), grad = context, False
         return Use(name, node, kind, node.lineno, reason, resizes, grad)
+
+    def _grad_reason(self, node: ast.Name, name: str, kind: Kind, not_counted: str | None) -> str:
+        expr = f"`{self.quote(self.expression_of(node))}` (line {node.lineno})"
+        if kind is Kind.INPLACE:
+            statement = node
+            while statement is not None and not isinstance(statement, ast.stmt):
+                statement = self.parents.get(statement)
+            expr = f"`{self.quote(statement or node)}` (line {node.lineno})"
+            hazard = (f"{expr} may put `{name}`'s buffer in the autograd graph (an operand may require grad); "
+                      "a merge into the reused buffer leaves that graph in place, so backward() silently "
+                      "computes wrong gradients")
+        else:
+            hazard = (f"autograd may save `{name}` for backward in {expr}; a later merge overwrites the reused "
+                      "buffer, so backward() raises, or silently computes wrong gradients with a kernel that "
+                      "bumps no version counter (a CUDA kernel)")
+        where = f" ({not_counted})" if not_counted else ""
+        return (f"{hazard}; run the loop under `torch.no_grad()` or `torch.inference_mode()`{where} if no "
+                "gradient flows here")
 
     def uses(self, names, region, boundary=None, preassigned=None) -> list[Use]:
         """Every occurrence of `names` in the region's subtrees, in source order."""
@@ -284,10 +331,9 @@ class UseClassifier:
     def _binding(self, node: ast.Name):
         parent = self.parents.get(node)
         if isinstance(parent, ast.AugAssign) and parent.target is node:
-            other = parent.value
-            grad = isinstance(parent.op, _SAVES_UNLESS_CONSTANT) and not _is_number(other) \
-                or not isinstance(parent.op, _NEVER_SAVES + _SAVES_UNLESS_CONSTANT)
-            return Kind.INPLACE, None, grad, False
+            # `acc += bias`: whatever the operator, an operand that may require
+            # grad puts the buffer in a graph (see _inplace_grad).
+            return Kind.INPLACE, None, not _is_number(parent.value), False
         return Kind.REBIND, None, False, False
 
     # --- values -----------------------------------------------------------------------
@@ -304,7 +350,10 @@ class UseClassifier:
         if isinstance(p, ast.Subscript):
             if p.value is expr:
                 if isinstance(p.ctx, ast.Store):
-                    return Kind.INPLACE, None, False, False
+                    holder = self.parents.get(p)
+                    value = getattr(holder, "value", None) if isinstance(
+                        holder, (ast.Assign, ast.AugAssign, ast.AnnAssign)) else None
+                    return Kind.INPLACE, None, value is None or not _is_number(value), False
                 if isinstance(p.ctx, ast.Del):
                     return Kind.UNKNOWN, f"{text}{where} deletes part of `{name}`", False, False
                 return self._value(p, name)  # a view
@@ -361,7 +410,8 @@ class UseClassifier:
             return Kind.ESCAPE, f"`{self.quote(p)}`{where} binds another name to `{name}`", False, False
         if isinstance(p, ast.AugAssign) and p.value is expr:
             return Kind.UNKNOWN, (f"`{self.quote(p)}`{where} hands `{name}` to the operator of "
-                                  f"`{self.quote(p.target)}` (a list's `+=` keeps views of it)"), False, False
+                                  f"`{self.quote(p.target)}`: a tensor's in-place operator may save it for "
+                                  f"backward (autograd), a list's `+=` keeps views of it"), False, False
         if isinstance(p, ast.Return):
             return Kind.ESCAPE, f"`{self.quote(p)}`{where} returns `{name}` from inside the loop", False, False
         if isinstance(p, (ast.Yield, ast.YieldFrom)):
@@ -399,9 +449,9 @@ class UseClassifier:
                 return Kind.PURE_READ, None, PURE_METHODS[method], False
             if method in INPLACE_METHODS:
                 if isinstance(self.parents.get(call), ast.Expr):
-                    arguments = [*call.args, *(k.value for k in call.keywords)]
-                    grad = INPLACE_METHODS[method] and not all(_is_number(a) for a in arguments)
-                    return Kind.INPLACE, None, grad, False
+                    arguments = [*call.args[INPLACE_METHODS[method]:],
+                                 *(k.value for k in call.keywords if k.arg != "mask")]
+                    return Kind.INPLACE, None, not all(_is_number(a) for a in arguments), False
                 return self._value(call, name)  # returns the tensor itself
             if method in SHAPE_CHANGERS:
                 return Kind.UNKNOWN, f"{text} may change the shape, storage or autograd state of `{name}`", \
@@ -422,6 +472,10 @@ class UseClassifier:
             return Kind.ASYNC, f"{text} copies `{name}` asynchronously", False, False
         func = call.func
         if isinstance(func, ast.Name) and self.is_builtin(func.id):
+            if func.id == "isinstance" and not self._known_classes(call.args[1] if len(call.args) == 2 else None):
+                # `isinstance(x, C)` calls `type(C).__instancecheck__(C, x)`: user code given x.
+                return Kind.UNKNOWN, (f"{text} hands `{name}` to the `__instancecheck__` of a class not known "
+                                      "to be torch's or a builtin"), False, False
             if func.id in BUILTIN_METADATA:
                 return Kind.METADATA, None, False, False
             if func.id in BUILTIN_READERS:
@@ -437,9 +491,13 @@ class UseClassifier:
             return Kind.MERGE_ARG, None, False, False
         if qualified.rsplit(".", 1)[0] in TORCH_NAMESPACES:
             if any(k.arg == "out" for k in call.keywords):
-                # out= operators refuse autograd; `out=x` writes x (and may resize it).
+                # out= operators refuse autograd; `out=x` writes x (and may resize it),
+                # and the call returns x itself: its result is followed like a view.
                 if keyword == "out":
-                    return Kind.INPLACE, None, False, True
+                    if isinstance(self.parents.get(call), ast.Expr):
+                        return Kind.INPLACE, None, False, True
+                    kind, reason, grad, _ = self._value(call, name)
+                    return kind, reason, grad, True
                 return Kind.PURE_READ, None, False, False
             if last in PURE_TORCH_FUNCTIONS:
                 return Kind.PURE_READ, None, PURE_TORCH_FUNCTIONS[last], False
@@ -450,8 +508,18 @@ class UseClassifier:
                 return Kind.ESCAPE, f"{text} stores `{name}`", False, False
             if func.attr == "copy_" and keyword is None and call.args and call.args[0] is expr:
                 return Kind.PURE_READ, None, False, False
-        return Kind.UNKNOWN, (f"{text} may keep a reference to `{name}`, write to it, or read it "
+        return Kind.UNKNOWN, (f"{text} may keep a reference to `{name}` (autograd too, saving it for "
+                              "backward), write to it, or read it "
                               "later"), False, True
+
+    def _known_classes(self, node) -> bool:
+        """Is `node` a class (or a tuple of classes) whose `__instancecheck__` is
+        Python's or torch's: a builtin name, or a name under `torch.`?"""
+        if isinstance(node, ast.Tuple):
+            return bool(node.elts) and all(self._known_classes(e) for e in node.elts)
+        if isinstance(node, ast.Name) and self.is_builtin(node.id):
+            return True
+        return isinstance(node, (ast.Name, ast.Attribute)) and (self.qualify(node) or "").startswith("torch.")
 
     # --- context ----------------------------------------------------------------------
 
@@ -470,23 +538,136 @@ class UseClassifier:
 
     def grad_mode(self, node: ast.AST) -> str | None:
         """'no_grad' or 'inference' when `node` is lexically under such a
-        context (a `with` block or a decorator of the enclosing function, the
-        nearest one deciding), 'grad' when grad is re-enabled, else None."""
+        context and the lexical reading is sound there (`grad_context`);
+        'grad' when grad is re-enabled; 'unknown' when a grad-mode context is
+        found but does not decide; else None."""
+        return self.grad_context(node)[0]
+
+    def grad_context(self, node: ast.AST) -> tuple[str | None, str | None]:
+        """(mode, why a no-grad context around `node` does not count, or None).
+
+        Grad mode is dynamic, thread-local state; a lexical context decides it
+        only where nothing in between can change it. The nearest deciding
+        context counts:
+        - a `with` item (the last grad-mode item of the nearest such `with`),
+          unless a `with` item entered after it is not known to leave grad
+          mode alone;
+        - a decorator of a plain `def` that is not a generator function, and
+          only the innermost decorators (others could run the body elsewhere,
+          e.g. in a thread); `async def` is not covered (torch wraps the call
+          that creates the coroutine, not its body);
+        and a no-grad one only when its region (the `with` body or the whole
+        function) holds no suspension point (`yield`, `await`, `async for`,
+        `async with`: the caller may resume it in another grad mode) and no
+        reference to a grad-mode switch outside a `with` item
+        (`torch.set_grad_enabled(flag)` as a call, `torch._C._set_grad_enabled`,
+        `torch.autograd.grad_mode.*`, a hand-called `__enter__`). What remains
+        is an axiom: code the region calls leaves grad mode as it found it
+        when it returns."""
+        return self._grad_scan(node)[1:]
+
+    def lexical_grad_mode(self, node: ast.AST) -> str | None:
+        """The mode of the nearest grad-mode context around `node`, as written
+        (whether or not it decides grad mode there): two nodes with the same
+        lexical inference context run in the same inference mode unless the
+        function is suspended between them."""
+        return self._grad_scan(node)[0]
+
+    def _grad_scan(self, node: ast.AST) -> tuple[str | None, str | None, str | None]:
+        key = id(node)
+        if key in self._grad_cache:
+            return self._grad_cache[key]
+        result: tuple[str | None, str | None] = (None, None)
+        lexical = None
+        unknown_entered = None  # a `with` item entered inside the deciding context
         current, parent = node, self.parents.get(node)
         while parent is not None:
-            if isinstance(parent, (ast.With, ast.AsyncWith)) and current in parent.body:
+            if isinstance(parent, ast.With) and current in parent.body:
+                mode = None
                 for item in reversed(parent.items):
                     mode = self._grad_mode_of(item.context_expr)
                     if mode:
-                        return mode
+                        break
+                    if (self.context_name(item.context_expr) or "") not in GRAD_NEUTRAL_CONTEXTS:
+                        unknown_entered = unknown_entered or (item.context_expr, parent)
+                if mode:
+                    text = f"`with {self.quote(item.context_expr)}:` (line {parent.lineno})"
+                    lexical, result = mode, self._decides(mode, parent, parent.body, unknown_entered, text)
+                    break
+            elif isinstance(parent, ast.AsyncWith) and current in parent.body:
+                unknown_entered = unknown_entered or (parent.items[0].context_expr, parent)
             if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                for decorator in getattr(parent, "decorator_list", []):
-                    mode = self._grad_mode_of(decorator)
-                    if mode:
-                        return mode
-                return None
+                modes = [self._grad_mode_of(d) for d in getattr(parent, "decorator_list", [])]
+                lexical = next((m for m in reversed(modes) if m), None)
+                result = self._decorated(parent, unknown_entered)
+                break
             current, parent = parent, self.parents.get(parent)
-        return None
+        self._grad_cache[key] = (lexical, *result)
+        return self._grad_cache[key]
+
+    def _decorated(self, function, unknown_entered) -> tuple[str | None, str | None]:
+        decorators = getattr(function, "decorator_list", [])
+        modes = [self._grad_mode_of(d) for d in decorators]
+        if not any(modes):
+            return None, None
+        decorator = decorators[max(i for i, m in enumerate(modes) if m)]
+        mode = modes[decorators.index(decorator)]
+        text = f"`@{self.quote(decorator)}` (line {decorator.lineno})"
+        if mode not in ("no_grad", "inference"):
+            return mode, None
+        if isinstance(function, ast.AsyncFunctionDef):
+            return "unknown", (f"{text} on an `async def` covers only the call that creates the coroutine, "
+                               "not its body")
+        if not all(modes[decorators.index(decorator):]):
+            return "unknown", f"{text} is not the innermost decorator: the ones below it may run the body elsewhere"
+        if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in walk_scope(function)):
+            return "unknown", f"{text} is on a generator function, which runs between resumptions"
+        return self._decides(mode, function, function.body, unknown_entered, text)
+
+    def _decides(self, mode, owner, body, unknown_entered, text=None) -> tuple[str | None, str | None]:
+        """A no-grad `mode` of `owner` (a `with` or a decorated function)
+        holds at a use inside it unless its region can change grad mode."""
+        if mode not in ("no_grad", "inference"):
+            return mode, None
+        text = text or f"`with {self.quote(owner.items[0].context_expr)}:` (line {owner.lineno})"
+        if unknown_entered is not None:
+            expr, where = unknown_entered
+            return "unknown", (f"{text} is followed by `{self.quote(expr)}` (line {where.lineno}), "
+                               "a context manager not known to leave grad mode alone")
+        breaker = self.grad_breaker(owner, body)
+        if breaker is not None:
+            return "unknown", f"{text} does not cover it: {breaker}"
+        return mode, None
+
+    def grad_breaker(self, owner, body) -> str | None:
+        """What in `body` (of `owner`: a `with`, a function, a loop) can leave
+        it running in another grad mode than it started in: a suspension
+        point, a grad-mode switch outside a `with` item, a hand-called
+        `__enter__`/`__exit__`. One line naming the first, or None."""
+        if id(owner) in self._breaker_cache:
+            return self._breaker_cache[id(owner)]
+        items = {id(n) for stmt in body for w in _own_nodes(stmt) if isinstance(w, ast.With)
+                 for item in w.items for n in ast.walk(item.context_expr)}
+        candidates = []
+        for stmt in body:
+            for n in _own_nodes(stmt):
+                where = f" (line {getattr(n, 'lineno', '?')})"
+                if isinstance(n, SUSPENSIONS):
+                    why = f"{suspension_text(n)} may resume it in the caller's grad mode"
+                elif isinstance(n, ast.Attribute) and n.attr in ("__enter__", "__exit__"):
+                    why = f"`{self.quote(n)}`{where} enters or leaves a context by hand"
+                elif isinstance(n, (ast.Attribute, ast.Name)) and isinstance(n.ctx, ast.Load) \
+                        and id(n) not in items and _switches_grad_mode(self.qualify(n) or ""):
+                    why = f"`{self.quote(self.parents.get(n) or n)}`{where} may change grad mode"
+                elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier() \
+                        and _switches_grad_mode("torch." + n.value):  # getattr(torch, "set_grad_enabled")
+                    why = f"`{self.quote(self.parents.get(n) or n)}`{where} may name a grad-mode switch"
+                else:
+                    continue
+                candidates.append(((n.lineno, n.col_offset), why))
+        found = min(candidates)[1] if candidates else None
+        self._breaker_cache[id(owner)] = found
+        return found
 
     def _grad_mode_of(self, expr: ast.AST) -> str | None:
         mode = GRAD_CONTEXTS.get(self.context_name(expr) or "")
@@ -526,6 +707,30 @@ class UseClassifier:
         return found
 
 
+def _own_nodes(tree: ast.AST):
+    """The nodes of `tree` in its own scope: a nested def, class or lambda
+    contributes only its decorators and defaults (walk_scope from outside)."""
+    holder = ast.Module(body=[tree], type_ignores=[])
+    return (n for n in walk_scope(holder) if n is not holder)
+
+
+SUSPENSIONS = (ast.Yield, ast.YieldFrom, ast.Await, ast.AsyncFor, ast.AsyncWith)
+
+
+def suspension_text(node: ast.AST) -> str:
+    what = {ast.Yield: "yield", ast.YieldFrom: "yield from", ast.Await: "await",
+            ast.AsyncFor: "async for", ast.AsyncWith: "async with"}[type(node)]
+    return f"`{what}` (line {node.lineno})"
+
+
+def suspension_point(region) -> ast.AST | None:
+    """The first point in the region's own scope where the function may be
+    suspended (`yield`, `await`, `async for`, `async with`) and resumed by a
+    caller in another grad or inference mode; None if there is none."""
+    found = [n for tree in region for n in _own_nodes(tree) if isinstance(n, SUSPENSIONS)]
+    return min(found, key=lambda n: (n.lineno, n.col_offset), default=None)
+
+
 def classifier_for(ctx, scope) -> UseClassifier:
     """The classifier for names of `scope` (an analysis.scopes.Scope) in a
     rule's FileContext: names resolved through the module's imports from that
@@ -541,19 +746,45 @@ def classifier_for(ctx, scope) -> UseClassifier:
 
 DYNAMIC_BUILTINS = frozenset({"locals", "vars", "eval", "exec", "globals", "breakpoint"})
 DYNAMIC_CALLS = frozenset({"sys._getframe", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
-                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack"})
+                           "inspect.trace", "sys.exc_info", "traceback.extract_stack", "traceback.walk_stack",
+                           "importlib.import_module", "importlib.__import__", "sys.exception"})
+# Names that only frame access, tracing hooks or dynamic imports use: found as an
+# attribute (`f.f_locals`, `alias._getframe`) or a string (`getattr(sys, "_getframe")`)
+# anywhere in the function, nested lambdas and functions included (they run in a
+# frame whose `f_back` may be this function's).
+FRAME_NAMES = frozenset({"_getframe", "currentframe", "f_locals", "f_back", "f_globals", "tb_frame", "gi_frame",
+                         "cr_frame", "ag_frame", "__traceback__", "settrace", "setprofile", "_current_frames",
+                         "getouterframes", "getinnerframes", "extract_stack", "walk_stack", "exc_info",
+                         "import_module", "__import__"})
+# In a nested scope these can run this function's frame through a string.
+NESTED_DYNAMIC_BUILTINS = frozenset({"eval", "exec", "breakpoint", "__import__"})
 
 
 def dynamic_access(scope_node: ast.AST, classifier: UseClassifier) -> str | None:
-    """A call in the scope (not in nested ones) that can reach every variable by
-    name or through frames (`locals()`, `eval`, `sys._getframe`): a use the
-    classifier cannot see. One line naming it, or None."""
-    for call in walk_scope(scope_node):
-        if isinstance(call, ast.Call):
-            func = call.func
-            if isinstance(func, ast.Name) and func.id in DYNAMIC_BUILTINS and classifier.is_builtin(func.id) \
+    """A call or name in the function that can reach every variable by name or
+    through frames (`locals()`, `eval`, `sys._getframe`, `getattr(sys,
+    "_getframe")`, `__import__("sys")`, a lambda calling `sys._getframe(1)`):
+    a use the classifier cannot see. One line naming it, or None."""
+    own = {id(n) for n in walk_scope(scope_node)}
+    for node in ast.walk(scope_node):
+        found = None
+        if isinstance(node, ast.Call):
+            func = node.func
+            builtins_here = DYNAMIC_BUILTINS | {"__import__"} if id(node) in own else NESTED_DYNAMIC_BUILTINS
+            if isinstance(func, ast.Name) and func.id in builtins_here and classifier.is_builtin(func.id) \
                     or classifier.qualify(func) in DYNAMIC_CALLS:
-                return f"`{classifier.quote(call)}` (line {call.lineno}) can reach every variable of the function"
+                found = node
+        elif isinstance(node, ast.Attribute) and (node.attr in FRAME_NAMES
+                                                  or classifier.qualify(node) == "sys.modules"):
+            found = node
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FRAME_NAMES:
+            found = classifier.parents.get(node, node)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("sys", "inspect", "traceback") \
+                and any(a.name in FRAME_NAMES or a.name in ("stack", "trace") for a in node.names):
+            found = node  # `from sys import _getframe` in a nested function
+        if found is not None:
+            return (f"`{classifier.quote(found)}` (line {found.lineno}) can reach every variable of the function "
+                    "(through frames or by name)")
     return None
 
 

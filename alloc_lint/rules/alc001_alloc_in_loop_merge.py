@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..analysis import flow
+from ..analysis.compiled import Compilation
 from ..analysis.names import last_names
 from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
 from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (TORCH_NAMESPACES, Kind, UseClassifier, captured_names, classifier_for, dynamic_access,
-                             opaque_call, uninitialised_growth)
+                             opaque_call, suspension_point, suspension_text, uninitialised_growth, SUSPENSIONS)
 from ..diagnostics import Diagnostic, Fix
 from ..edits import InsertAfter, InsertBefore, Replace, Wrap, position
 from .base import FileContext, Rule
@@ -68,10 +69,18 @@ class AllocInLoopMerge(Rule):
     only to be handed to a call that merges into it, after which the accumulator is
     rebound to it (`A = T`, or `A, B = T, U` with plain names on both sides). The
     merge call must receive both `T` and `A`; `T` is passed positionally, by an
-    `out`/`output`-like keyword, or by any keyword to a known merge kernel
+    `out`/`output`-like keyword (one that starts with `out` or ends with `out`
+    or `output`), or by any keyword to a known merge kernel
     (`merge_attn_states`, `merge_state`, ... and the configured
     `extra-merge-functions`). Output and log-sum-exp accumulators updated by the
-    same call form one group and get one fix.
+    same call form one group and get one fix: when a temporary the call receives
+    is read again elsewhere (its accumulator rebound in a nested block, say),
+    no accumulator of the call is reported.
+
+    Loops in functions are checked; a loop at module level or in a class body
+    is reported too, but its fixes are unsafe: its variables are module or class
+    attributes other code may read, and the fix changes the temporary's value
+    after the loop.
 
     The allocation may be spelled `torch.empty_like(X)` (or `input=X`), any
     configured `extra-allocators` entry, `torch.empty(X.shape, dtype=X.dtype,
@@ -147,7 +156,8 @@ class AllocInLoopMerge(Rule):
     entry into the loop starts without buffers), the group's allocations are
     wrapped in `if T is None:`, a `del T` after the rebinding is dropped, and,
     unless the loop is followed only by a plain `return`, the scratch buffers are
-    released right after the loop (`T = None`).
+    released right after the loop (`T = None`; with ping-pong `T = T_alt = None`,
+    every scratch name of the group).
     - **Swap** (one buffer per accumulator, `A, T = T, A`): from the second merge
       on it writes into the accumulator's first value.
     - **Ping-pong** (two buffers per accumulator, `A, T, T_alt = T, T_alt, T` with
@@ -159,15 +169,32 @@ class AllocInLoopMerge(Rule):
       between them would skip some); otherwise no fix is offered.
     - **Guarded** (either form): the lazy allocation also runs when a reused
       buffer's metadata differs from its template's,
-      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride():`,
-      and then drops the old buffers (`T = None`) before allocating. With a
-      torch `out=` operator as the merge, which resizes its output to the
-      result's shape (broadcasting), the guard compares shapes only
-      (`if T is None or T.shape != X.shape:`).
+      `if T is None or T.shape != X.shape or T.dtype != X.dtype or T.device != X.device or T.stride() != X.stride() or X.is_quantized:`,
+      and then drops the old buffers (`T = None`) before allocating. `empty_like`
+      also copies a quantized template's scale and zero point, which the
+      comparisons do not see, so a quantized template is never reused. Where
+      stability is otherwise proven and the merge is a torch `out=` operator,
+      which resizes its output to the result's shape (broadcasting), the guard
+      compares shapes only (`if T is None or T.shape != X.shape:`); with a
+      restart or an unproven template, an `out=` merge gets the full guard.
+      `torch.fx.symbolic_trace` cannot trace an `if` on tensor metadata, so in a
+      method of a class deriving directly from a `torch.nn` class, or of a class
+      or function passed to `torch.fx.symbolic_trace` in the module, a guarded
+      fix is unsafe; elsewhere it assumes the code is not FX-traced (a module
+      whose `torch.nn` base comes from another file, traced from another file).
     - **Re-initialised**: with an initialising allocator (`zeros*`, `ones*`,
       `full*`, e.g. from `extra-allocators`) a reused buffer gets `T.zero_()` /
-      `T.fill_(v)` in an `else:` of the lazy `if`, unless the merge provably writes
-      every element (a known or configured merge kernel, a torch `out=` operator).
+      `T.fill_(v)` in an `else:` of the lazy `if`, whatever the merge: a kernel
+      may accumulate into its output (`v_merged += w * v`) and so read the zeros
+      the original gave it, and the re-initialisation costs what the original's
+      initialising allocation did.
+
+    No fix is offered in a function TorchScript compiles (it rejects a variable
+    that is None and then a tensor): one decorated with `torch.jit.*` (other than
+    `ignore` and `unused`), a method of a class so decorated or deriving from
+    `torch.jit.ScriptModule`, a function or class passed by name to
+    `torch.jit.script(...)` in the module (any other argument: every `torch.nn`
+    subclass of the module), and what those call by name.
 
     **1. Every use is one of a closed list of kinds.** Each occurrence of each
     accumulator and temporary in the loop (body, `while` test, `for` target; a
@@ -182,24 +209,38 @@ class AllocInLoopMerge(Rule):
       differentiated through), or a `torch.*`, `torch.linalg.*`, `torch.special.*`,
       `torch.fft.*` function given `out=T` (never `torch.ops.*`). A kernel must
       receive the temporary where it writes: by position, or under an output's
-      keyword (`output=`, `out=`, `v_merged=`); `prefix_output=T` is an input,
-      so it gets no safe fix;
+      keyword, which is exactly `out`, `output`, `merged`, `dst`, `dest` or
+      `result`, or two words joined by `_` where the first is one of those but
+      `merged` (`output_lse`) or the second is `out`, `output` or `merged`
+      (`lse_out`, `v_merged`), neither word being `prefix`, `suffix`, `in`,
+      `input`, `src`, `lhs`, `rhs`, `not`, `unused`, `scratch`, `tmp`, `temp`,
+      `old` or `prev`. Any other keyword (`prefix_output=T`, `suffix_output=T`,
+      `output_prefix=T`, `o=T`) is an input, so it gets no safe fix;
     - *allocation template* and the allocator's own arguments;
     - *metadata read*: `.shape .dtype .device .ndim .layout .is_cuda .requires_grad`,
       `.size() .numel() .dim() .stride() .is_contiguous() .element_size()`, `len(x)`,
-      `isinstance(x, ...)`, `x is None`, `x is not None`;
+      `isinstance(x, C)` where `C` is a builtin or torch class (or a tuple of
+      them: any other class's `__instancecheck__` is user code given `x`),
+      `x is None`, `x is not None`;
     - *rebinding* and *deletion* (judged by the ownership and stability proofs);
-    - *non-aliasing read*: binary arithmetic and comparison operators, `-x`, `not x`,
+    - *non-aliasing read*: arithmetic, bitwise and comparison operators, `-x`, `not x`,
       f-strings, `print`/`str`/`float`, `.item() .tolist() .sum() .mean() .clone()`,
       `torch.exp/sum/isnan/equal/...`, the inputs of a torch `out=` operator;
     - *in-place write*: `x += y`, `x[i] = v`, `x.add_(y)`-style value-only methods
-      (never `resize_ set_ as_strided_ t_ squeeze_ ...`).
+      (never `resize_ set_ as_strided_ t_ squeeze_ ...`), and `out=x` of a torch
+      operator as a statement of its own; subject to rule 2. Like an in-place
+      method, such a call returns `x` itself: its result, where used
+      (`keep.append(torch.add(a, b, out=x))`), is followed like a view.
 
     Anything else is an *unknown use* (blocks the safe fix; the unsafe fix states
     the assumption): a call to anything not above (`keep(acc)`, `pool.submit(...)`,
     `operator.setitem(...)`, `log.debug("%s", acc)`, `torch.ops.mylib.append(acc)`),
     a method not on the lists (`snapshot.set_(acc)`), identity (`acc is x`,
     `id(acc)`, `acc.data_ptr()`), use as a key, `locals()`/`eval`/frame access
+    (found by name anywhere in the function, nested lambdas and functions
+    included: `sys._getframe` under any alias, `getattr(sys, "_getframe")`,
+    `f_locals`, `f_back`, `__traceback__`, `settrace`, `__import__`,
+    `importlib.import_module`, `sys.modules`, `inspect.currentframe`, ...)
     or a `resize_` (which exposes uninitialised memory) anywhere in the
     function, or a use inside a `with` whose context manager is not known to leave
     CUDA streams alone (known: `torch.no_grad`, `torch.inference_mode`,
@@ -210,18 +251,52 @@ class AllocInLoopMerge(Rule):
     the next merge overwrites it. A merge call to an unknown function makes every
     fix unsafe; the message says to add it to `extra-merge-functions`.
 
-    **2. Autograd.** Outside a lexical `torch.no_grad()` / `torch.inference_mode()`
-    (a `with` block or a decorator of the function), a read that may save the
-    tensor for backward (`acc * w`, `acc.abs()`, `acc.norm()`) blocks the safe
-    fix: reusing the saved buffer makes `backward()` raise, or silently corrupts
-    gradients when a kernel bumps no version counter. `+` and `-`, `x * c` and
-    `x / c` with a numeric constant `c`, and non-differentiable reads
-    (comparisons, `.item()`, f-strings) never save it. An in-place write whose other operand may require grad is
-    harmless before a torch `out=` merge (which then raises before any reuse).
+    **2. Autograd.** The merge is not differentiated through (a known or configured
+    kernel; a torch `out=` operator refuses autograd), so the buffers a fix reuses
+    never require grad (for the swap's first value, rule 3 proves it). Where grad
+    is recorded, two uses still block the safe fix, with
+    a message naming the use, its line and the context that would make it safe:
+    - a read that autograd may save for backward: `acc * w`, `acc / w`, `acc % w`,
+      `acc ** y`, `acc @ w`, `acc.abs()`, `acc.norm()`, `torch.maximum(acc, w)`.
+      A later merge overwrites the reused buffer, so `backward()` raises, or
+      silently computes wrong gradients with a kernel that bumps no version
+      counter (any CUDA kernel). These save nothing of it: `+`, `-`, `//` (no
+      derivative), bitwise and shift operators (integer tensors cannot require
+      grad), comparisons, `-x`, `.sum()`, `.clone()`, `.exp()` (it saves its
+      result), `.item()`, f-strings;
+      and `x * c`, `x / c`, `x % c` with a numeric constant `c` (audited against
+      torch's autograd nodes by `tests/test_safety_autograd.py`);
+    - an in-place write unless every operand that could carry grad is a numeric
+      constant (`acc += 1`, `acc[0] = 0`, `acc.mul_(2)`, `acc.exp_()`): `acc += bias`
+      puts the buffer in a graph, a merge into the reused buffer leaves that graph
+      in place, and gradients come out silently wrong. Before a torch `out=` merge
+      such a write is harmless when both run in the same grad mode (no grad-mode
+      context around either, no switch in the loop): the operator then raises
+      before any reuse.
+
+    Grad is not recorded under `torch.no_grad()` / `torch.inference_mode()` /
+    `torch.set_grad_enabled(False)` written as a `with` block around the use, or as
+    the innermost decorator of a plain `def` that is not a generator function (on an
+    `async def` torch wraps only the call that creates the coroutine). Grad mode is
+    dynamic, thread-local state, so such a context counts only where nothing can
+    change it: its block (or the decorated function) holds no `yield`, `await`,
+    `async for` or `async with` (the caller may resume it in another grad mode), no
+    reference to a grad-mode switch outside a `with` item (`torch.set_grad_enabled(flag)`
+    or `torch.autograd.set_grad_enabled(...)` as a call, `torch._C._set_grad_enabled`,
+    `torch.autograd.grad_mode.*`, an alias of one), no hand-called `__enter__`/`__exit__`,
+    and no `with` entered inside it whose context manager is not known to leave grad
+    mode alone. A `yield`/`await` inside the loop itself makes every fix unsafe: a
+    buffer allocated while the caller is in inference mode cannot be written after
+    it resumes the loop outside it. An allocation with `requires_grad=True` (or a
+    non-constant `requires_grad=`) makes each buffer a new autograd leaf; reused, one
+    leaf would collect the gradients of several iterations, so it gets no fix unless
+    the loop runs where no grad is recorded (and then ping-pong: the swap could
+    return the first value, which is not such a leaf).
 
     **3. Ownership of the first value (the swap's proof).** Every binding of the
     accumulator other than the rebinding is a seed. The swap is safe only when
-    every seed is a fresh dense tensor the function made: the whole right-hand
+    every seed is a fresh dense tensor the function made that does not require
+    grad: the whole right-hand
     side of an assignment to the accumulator alone (`a, b = f1, f2` element-wise;
     not `acc = base = ...`, not a walrus) that is `torch.zeros/ones/empty/full/
     rand/randn(...)`, `torch.*_like(y)`, `y.clone()`, binary arithmetic,
@@ -229,33 +304,43 @@ class AllocInLoopMerge(Rule):
     shape and strides the buffers will have (the allocation is exactly `ALLOC(A)`,
     or `ALLOC(X)` with the seed `torch.zeros_like(X)` / `X.clone()`, or the form
     is guarded); not used before the loop or in a `for` iterable except by
-    harmless kinds (`register(acc)` blocks it); created inside
-    `inference_mode` exactly when the loop runs inside it, and, when the loop
-    runs under `no_grad`/`inference_mode`, not computed outside it from tensors
-    that may require grad (`x.clone()`); not carried over from an earlier
-    pass of an enclosing loop. The longhand spellings (`torch.empty(X.shape)`,
-    `X.new_empty(...)`) always give contiguous buffers, so they get the swap
-    only as an unsafe fix. A parameter, global or attribute first value never
+    harmless kinds (`register(acc)` blocks it; so does an in-place write whose
+    operand may require grad, `acc.copy_(x * 2)`, outside a no-grad context
+    under rule 2); lexically inside `inference_mode` exactly when the loop is,
+    with no `yield`/`await` between the seed and the loop; not computed from
+    tensors that may require grad (arithmetic on anything but constants and
+    factory calls, `x.clone()`, `torch.cat`) unless it is made under a no-grad
+    context that decides grad mode (rule 2): `x * 2` of a parameter in training
+    requires grad, and the swap would write merges into it and could return it
+    with its history; not carried over from an earlier pass of an enclosing
+    loop (a binding after the loop, outside any enclosing loop, is no seed).
+    The longhand spellings (`torch.empty(X.shape)`, `X.new_empty(...)`) always
+    give contiguous buffers, so they get the swap only as an unsafe fix. A parameter, global or attribute first value never
     gets the swap (it is the caller's tensor); another name or an opaque call's
     result gets the swap only as an *unsafe* fix, whose message states the
     assumption (referenced nowhere else, the layout of a fresh `empty_like`
-    buffer: vLLM's padded-V views broke it, PR #42642), next to the safe
-    ping-pong.
+    buffer: vLLM's padded-V views broke it, PR #42642; not requiring grad: a
+    chunk output in training does), next to the safe ping-pong.
 
     **4. Stability.** Reuse needs the same shape, dtype, device and strides at
     every merge of one entry into the loop. Proven when the template is the
     pair's own accumulator and nothing rebinds it after a merge (a seed under
     `if A is None:` or under `if i == 0:` of `for i in range(n)` /
     `enumerate(...)`, placed before the allocation, runs only before the first
-    merge) and nothing resizes it; or when the template is a local or parameter
+    merge) and nothing resizes it; or when the template is a local that every
+    binding makes a fresh tensor (not a parameter, not `x = ws.buf`, not an
+    opaque call's result: someone else may hold those and change them through
+    another reference the loop touches, `ws.buf.data = ws.buf.data.double()`),
     that the loop never rebinds, that no nested scope sees, that is not aliased
-    before the loop, and whose every use keeps its metadata; when someone else
-    may hold it (a parameter, an attribute's value, an opaque call's result),
-    the loop must also call nothing that could change it in place (an unknown
-    function or method: `regrow(state)` may resize `state.buf`). Every other
-    argument and keyword of the allocator must be built from constants and such
-    names. Where only the template's metadata is unproven (a restart, a global
-    template, a template passed to an unknown call or resized) and a fresh
+    before the loop, and whose every use keeps its metadata. Every other
+    argument and keyword of the allocator must be built from constants and
+    names the loop never rebinds, whose every use keeps their metadata; a
+    tensor read there for its metadata (`y.dtype`, `x.shape[-1]`) is held to
+    the template's rule, and a plain name someone else may hold (`n`) to the
+    loop calling nothing that could change it in place (an unknown function or
+    method: `regrow(state)`). Where only the
+    template's metadata is unproven (a restart, a global template, a template
+    someone else may hold, one passed to an unknown call or resized) and a fresh
     buffer's metadata is the template's alone (`torch.*_like(X)`,
     `torch.empty(X.shape, dtype=X.dtype, device=X.device)`,
     `X.new_empty(X.shape)`), the fix is **guarded**; otherwise no fix is offered
@@ -264,8 +349,12 @@ class AllocInLoopMerge(Rule):
     is not the template's (`torch.empty(n, d)`) gets no fix there. A random allocator (`randn_like`)
     gets no fix: reuse would skip the draw.
 
-    **5. `# noqa`.** A `# noqa: ALC001` on any allocation of a group leaves the
-    whole group unfixed; its other allocations are reported without a fix.
+    **5. `# noqa`.** A `# noqa: ALC001` on any line of an allocation statement of
+    a group leaves the whole group unfixed; its other allocations are reported
+    without a fix. A `# noqa` on any line of a statement that spans several
+    lines suppresses the findings reported on its lines, in `alloc-lint check`
+    and in the flake8 plugin alike (flake8 alone reads a bracketed statement's
+    lines one by one).
 
     **Cost, as measured** (`bench/alc001_safety.py`, CPU, `bench/out/alc001_safety.txt`;
     GPU runs in `examples/RESULTS.md`). Over a vLLM-shaped loop whose chunk
@@ -281,12 +370,29 @@ class AllocInLoopMerge(Rule):
     replaces: 1-17 µs on the CPU); it is emitted only where stability cannot be
     proven.
 
-    **Assumptions of every fix**: a known merge kernel given the temporary by
-    position writes it there (reading it first would read uninitialised memory
-    in the original too); operands of arithmetic are tensors or numbers
-    (an object whose operator keeps its argument is not detected), no code reads
-    the function's variables through frames it was not handed, and known merge
-    kernels are matched by name.
+    **Assumptions of every fix**: code that the function calls leaves grad and
+    inference mode as it found them when it returns (torch's own switches, named
+    in rule 2, excepted); a known merge kernel given the temporary by
+    position writes it there; what it reads there first is the allocator's:
+    undefined with `empty*` (in the original too), and the re-initialisation's
+    zeros or fill with an initialising allocator. The tensors are plain
+    `torch.Tensor`s of the strided layout (dense or quantized): a `__torch_function__`
+    subclass may run user code on any operation, `len` and `print` included,
+    and a sparse template's strides cannot be compared. Operands of arithmetic
+    are tensors or numbers (an object whose operator keeps its argument is not
+    detected). No code reads the function's variables through frames other than
+    by the names the check looks for (a callee walking `f_back`, a debugger, a
+    tracer or profiler installed elsewhere). Names are resolved through the
+    module's imports; a name the module may rebind (a `global`/`nonlocal`
+    declaration in a nested function, `globals()[...] = ...`, `exec`/`eval` of
+    code that may bind names, a second import, `del`, a `for`/`with`/`match`
+    target, a star import not from torch and not followed by the name's own
+    import) resolves to nothing, and so does anything under an attribute the
+    module assigns (`torch.exp = shim`, `setattr(torch, ...)`, `builtins.len =
+    f`; `torch.Tensor.X = f` makes every fix unsafe); no other module rebinds
+    this module's names, torch's functions or tensor methods.
+    Code compiled by TorchScript or traced by `torch.fx` from another module is
+    not seen. Known merge kernels are matched by name.
 
     ## Options
     In `[tool.alloc-lint]` of `pyproject.toml`:
@@ -295,7 +401,12 @@ class AllocInLoopMerge(Rule):
       (`["mylib.ops.empty_like"]`); a name ending in `_like` takes its first
       argument as the template. `torch.empty_like` is always one; an initialising
       one (`torch.zeros_like`, `torch.full_like`) gets its initialisation kept on
-      reuse, a random one (`torch.randn_like`) no fix.
+      reuse, a random one (`torch.randn_like`) no fix. An allocator is known by its
+      last name: `empty*` gives uninitialised memory, `zeros*`/`ones*`/`full*`
+      initialise, `rand*` draw; listing one with another name
+      (`mylib.ops.make_buffer`) vouches that it returns a fresh buffer whose
+      contents a merge kernel never reads (without a trusted merge kernel, its fix
+      is unsafe).
     - `extra-merge-functions`: more calls that merge into the temporary under any
       keyword (`["combine_states"]`), besides `merge_attn_states`, `merge_state`,
       `merge_state_v2` and `merge_states`. Listing one vouches that it keeps no
@@ -331,12 +442,13 @@ class AllocInLoopMerge(Rule):
         diagnostics: list[Diagnostic] = []
         claimed: set = set()  # statements already rewritten by a group's fix
         facts: dict = {}  # per scope: names, classifier, identifiers (and spare names handed out)
+        compilation = Compilation(ctx.index, ctx.resolver)
         for loop in ctx.index.loops:
             for block in loop.blocks:
                 for group in _find_groups(block, loop, ctx, allocators):
                     scope_node = loop.scope.node
                     if id(scope_node) not in facts:
-                        facts[id(scope_node)] = _scope_facts(loop, ctx)
+                        facts[id(scope_node)] = _scope_facts(loop, ctx, compilation)
                     diagnostics.extend(_diagnose(group, loop, ctx, claimed, facts[id(scope_node)]))
         return diagnostics
 
@@ -404,7 +516,7 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
             if kw.arg and isinstance(kw.value, ast.Name):
                 passed.setdefault(kw.value.id, []).append((kw.value, kw.arg))
         known_merge = flow.callee_name(call) in merge_names
-        pairs = []
+        pairs, unpaired = [], []
         for temp, found in allocs.items():
             before = [(i, s) for i, s in found if i < m]
             if temp not in passed or not before:
@@ -417,12 +529,20 @@ def _find_groups(block: list, loop: Loop, ctx: FileContext, allocators: frozense
                 continue
             pair = _find_rebinding(block, m, temp, passed)
             if pair is None:
+                unpaired.append(temp)
                 continue
             rebind, target, value = pair
             deletes = [s for s in block[block.index(rebind) + 1:]
                        if isinstance(s, ast.Delete) and any(isinstance(t, ast.Name) and t.id == temp
                                                              for t in _del_names(s))]
             pairs.append(Pair(temp, target.id, alloc, alloc_index, arg_node, rebind, value, target, deletes))
+        # One group, one fix: a temporary of the same merge that is read again
+        # elsewhere (its accumulator rebound in a nested block, say) belongs to
+        # the group, which then cannot be fixed in part.
+        merge_args = {id(n) for found in passed.values() for n, _ in found}
+        if pairs and any(n.id in unpaired and isinstance(n.ctx, ast.Load) and id(n) not in merge_args
+                         for n in walk_scope(loop.scope.node) if isinstance(n, ast.Name)):
+            continue
         if pairs:
             yield pairs
 
@@ -492,9 +612,11 @@ class ScopeFacts:
     # A call that can reach every variable (`locals()`, `eval`, frames) or that
     # exposes uninitialised memory (`resize_`): no fix in the scope is safe.
     dynamic: str | None = None
+    torchscript: str | None = None  # compiled by TorchScript: no rewrite compiles
+    fx: str | None = None  # may be traced by torch.fx: a guard cannot be
 
 
-def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
+def _scope_facts(loop: Loop, ctx: FileContext, compilation: Compilation) -> ScopeFacts:
     node = loop.scope.node
     params = set()
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -507,8 +629,14 @@ def _scope_facts(loop: Loop, ctx: FileContext) -> ScopeFacts:
         # Module (or class) level: every function of the module may read these names.
         captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
                      for n in ast.walk(other) if isinstance(n, ast.Name)}
+    # Tensor methods are judged by name: a module that replaces one (`torch.Tensor.add_ = f`)
+    # makes every method call a call of unknown code.
+    patched = next((p for p in sorted(ctx.resolver.patched(loop.scope))
+                    if p in ("torch", "torch.Tensor") or p.startswith("torch.Tensor.")), None)
+    patched = patched and f"the module assigns `{patched}`: tensor methods may not be torch's"
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
-                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier))
+                      dynamic_access(node, classifier) or uninitialised_growth(node, classifier) or patched,
+                      compilation.torchscript(loop.scope), compilation.fx(loop.scope))
 
 
 # --- the pieces of a group -----------------------------------------------------------
@@ -613,25 +741,36 @@ def _keyword_of(arg: ast.Name, parents: dict) -> str | None:
     return parent.arg if isinstance(parent, ast.keyword) else None
 
 
+OUTPUT_WORDS = frozenset({"out", "output", "merged", "dst", "dest", "result"})
+INPUT_WORDS = frozenset({"prefix", "suffix", "in", "input", "src", "lhs", "rhs", "not", "unused", "scratch",
+                         "tmp", "temp", "old", "prev"})
+
+
 def _output_keyword(keyword: str) -> bool:
-    """Does a keyword name an output of a merge kernel (`output`, `output_lse`,
-    `out`, `result_out`, `v_merged`), rather than an input (`prefix_output`,
-    `suffix_lse`, `v_a`)? Positional arguments carry no name; a known kernel
-    is assumed to receive the temporary only where it writes (a buffer read
-    before it is written would be uninitialised in the original too)."""
-    k = keyword.lower()
-    if k.startswith(("prefix", "suffix", "input", "in_", "src", "lhs", "rhs")):
+    """Does a keyword name an output of a merge kernel, rather than an input?
+    Exactly: one of `out`, `output`, `merged`, `dst`, `dest`, `result`; or two
+    words joined by `_`, the first of those words followed by another
+    (`output_lse`, `out_v`), or another followed by `out`, `output` or
+    `merged` (`lse_out`, `v_merged`), the other word not one of INPUT_WORDS
+    (`prefix_output`, `output_prefix`, `not_output`, `output_scratch` are
+    inputs). Positional arguments carry no name; a known kernel is assumed to
+    receive the temporary only where it writes."""
+    parts = keyword.lower().split("_")
+    if len(parts) == 1:
+        return parts[0] in OUTPUT_WORDS
+    if len(parts) != 2 or not all(parts) or any(p in INPUT_WORDS for p in parts):
         return False
-    return k.startswith("out") or k.endswith(("_out", "output")) or "merged" in k or k in ("dst", "dest", "result")
+    first, second = parts
+    return first in OUTPUT_WORDS - {"merged"} or second in ("out", "output", "merged")
 
 
 def _noqa_line(pairs: list, ctx: FileContext) -> int | None:
     from ..engine import is_suppressed  # the engine imports the rules
 
-    for p in pairs:
-        line = p.alloc.value.lineno
-        if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
-            return line
+    for p in pairs:  # any line of the allocation statement, as flake8 reads a logical line
+        for line in range(p.alloc.lineno, p.alloc.end_lineno + 1):
+            if 0 < line <= len(ctx.lines) and is_suppressed(ctx.lines[line - 1], "ALC001"):
+                return line
     return None
 
 
@@ -727,6 +866,10 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
         return None
 
     verdict = Verdict()
+    if not isinstance(scope_node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        where = "in a class body" if isinstance(scope_node, ast.ClassDef) else "at module level"
+        verdict.unsafe.append(f"the loop runs {where}, where its variables are attributes that other code may "
+                              "read (the temporary's value after the loop changes); move it into a function")
     if facts.dynamic:
         verdict.unsafe.append(facts.dynamic)
     callee = ast.unparse(merge_call.func)
@@ -744,18 +887,35 @@ def _analyse(group: list, loop: Loop, ctx: FileContext, facts: ScopeFacts):
                     f"`{p.temp}` is passed to `{callee}` (line {merge_call.lineno}) as `{keyword}=`, a name for "
                     f"an input: a merge kernel is trusted to write its outputs in full, not to write what it reads")
     merge_arg_ids = {id(a) for a in merge_args}
+    # An in-place write that autograd records makes the tensor require grad, and
+    # a torch `out=` merge then raises before any reuse: when both run in the
+    # same grad mode (no grad-mode context around either, nothing in the loop
+    # that switches it).
+    out_raises = trust == "out" and classifier.grad_context(merge_call) == (None, None) \
+        and classifier.grad_breaker(loop.node, loop.node.body) is None
     for use in uses:
         if use.kind is Kind.ASYNC:
             verdict.no_fix.append(use.reason)
-        elif use.grad and use.kind is Kind.INPLACE and trust == "out":
-            # An in-place write that autograd records makes the tensor require
-            # grad, and a torch `out=` operator then raises before any reuse.
+        elif use.grad and use.kind is Kind.INPLACE and out_raises \
+                and classifier.grad_context(use.node) == (None, None):
             continue
         elif not use.harmless and not (trust is None and id(use.node) in merge_arg_ids):
             verdict.unsafe.append(use.reason)
 
+    suspended = suspension_point(region + ([loop.node.iter] if isinstance(loop.node, ast.AsyncFor) else []))
+    if suspended is not None or isinstance(loop.node, ast.AsyncFor):
+        where = suspension_text(suspended) if suspended is not None else f"`async for` (line {loop.node.lineno})"
+        verdict.unsafe.append(f"{where} suspends the loop: its caller may resume it in another grad or inference "
+                              "mode, and a buffer made in inference mode cannot be written outside it")
+
     _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trust, merge_call, verdict)
+    if facts.torchscript:
+        verdict.no_fix.append(f"{facts.torchscript}, which rejects a variable that is None and then a tensor")
+    if verdict.guard and facts.fx:
+        verdict.unsafe.append(f"{facts.fx}, and the guard's `if` on tensor metadata cannot be traced; the fix "
+                              "assumes it is not traced")
     _check_initialisation(group, loop, ctx, trust, verdict)
+    _check_leaves(group, facts, verdict)
     _check_ownership(group, loop, ctx, facts, templates, verdict)
     verdict.no_fix = list(dict.fromkeys(verdict.no_fix))
     verdict.unsafe = list(dict.fromkeys(verdict.unsafe))
@@ -781,7 +941,7 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
     restarts = Restarts(loop.node, parents, accs, {id(p.rebind_target) for p in group}, first_line, bound_in_loop)
     template_of = {p.acc: templates.get(p.temp) for p in group}
 
-    def unproven(name):
+    def unproven(name, is_template=False):
         """Why `name`'s metadata may change between merges, or None."""
         if name in accs:
             restart = restarts.restarts(name)
@@ -816,24 +976,31 @@ def _check_stability(group, loop, ctx, facts, templates, preassigned, uses, trus
                     return use.reason or f"`{name}` may change at line {use.line}"
         # A tensor someone else may hold (a parameter, an attribute's value, an
         # opaque call's result) can be changed in place by code the loop calls
-        # without passing it (`regrow(state)` resizing `state.buf`).
+        # without passing it (`regrow(state)` resizing `state.buf`), or through
+        # another reference the loop touches (`ws.buf.data = ws.buf.data.double()`
+        # with `x = ws.buf`): only a fresh local's metadata is proven constant.
         if not private.setdefault(name, _private_value(name, facts, parents, qualify)):
             call = opaque_call(region + header, classifier, classifier.merge_names,
                                ignore=[merge_call, *(p.alloc.value for p in group)])
             if call is not None:
                 return (f"`{name}` may be reachable from outside the function, and "
                         f"`{classifier.quote(call)}` (line {call.lineno}) could change it")
+            if is_template:
+                return (f"`{name}` may be reachable from outside the function (a parameter, an attribute's value, "
+                        "a call's result), and the loop could change it through another reference")
         return None
 
     callee = ast.unparse(merge_call.func)
     for p in group:
         template = templates.get(p.temp)
-        reasons = [unproven(template)] if template is not None else []
+        reasons = [unproven(template, is_template=True)] if template is not None else []
         for arg in _other_arguments(p, ctx, loop):
             for n in ast.walk(arg):
                 if isinstance(n, ast.Name) and ctx.resolver.qualified_name(n, loop.scope) is None \
                         and not ctx.resolver.is_builtin(n.id, loop.scope):
-                    reasons.append(unproven(n.id))
+                    # `y.dtype`, `y.shape`: a tensor's metadata, which another reference may change
+                    tensor = isinstance(parents.get(n), ast.Attribute)
+                    reasons.append(unproven(n.id, is_template=tensor))
         reasons = [r for r in reasons if r]
         if reasons:
             if _guardable(p, ctx, loop, template):
@@ -916,13 +1083,40 @@ def _check_initialisation(group, loop, ctx, trust, verdict):
                                       "never reads")
             continue
         kind = INITIALISATION[last]
-        if kind is None or trust is not None:
-            continue  # uninitialised, or the merge provably writes every element
+        if kind is None:
+            continue  # uninitialised: what a merge reads there is undefined in the original too
+        # Kept whatever the merge: a kernel that accumulates into its output
+        # (`v_merged += w * v`) reads the zeros the original gave it, and the
+        # re-initialisation costs what the original's initialising allocation did.
         reinit = reinitialisation(p.temp, allocator, p.alloc.value)
         if reinit is None:
             verdict.no_fix.append(f"the fill value of `{func}` could not be read")
         else:
             verdict.reinit.append(reinit)
+
+
+def _requires_grad(call: ast.Call):
+    """The allocator's `requires_grad=` keyword unless it is the constant False."""
+    value = next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+    return None if value is None or isinstance(value, ast.Constant) and value.value is False else value
+
+
+def _check_leaves(group, facts, verdict):
+    """`requires_grad=True` makes every buffer a new autograd leaf: reused, one
+    leaf would collect the gradients of several iterations. Only where no
+    gradient is recorded (a loop under a no-grad context that decides grad
+    mode) is a leaf's reuse invisible; even there the swap could return the
+    first value, which is not such a leaf (`_check_ownership`)."""
+    for p in group:
+        if _requires_grad(p.alloc.value) is None:
+            continue
+        mode, not_counted = facts.classifier.grad_context(p.alloc)
+        if mode not in ("no_grad", "inference"):
+            where = f" ({not_counted})" if not_counted else ""
+            verdict.no_fix.append(
+                f"`{facts.classifier.quote(p.alloc.value)}` (line {p.alloc.lineno}) makes every buffer a new "
+                f"autograd leaf: a reused one would collect the gradients of several iterations; only a loop "
+                f"under `torch.no_grad()` or `torch.inference_mode()`{where} records none")
 
 
 def _check_ownership(group, loop, ctx, facts, templates, verdict):
@@ -931,7 +1125,7 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
     with the temporaries' dtype, device, shape and strides."""
     parents, classifier = ctx.index.parents, facts.classifier
     qualify = facts.classifier.qualify
-    merge_mode = classifier.grad_mode(group[0].alloc)
+    merge_mode = classifier.lexical_grad_mode(group[0].alloc)
     worst_origin, reason = Origin.NONE, None
 
     def note(origin, why):
@@ -955,21 +1149,40 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
             note(Origin.EXTERNAL, f"`{p.acc}` is never bound in the function")
             continue
         for seed in seeds:
+            if not loop.enclosing and seed.target.lineno > loop.node.end_lineno:
+                continue  # bound after the loop, which never runs again in this call
             where = f"`{seed.text}` (line {seed.target.lineno})"
             if seed.origin is not Origin.OWNED:
                 if seed.origin is not Origin.NONE:
                     note(seed.origin, f"{where}: {seed.reason}")
                 continue
-            mode = classifier.grad_mode(seed.target)
+            mode, not_counted = classifier.grad_context(seed.target)
             grad_free = ("no_grad", "inference")
-            if (mode == "inference") != (merge_mode == "inference"):
+            suspended = _suspended_between(seed.target, loop, facts)
+            undecided = [why for node in (seed.target, group[0].alloc)
+                         for lexical, (decided, why) in [(classifier.lexical_grad_mode(node),
+                                                          classifier.grad_context(node))]
+                         if lexical == "inference" and decided != "inference"]
+            if suspended or undecided:
+                note(Origin.OPAQUE, f"{where} may be made in another grad or inference mode than the loop's "
+                                    f"buffers ({suspended or undecided[0]})")
+            elif (classifier.lexical_grad_mode(seed.target) == "inference") != (merge_mode == "inference"):
                 # An inference tensor cannot be written outside inference mode, and a
                 # buffer made outside it is not an inference tensor as the merge's are.
                 note(Origin.OPAQUE, f"{where} is created {'inside' if mode == 'inference' else 'outside'} "
                                     "`torch.inference_mode()` and the loop is not")
-            elif merge_mode in grad_free and mode not in grad_free and _inherits_grad(seed.value, qualify):
-                note(Origin.OPAQUE, f"{where} may require grad (it is computed from a tensor that may), while "
-                                    "the loop's buffers do not: the swap could return it")
+            elif mode not in grad_free and _inherits_grad(seed.value, qualify):
+                # `x * 2`, `x.clone()`, `torch.cat(...)` of a tensor that requires grad
+                # requires grad too, with a grad_fn; the merges' buffers never do. The
+                # swap writes merges into it and may return it: a result that requires
+                # grad, with a history the original never had.
+                outside = f"outside a no-grad context ({not_counted})" if not_counted else "outside a no-grad context"
+                note(Origin.OPAQUE, f"{where} may require grad (it is computed from tensors that may, {outside}): "
+                                    "the swap would write merges into it and could return it, requiring grad "
+                                    "with a history the original result does not have")
+            elif any(_requires_grad(q.alloc.value) is not None for q in group if q.acc == p.acc):
+                note(Origin.OPAQUE, f"{where} does not require grad, while the buffers the loop allocates "
+                                    "with `requires_grad=` do: the swap could return it")
             elif not _fits_buffers(p, seed, ctx, loop, templates, verdict):
                 func = ast.unparse(p.alloc.value.func)
                 note(Origin.OPAQUE, f"{where} may not have the dtype, device, shape or strides of the buffers "
@@ -993,6 +1206,14 @@ def _check_ownership(group, loop, ctx, facts, templates, verdict):
         verdict.swap, verdict.swap_reason = "unsafe", reason
 
 
+def _suspended_between(seed: ast.Name, loop: Loop, facts: ScopeFacts) -> str | None:
+    """A suspension point after the seed's binding and before the loop: the
+    caller may resume the function in another grad or inference mode."""
+    points = [n for n in walk_scope(facts.node) if isinstance(n, SUSPENSIONS)
+              and (seed.lineno, seed.col_offset) < (n.lineno, n.col_offset) < (loop.node.lineno, loop.node.col_offset)]
+    return f"{suspension_text(points[0])} lies between them" if points else None
+
+
 def _inherits_grad(value: ast.expr, qualify) -> bool:
     """Is an owned seed computed from other tensors (so it requires grad when
     they do), rather than made by a factory (`torch.zeros`, `torch.*_like`)?"""
@@ -1003,7 +1224,11 @@ def _inherits_grad(value: ast.expr, qualify) -> bool:
                      "ones_like", "full_like", "rand_like", "randn_like", "randint_like"})
     if isinstance(value, ast.IfExp):
         return _inherits_grad(value.body, qualify) or _inherits_grad(value.orelse, qualify)
-    return True
+    if isinstance(value, ast.BinOp):  # `torch.zeros_like(x) + 1`: only its operands can bring grad
+        return _inherits_grad(value.left, qualify) or _inherits_grad(value.right, qualify)
+    if isinstance(value, ast.UnaryOp):
+        return _inherits_grad(value.operand, qualify)
+    return not isinstance(value, ast.Constant)
 
 
 def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
@@ -1011,10 +1236,10 @@ def _fits_buffers(pair, seed, ctx, loop, templates, verdict) -> bool:
     buffers the allocation gives? Proven by syntax (`ALLOC(A)` alone, or a
     seed `torch.zeros_like(X)` / `X.clone()` for `ALLOC(X)` alone), or checked
     at run time by the guard."""
+    if not _exact_like_call(pair, ctx, loop):
+        return False  # the longhand spellings give contiguous buffers, whatever the seed's strides
     if any(t == pair.temp and full for t, _, full in verdict.guard):
         return True
-    if not _exact_like_call(pair, ctx, loop):
-        return False
     template = templates[pair.temp]
     return template == pair.acc or matches_template(seed.value, template, lambda e: ctx.resolver.qualified_name(
         e, loop.scope))
@@ -1145,8 +1370,10 @@ def _plan(form: str, group: list, loop: Loop, verdict: Verdict, names_in_use: se
         deletes.extend(d for d in p.deletes if d not in deletes)
     guard = None
     if verdict.guard:
-        guard = " or ".join(metadata_differs(t, x, FULL_METADATA if full else ("shape",))
-                            for t, x, full in verdict.guard)
+        # `empty_like` also copies a quantized template's quantizer (scale, zero
+        # point), which no comparison here sees: a quantized template is never reused.
+        guard = " or ".join(metadata_differs(t, x, FULL_METADATA) + f" or {x}.is_quantized" if full
+                            else metadata_differs(t, x, ("shape",)) for t, x, full in verdict.guard)
     scratch = tuple(temp for _, temp, _ in pairs)
     released = tuple(name for _, temp, spare in pairs for name in (temp, spare) if name)
     return FixPlan(form, loop.node, [p.alloc for p in ordered], pairs, rebinds, deletes, ordered[0].temp,
@@ -1261,6 +1488,7 @@ def _fixes(group: list, loop: Loop, verdict: Verdict, names_in_use: set, lines: 
         return [fix(safety, "pingpong", pingpong_message + f"; a swap would overwrite the first value "
                                                            f"({verdict.swap_reason})")]
     swap_assumption = (f"; assumes the first value of {accs} ({verdict.swap_reason}) is referenced nowhere "
-                       "else and has the layout of a fresh buffer")
+                       "else, has the layout of a fresh buffer and does not require grad (the swap writes "
+                       "merges into it and may return it)")
     return [fix("unsafe", "swap", swap_message + swap_assumption),
             fix(safety, "pingpong", pingpong_message)]
