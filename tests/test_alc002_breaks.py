@@ -481,3 +481,11 @@ def test_the_fits_proof_takes_only_arguments_cat_accepts(call, fits):
     if fits:
         for n in (0, 1, 3):
             assert_same_program(source, fixed(source, unsafe=False), (n,))
+
+
+def test_uninitialised_parts_are_not_proven():
+    # `torch.empty` holds what the memory held; the list keeps every part alive, so later
+    # parts get other memory than in the loop that freed each part once copied.
+    source = SHADOWING["len-global"].replace("torch.ones(2, ", "torch.empty(2, ")
+    assert fix_kind(source) == {"unsafe"}
+    assert fix_kind(source.replace("torch.empty(2, ", "torch.empty(0, ")) == {"safe"}

@@ -203,7 +203,9 @@ class ConcatGrowsInLoop(Rule):
       `concatenate`) along a constant dimension when every part, and the
       start (or `None` before a seeded loop), is a factory call of constant
       sizes (`torch.zeros(2, 3)`, `torch.full((1, 3), v)`, `torch.tensor`
-      of a flat list of numbers) with one constant device naming a device
+      of a flat list of numbers; `torch.empty` only with no element: its
+      values are whatever memory it gets, and the fix allocates in another
+      order) with one constant device naming a device
       (`device="cpu"`, `"cuda:0"`; not the default device nor `"cuda"`: a
       call in the loop may switch those), all of one number of dimensions
       and equal sizes but along the dimension joined (an empty 1-D start is

@@ -623,6 +623,8 @@ def _factory_shape(node: ast.expr, loop, ctx) -> tuple | None:
         return None
     if not sizes or any(s is None or s < 0 for s in sizes):
         return None
+    if func == "torch.empty" and 0 not in sizes:
+        return None  # its values are what the memory held: the fix allocates in another order
     return sizes, device.value
 
 
