@@ -105,14 +105,16 @@ def _np_same(a, b):
         np.array_equal(a, b, equal_nan=True)
 
 
-# --- the safe fix: a loop that touches nothing outside its locals ----------------------
+# --- the safe fix: no concatenation of the loop can raise --------------------------
+# Fresh parts of constant sizes on one named device: moving the concatenation after the
+# loop moves no error (what the loop's other statements do then does not matter).
 
 PURE = '''import torch
 
 def run(n, width):
-    acc = torch.zeros(0, width)  # the default dtype: a floating type
+    acc = torch.zeros(0, 4, device="cpu")  # the default dtype: a floating type
     for i in range(n):
-        acc = torch.cat([acc, torch.full((2, width), i, dtype=torch.float32)], dim=0)
+        acc = torch.cat([acc, torch.full((2, 4), i, dtype=torch.float32, device="cpu")], dim=0)
     return acc
 '''
 
@@ -121,8 +123,8 @@ PURE_SEEDED = '''import torch
 def run(n, width):
     out = None
     for i in range(n):
-        out = torch.ones(1, width, i % 3 + 1, dtype=torch.float64) if out is None else torch.cat(
-            [out, torch.ones(1, width, i % 3 + 1, dtype=torch.float64)], dim=2)
+        out = torch.ones(1, 4, 3, dtype=torch.float64, device="cpu") if out is None else torch.cat(
+            [out, torch.ones(1, 4, 3, dtype=torch.float64, device="cpu")], dim=2)
     return out
 '''
 
@@ -646,12 +648,13 @@ def _factory(rng, shape: str, dtype) -> str:
         call = f"torch.arange({rng.choice(['6', 'i + 1', '2 ** 24, 2 ** 24 + 3'])}"
     else:
         call = f"torch.{kind}({shape}"
-    return call + (f", dtype={dtype})" if dtype else ")")
+    call += f", dtype={dtype}" if dtype else ""
+    return call + (', device="cpu")' if rng.random() < 0.8 else ")")  # else: the default device
 
 
 def _random_program(rng) -> str:
     dim = rng.choice([0, -1])
-    width = "3" if rng.random() < 0.9 else "4"  # sometimes a part that does not fit
+    width = rng.choice(["3"] * 6 + ["4", "3 + (i == 2)"])  # sometimes a part that does not fit
     rows = rng.choice(["1", "2", "i % 2 + 1"])
     shape = f"({rows}, {width})" if dim == 0 else f"(3, {rows})"
     part = _factory(rng, shape, rng.choice(DTYPES)).replace("torch.arange(", "torch.arange(").strip()
@@ -659,10 +662,13 @@ def _random_program(rng) -> str:
         part = f"{part}.reshape(1, -1)" if dim == 0 else f"{part}.reshape(-1, 1)"
     start_shape = "(0, 3)" if dim == 0 else "(3, 0)"
     start = f"torch.{rng.choice(['zeros', 'ones', 'empty'])}({start_shape}" + (
-        f", dtype={d})" if (d := rng.choice(DTYPES)) else ")")
+        f", dtype={d}" if (d := rng.choice(DTYPES)) else "") + ', device="cpu")'
     body = []
     if rng.random() < 0.3:
         body.append("        if i == stop:\n            break")
+    if rng.random() < 0.5:  # an exit the concatenation's error used to come before
+        body.append(rng.choice(["        if i == stop + 1:\n            return None",
+                                "        q = 1 // (stop - i)", "        assert i < stop + 2"]))
     other = _factory(rng, shape, rng.choice(DTYPES))
     if "arange" in other:
         other = f"{other}.reshape(1, -1)" if dim == 0 else f"{other}.reshape(-1, 1)"
@@ -709,9 +715,9 @@ def test_random_loops_fixed_safely_keep_results():
 NAMED_PART = '''import torch
 
 def run(n, width):
-    acc = torch.zeros(0, width)
+    acc = torch.zeros(0, 3, device="cpu")
     for i in range(n):
-        row = torch.full((1, width), i, dtype=torch.float32)
+        row = torch.full((1, 3), i, dtype=torch.float32, device="cpu")
         acc = torch.cat([acc, row])
         rows = len(row) + row.shape[0]
     return acc
@@ -772,13 +778,17 @@ def test_a_seeded_start_that_another_name_writes_is_not_owned():
     assert not same(a, b)
 
 
-def test_a_seeded_start_in_a_loop_that_writes_nothing_in_place_stays_safe():
+def test_a_seeded_start_from_the_caller_is_not_proven_to_fit():
+    # Was a safe fix (a loop writing nothing in place): the caller's start may not fit the
+    # parts, and its error would come after the loop's later iterations.
     source = SEEDED_START_ALIASED.replace("        y += 1\n", "        z = y + 1\n")
-    assert fix_kind(source) == {"safe"}
+    assert fix_kind(source) == {"unsafe"}
+    [d] = check_source(source, "program.py", config=ONLY)
+    assert "every part fits" in d.fixes[0].message
     t = torch.zeros(1, 3)
     a = load(source)["run"](t, t.clone())
-    b = load(fixed(source, unsafe=False))["run"](t, t.clone())
-    assert same(a, b)
+    b = load(fixed(source, unsafe=True))["run"](t, t.clone())
+    assert same(a, b)  # where it fits, the forced fix keeps the result
 
 
 ELSE_BEFORE_ERROR = '''import torch
@@ -804,23 +814,53 @@ def run(n, log):
 '''
 
 
-HIDDEN_CODE = {  # statements with no call in them that still run code
+class Log(list):
+    """A caller's object whose methods leave a trace (a context manager too)."""
+
+    def __enter__(self):
+        self.append("enter")
+
+    def __exit__(self, *exc):
+        self.append("exit")
+
+    def __len__(self):
+        self.append("len")
+        return super().__len__()
+
+
+HIDDEN_CODE = {  # statements that run code, or stop the loop, where a misfit part raised first
     "import": "        import json\n",  # runs the module (once)
     "with": "        with log:\n            pass\n",  # calls log.__enter__ and __exit__
     "class": "        class Step:\n            pass\n",  # runs the class body
     "augmented": "        log += [i]\n",  # writes the caller's object in place (a tensor: `x += 1`)
-    "key": "        m = max([1, 2], key=print)\n",  # calls print
+    "key": "        m = max([1, 2], key=lambda v: log.append(v) or v)\n",  # a builtin calling back
+    "len": "        k = len(log)\n",  # runs the caller's __len__
+    "return": "        if i == 1:\n            return log\n",  # a return instead of the error
+    "floor-division": "        q = 1 // (2 - i)\n",  # another error, later
+    "assert": "        assert i < 2\n",
 }
 
 
 @pytest.mark.parametrize("name", sorted(HIDDEN_CODE))
-def test_statements_that_run_hidden_code_make_the_loop_impure(name):
-    # `import` and `with x:` were safe fixes, moving the misfit part's error after code the
-    # original never ran (tests/fuzzing/corpus/e2-alc002-import-in-loop.py, -with-in-loop.py).
-    loop = "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n"
-    source = "import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n" + loop + "    return acc\n"
-    assert fix_kind(source) == {"safe"}  # the same loop without the statement
-    assert fix_kind(source.replace(loop, loop + HIDDEN_CODE[name])) == {"unsafe"}
+def test_a_part_that_may_not_fit_makes_the_fix_unsafe_whatever_the_loop_does(name):
+    # Each of these was a safe fix (the red team's, and tests/fuzzing/corpus/e2-alc002-*):
+    # the misfit part's error came after code the original never ran. The "errors are
+    # harmless in a pure loop" proof is gone: the fix is safe only when no part can misfit.
+    fits = "        acc = torch.cat([acc, torch.zeros(1, 4, device=\"cpu\")])\n"
+    source = ("import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4, device=\"cpu\")\n"
+              "    for i in range(n):\n" + fits + HIDDEN_CODE[name] + "    return acc\n")
+    assert fix_kind(source) == {"safe"}  # no concatenation can raise: what else runs does not matter
+    for n in (0, 1, 2):
+        assert_same_program(source, fixed(source, unsafe=False), (n, Log()))
+    misfit = source.replace("torch.zeros(1, 4, device", "torch.zeros(1, 3, device")
+    assert fix_kind(misfit) == {"unsafe"}
+    [d] = check_source(misfit, "program.py", config=ONLY)
+    assert "every part fits" in d.fixes[0].message
+    if name in ("import", "class"):
+        return  # nothing the caller sees (the module and class body run once more, unseen)
+    a = run(misfit, (3, Log()))
+    b = run(fixed(misfit, unsafe=True), (3, Log()))
+    assert (type(a[3]), a[2][1]) != (type(b[3]), b[2][1])  # another error, or another trace
 
 
 @pytest.mark.parametrize("source", [ELSE_BEFORE_ERROR, WHILE_STOPPED_BY_ERROR], ids=["loop-else", "while"])
@@ -845,13 +885,3 @@ def test_the_withheld_fix_names_the_use_and_its_kind(use, words):
               f"        acc = torch.cat([acc, x])\n        {use}\n    return acc\n")
     [d] = check_source(source, "program.py", config=ONLY)
     assert not d.fixes and "is read in the loop at line 6" in d.no_fix_reason and words in d.no_fix_reason
-
-
-def test_a_local_number_counter_keeps_the_loop_pure():
-    source = ("import torch\n\ndef run(n, log):\n    acc = torch.zeros(0, 4)\n    k = 0\n"
-              "    for i in range(n):\n        acc = torch.cat([acc, torch.zeros(1, 4)])\n        k += 1\n"
-              "    return acc, k\n")
-    assert fix_kind(source) == {"safe"}
-    for n in (0, 1, 4):
-        assert_same_program(source, fixed(source, unsafe=False), (n, []))
-    assert fix_kind(source.replace("    k = 0\n", "    k = torch.zeros(1)\n")) == {"unsafe"}

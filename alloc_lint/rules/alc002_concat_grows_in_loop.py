@@ -100,7 +100,7 @@ class ConcatGrowsInLoop(Rule):
     for i in range(num_frames):
         frame = decode(z[:, :, i:i + 1])
         out_parts.append(frame)
-    if len(out_parts) > 1:
+    if out_parts[1:]:
         out = torch.cat(out_parts, dim=2)
     elif out_parts:
         out = out_parts[0]
@@ -119,23 +119,31 @@ class ConcatGrowsInLoop(Rule):
       `acc_parts = [acc]`; each `acc = CAT([acc, x, ...], dim)` becomes
       `acc_parts.append(x)` (`.extend((x, y))` for several parts,
       `.extend(xs)` for `*xs`); after the loop
-      `if len(acc_parts) > 1: acc = CAT(acc_parts, dim)` and `del acc_parts`.
+      `if acc_parts[1:]: acc = CAT(acc_parts, dim)` and `del acc_parts`.
       An accumulator written last (`[x, acc]`, prepending) is joined as
-      `CAT(acc_parts[::-1], dim)` (several parts: `.extend(reversed((x, y)))`).
+      `CAT(acc_parts[::-1], dim)`, its parts added reversed in place
+      (`.extend((x, *ys)[::-1])`: evaluated in their order, and the order
+      within `ys` kept once the list is reversed).
     - **seeded**: `acc = x if acc is None else CAT([acc, x], dim)`, or
       `if acc is None: acc = x` / `else: acc = CAT([acc, x], dim)` as the
       whole `if` statement, with the same single part `x` in both: the
       statement becomes `acc_parts.append(x)`; before the loop
       `acc_parts = []` (when the statement before the loop sets `acc = None`)
       or `acc_parts = [] if acc is None else [acc]`; after the loop
-      `if len(acc_parts) > 1: acc = CAT(acc_parts, dim)`,
+      `if acc_parts[1:]: acc = CAT(acc_parts, dim)`,
       `elif acc_parts: acc = acc_parts[0]`, `del acc_parts`.
 
-    The final call is the loop's own concatenation (NumPy's `append` becomes
-    the same module's `concatenate`, with the same `axis`, `axis=None` where
-    `append` had none: both flatten). So the result has the same dimension,
-    and with no iteration, or one seeded iteration, `acc` is the very object
-    the original leaves (a `Parameter`, the caller's tensor): no copy.
+    The code added calls no name the function could bind (no `len`,
+    `reversed`: a slice and `[::-1]` instead), and the list's name is one
+    the function does not use (`acc_parts2` ...). The final call is the
+    loop's own concatenation (NumPy's `append` becomes the same module's
+    `concatenate` with the same `axis`; where `append` had none, each part is
+    raveled first, as `append` does: `np.concatenate([np.ravel(part) for
+    part in acc_parts], axis=None)`, so a Python number becomes an array of
+    its own dtype, not a weak scalar taking the array's). So the result has
+    the same dimension, and with no iteration, or one seeded iteration,
+    `acc` is the very object the original leaves (a `Parameter`, the
+    caller's tensor): no copy.
 
     The uses are classified by the same use classifier as ALC001's fixes
     (`alloc_lint/analysis/uses.py`), not a second one: every occurrence of the
@@ -156,37 +164,80 @@ class ConcatGrowsInLoop(Rule):
     (its shape, a slice, `acc *= w`, a call reading it: the loop would see
     its value from before the loop), by name in the loop (`locals()`,
     `vars()`, `eval`, `exec`, `sys._getframe()` and the like, `dir()`), by a
-    function defined in the function (it could be called during the loop),
-    or in the loop's `else:`; the loop is at module or class level (a
-    global: code called in the loop could read it), or inside a `try` of the function (an exception caught there
+    function or lambda defined in the function (it could be called during
+    the loop), by a generator expression that may run during the loop (in
+    the loop's header, `for n in (acc.numel() for _ in xs)`, or anywhere
+    before the loop, or anywhere when an enclosing loop runs it again), or
+    in the loop's `else:`; the loop's `else:` has a `break` or `continue`
+    (it would jump over the concatenation placed after the loop); the loop
+    is at module or class level (a global: code called in the loop could
+    read it), or inside a `try` of the function (an exception caught there
     would leave the accumulator as before the loop); the concatenation is
     inside a `try` or a `with` of the loop body (its errors are caught in the
     loop; `no_grad`, `inference_mode` and `autocast` would not cover the
-    single concatenation after the loop); the accumulator may be unbound
-    before the loop; the first iteration is special-cased otherwise
-    (`if i == 0:`, `continue`) or seeds another value than the parts added
-    later; parts go on both sides of the accumulator; the concatenations of
-    one accumulator differ, or their dimension or another argument is not a
-    constant (it would be evaluated once, after the loop); a statement of the
-    pattern shares its line with another.
+    single concatenation after the loop), or a call in the loop switches
+    grad or inference mode (`torch.set_grad_enabled(i > 0)`,
+    `torch.no_grad().__enter__()`: the one concatenation after the loop
+    would run under the last mode; a `with` item restores it); the
+    accumulator may be unbound before the loop (not assigned on every path to it, or `del acc` /
+    `except ... as acc` before it, or anywhere when an enclosing loop runs
+    it again); the first iteration is special-cased otherwise (`if i == 0:`,
+    `continue`) or seeds another value than the parts added later, or
+    several statements grow a seeded accumulator; parts go on both sides of
+    the accumulator; the concatenations of one accumulator differ, or their
+    dimension or another argument is not a constant (it would be evaluated
+    once, after the loop); a statement of the pattern shares its line with
+    another.
 
     Otherwise the fix is **unsafe** (applied with `--unsafe-fixes`) unless
     each of these is proven, and its message names those that are not:
 
+    - *errors*: the fix moves every concatenation of the loop after it, so a
+      part that does not fit (other number of dimensions, sizes, device)
+      raises after the loop's later iterations ran: their effects on the
+      caller's objects, globals, closures, a `return` or another error in
+      them come first, and a loop whose only exit was that error may run on.
+      No condition on the rest of the loop makes that harmless (any
+      statement may return, raise or run user code), so the fix is safe
+      only when no concatenation can raise: proven for `torch.cat` (`concat`,
+      `concatenate`) along a constant dimension when every part, and the
+      start (or `None` before a seeded loop), is a factory call of constant
+      sizes (`torch.zeros(2, 3)`, `torch.full((1, 3), v)`, `torch.tensor`
+      of a flat list of numbers; `torch.empty` only with no element: its
+      values are whatever memory it gets, and the fix allocates in another
+      order) with one constant device naming a device
+      (`device="cpu"`, `"cuda:0"`; not the default device nor `"cuda"`: a
+      call in the loop may switch those), all of one number of dimensions
+      and equal sizes but along the dimension joined (an empty 1-D start is
+      skipped by `cat` in both programs). The `*stack` functions are never
+      proven; `hstack` of an empty 1-D start and 2-D parts joins along
+      dim 0, then 1, where one `hstack` joins along 0: another result and no
+      error, named in the message. (Memory exhaustion aside: the fixed loop
+      allocates otherwise, see Memory below.)
     - *the list keeps references where the loop copied at once*: a part
       written after it is appended (a reused output buffer, as CUDA-graph
       runners return; an `out=` target; a view of state the loop mutates)
       would change the result, and a part that is a view keeps its whole base
       alive. Proven when every part is a fresh tensor from a torch factory
       (`torch.zeros/ones/empty/full/arange/tensor` and their `_like` forms,
-      no `out=`), written inline, or a name bound to one by the nearest
-      binding before the concatenation in the same block (`row =
-      torch.full(...)`, one target), seen by no nested scope, and every
-      occurrence of which in the loop and its `else:` (the previous
+      with no keyword but `dtype`, `device`, `size`, `fill_value`: no
+      `out=`, no `requires_grad=`), written inline, or a name bound to one
+      by the nearest binding before the concatenation in the same block
+      (`row = torch.full(...)`, one target), seen by no nested scope, and
+      every occurrence of which in the loop and its `else:` (the previous
       iteration's part included) is classified as keeping its values and
       holding no reference: a metadata read, a non-aliasing read, a
       rebinding, a deletion (`row += 1`, `row.mul_(2)`, `v = row[0]`,
       `f(row)` all leave it unproven).
+    - *grad mode*: the loop's concatenations each ran under the grad mode of
+      their iteration, the single one after the loop runs under the mode
+      after it; code run by the loop that switches it (a function calling
+      `torch.set_grad_enabled(...)`; a call to it seen in the loop withholds
+      the fix) changes which parts get gradients. Proven with the parts
+      above (no part, and no start, requires grad).
+    - *the first part is not None* (seeded shapes): a `None` part leaves the
+      accumulator `None` in the loop, so the next part seeds it again, where
+      the list keeps the `None`. Proven with the parts above.
     - *the start value*: the list keeps the value the accumulator had before
       the loop, where the loop copied it at its first concatenation, so a
       write into it during the loop through another name (`y += 1` where `y`
@@ -194,41 +245,19 @@ class ConcatGrowsInLoop(Rule):
       Proven when the seeded shape starts from `acc = None`, or the start is
       a fresh tensor (an allocation, `.clone()`, arithmetic: the ownership
       proof ALC001 uses, `analysis/ownership.py`) bound by the last statement
-      before the loop that mentions the accumulator, or when the loop is
-      proven to write nothing outside its locals (below).
+      before the loop that mentions the accumulator.
     - *dtype*: one final concatenation promotes once, the loop step by step;
       the values differ when an integer meets floats of different widths (an
       int64 accumulator, then a float32 part, then a float64 part rounds
       through float32 in the loop only). The same when every part and the
       start have one dtype, or only floating dtypes (widening a float is
-      exact). Proven when every part (and, for the first shape, the start
-      value, the plain assignment just before the loop) is such a factory
-      call with an explicit `dtype=torch.X`, or `zeros/ones/empty` without
-      one (the default dtype, always floating).
-    - *errors*: a part that does not fit (other number of dimensions, sizes,
-      device; `hstack` on a 1-D start and 2-D parts joins along another
-      dimension) makes the concatenation after the loop raise (or, for
-      `hstack`, join otherwise), after the loop's later iterations ran.
-      Proven harmless when the loop changes nothing outside its function's
-      locals and ends: it is a `for` over `range(...)` (a `while` loop may
-      run on forever where the first misfit part stopped the original),
-      every call in it and in its `else:` (which runs before the single
-      concatenation) is one of those torch factories, `torch.cat/stack` or
-      `range`, `len`, `min`, `max`, `abs`, `int`, `float` (without keywords:
-      `max(xs, key=f)` calls `f`); nothing is stored
-      into an attribute or subscript, nothing deleted, yielded, awaited or
-      imported, and it has no `with`, `match` or `class` statement (they
-      run code no call shows); an augmented assignment only counts a local
-      number (`n = 0` ... `n += 1`: on anything else, `x += 1` may write
-      the caller's tensor in place). Then only the error's message (its list
-      index) and when it comes differ (after the loop's later iterations,
-      each allocating its part). Taken for granted: attribute and subscript
-      reads, operators and those builtins run no code with effects, as for
-      tensors, numbers and Python's own containers (a user class whose
-      `__getitem__` logs would log more often before the error).
-    - NumPy and CuPy concatenations are never proven (their promotion and
-      `append`'s flattening are the same, but their parts' provenance is not
-      tracked): unsafe at best.
+      exact). Proven when every part and the start value (the plain
+      assignment just before the loop; for a seeded loop, unless it is
+      `None`) is such a factory call with an explicit `dtype=torch.X`, or
+      `zeros/ones/empty` without one (the default dtype, always floating).
+    - NumPy and CuPy concatenations are never proven (their parts'
+      provenance is not tracked): unsafe at best, with the errors, references
+      and dtype assumptions.
     - `locals()`, `eval` or a frame read elsewhere in the function
       (`f = sys._getframe()` before the loop, `f.f_locals` in it) could see
       the stale accumulator or the list: an assumption too.
@@ -237,8 +266,17 @@ class ConcatGrowsInLoop(Rule):
       a device context or a profiling range might swallow an exception
       raised in the loop: that too is an assumption of the fix.
 
+    Taken for granted, as everywhere in alloc-lint: `torch.cat` and the
+    factories are torch's own (nothing in the loop rebinds them); no code
+    run by the loop enters or leaves inference mode without a `with` after
+    the last concatenation (the result is an inference tensor or not by the
+    mode it is made in); nothing inspects the function's frame from outside
+    (a debugger, a traceback's `tb_frame.f_locals` after an error, which
+    would see the start value and the list).
+
     In practice the safe form is rare: a loop whose parts come from a model,
-    a kernel or any other call cannot be proven, and gets the unsafe fix.
+    a kernel or any other call, or are created on the default device, cannot
+    be proven, and gets the unsafe fix.
 
     Memory: the original holds the accumulator (the result so far) and, at
     each concatenation, the new result beside it: about twice the final size

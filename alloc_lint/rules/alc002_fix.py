@@ -25,17 +25,13 @@ TRANSPARENT_CONTEXTS = frozenset({
     "torch.device", "torch.autograd.profiler.record_function", "torch.profiler.record_function",
     "torch.cuda.nvtx.range", "nvtx.annotate",
 })
-# Calls a loop may make and still be free of effects outside its own locals
-# (the safe fix needs it: an error moved after the loop must change nothing).
-PURE_TORCH = frozenset({
-    "torch.zeros", "torch.ones", "torch.full", "torch.empty", "torch.zeros_like", "torch.ones_like",
-    "torch.full_like", "torch.empty_like", "torch.arange", "torch.tensor", "torch.cat",
-    "torch.concat", "torch.concatenate", "torch.stack",
+# Calls that switch grad or inference mode when called as a statement, not
+# only as a `with` item (the mode then lasts past the statement).
+MODE_SWITCHES = frozenset({
+    "torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled",
+    "torch._C._set_grad_enabled", "torch.inference_mode", "torch.autograd.grad_mode.inference_mode",
+    "torch._C._InferenceMode", "torch.no_grad", "torch.enable_grad",
 })
-PURE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float"})
-# Statements that run code no call in them shows.
-_RUNS_CODE = tuple(getattr(ast, n) for n in ("Import", "ImportFrom", "With", "AsyncWith", "Match", "ClassDef")
-                   if hasattr(ast, n))
 # `dir()` lists the loop's names, and the fix adds one (uses.dynamic_access has the others).
 _LISTS_NAMES = "dir"
 # Factories whose result is a fresh dense tensor of the given `dtype=`, or of
@@ -53,10 +49,21 @@ ASSUME_FRESH = ("no part is written after it is appended, nor a view keeping a l
 ASSUME_DTYPE = ("every part has the accumulator's dtype (one final concatenation promotes once: "
                 "an int64 accumulator meeting float32, then float64 parts rounds differently)")
 ASSUME_FITS = ("every part fits the accumulator's shape and device (a part that does not makes "
-               "the concatenation after the loop raise, after the loop's later iterations ran)")
+               "the concatenation after the loop raise, after the loop's later iterations ran: "
+               "their effects, a `return` or another error in them come first)")
+ASSUME_STACK = ("every part has the start's number of dimensions (`hstack` of an empty 1-D start and "
+                "2-D parts joins along dim 0, then 1; once, along 0: another result, no error)")
+ASSUME_GRAD = ("grad mode is the same at each of the loop's concatenations as after the loop "
+               "(a call in the loop such as `torch.set_grad_enabled(...)` changes which parts get gradients)")
+ASSUME_SEED = ("the first part is not None (a None part leaves the accumulator None in the loop, so the "
+               "next part seeds it again; the list would keep the None)")
 ASSUME_CONTEXT = "the `with` statement around the loop does not swallow an exception raised in it"
 ASSUME_START = ("nothing writes the start value of the accumulator during the loop (the list keeps it; "
                 "the loop's first concatenation copied it)")
+# Concatenations whose result the fits proof (_parts_fit) knows: `cat` along one dimension.
+CATS = frozenset({"torch.cat", "torch.concat", "torch.concatenate"})
+# Keywords a factory call may have in the fits proof (no `requires_grad`, `layout`, `out` ...).
+SHAPE_KEYWORDS = frozenset({"dtype", "device", "size", "fill_value"})
 
 
 @dataclass
@@ -88,6 +95,7 @@ def _plan(group: list, ctx) -> Plan:
     classifier = classifier_for(ctx, loop.scope)
     _check_uses(group, shape, ctx, classifier)  # (the pattern's uses under a `with`: _check_exits)
     _check_exits(group, ctx)
+    _check_mode_switches(group, ctx)
     assumptions = []
     dynamic = dynamic_access(scope, classifier)
     if dynamic:  # outside the loop (inside it, _check_uses withheld the fix)
@@ -99,20 +107,25 @@ def _plan(group: list, ctx) -> Plan:
         if isinstance(holder, (ast.With, ast.AsyncWith)) and not all(
                 _qualified(item.context_expr, loop, ctx) in TRANSPARENT_CONTEXTS for item in holder.items):
             assumptions.append(ASSUME_CONTEXT)
+    _check_placement(group, ctx)
     if not _bound_before(acc, loop, ctx):
         raise _NoFix(f"`{acc}` may be unbound before the loop")
     if not all(_alone_on_line(s, ctx) for s in shape.replaced):
         raise _NoFix("a statement of the pattern shares its line with another statement")
-    pure = False
     if first.func.split(".")[0] != "torch":
         assumptions += [ASSUME_FRESH, ASSUME_DTYPE, ASSUME_FITS]
+        if shape.seeded:
+            assumptions.append(ASSUME_SEED)
     else:
         if not _parts_fresh_and_typed(group, shape, ctx, classifier):
-            assumptions += [ASSUME_FRESH, ASSUME_DTYPE]
-        pure = _pure_loop(group, shape, ctx)
-        if not pure:
+            assumptions += [ASSUME_FRESH, ASSUME_DTYPE, ASSUME_GRAD]
+            if shape.seeded:
+                assumptions.append(ASSUME_SEED)
+        if not _parts_fit(group, shape, ctx, classifier):
             assumptions.append(ASSUME_FITS)
-    if not _start_owned(group, shape, ctx) and not pure:  # a pure loop writes no tensor
+            if first.func.endswith("hstack"):
+                assumptions.append(ASSUME_STACK)
+    if not _start_owned(group, shape, ctx):
         assumptions.append(ASSUME_START)
     parts = _fresh_name(f"{acc}_parts", _identifiers(scope))
     operations = _operations(group, shape, parts, ctx)
@@ -245,7 +258,10 @@ def _final_call(growth, ctx) -> str:
         axis = extra[0] if extra else None
         if axis is not None:
             _require_constant(axis)
-        rest.append(f"axis={_source(axis, ctx.lines) if axis is not None else 'None'}")
+        if axis is None:  # `append` ravels its values first: a Python number becomes a typed array
+            module = func[:func.rfind(".")]  # (not a weak scalar that takes the array's dtype)
+            return f"{func}([{module}.ravel(part) for part in {{}}], axis=None)"
+        rest.append(f"axis={_source(axis, ctx.lines)}")
         return f"{func}({{}}, {', '.join(rest)})"
     first = "{}" if call.args else None
     for arg in call.args[1:]:
@@ -339,37 +355,6 @@ def _start_owned(group: list, shape: _Shape, ctx) -> bool:
     return origin in (Origin.OWNED, Origin.NONE)
 
 
-def _number_counter(target: ast.expr, loop) -> bool:
-    """Is `target` a local name only ever bound to a number literal, or
-    augmented by one (`n = 0` ... `n += 1`)? Then `+=` on it writes no tensor."""
-    if not isinstance(target, ast.Name):
-        return False
-    scope = loop.scope.node
-    args = scope.args
-    if target.id in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a} \
-            or target.id in captured_names(scope, SCOPE_NODES):
-        return False
-    parents = _parents(loop.scope)
-    for node in walk_scope(scope):
-        if isinstance(node, ast.Name) and node.id == target.id and not isinstance(node.ctx, ast.Load):
-            holder = parents.get(node)
-            if isinstance(holder, ast.Assign) and holder.targets == [node] and _number(holder.value) or \
-                    isinstance(holder, ast.AugAssign) and holder.target is node and _number(holder.value):
-                continue
-            return False
-    return True
-
-
-def _number(node: ast.expr) -> bool:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        node = node.operand
-    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
-
-
-def _else_nodes(loop) -> list:
-    return [n for stmt in loop.node.orelse for n in walk_scope(stmt)]
-
-
 def _check_exits(group: list, ctx) -> None:
     """The concatenation is not inside a `try` or `with` of the loop body: an
     error it raises is not caught in the loop, and it runs under no context
@@ -384,6 +369,77 @@ def _check_exits(group: list, ctx) -> None:
             if isinstance(holder, (ast.With, ast.AsyncWith)):
                 raise _NoFix(f"the concatenation runs under the `with` at line {holder.lineno}, "
                              "which the single concatenation after the loop would not")
+
+
+def _check_mode_switches(group: list, ctx) -> None:
+    """A grad or inference mode switched in the loop by a call seen there
+    (`torch.set_grad_enabled(i > 0)`, `torch.no_grad().__enter__()`): each
+    concatenation of the loop ran under its iteration's mode, the single one
+    after the loop would run under the last. (A `with` item restores the
+    mode when its block ends; calls whose code is not seen are the unsafe
+    fix's grad-mode assumption.)"""
+    loop = group[0].loop
+    parents = _parents(loop.scope)
+    for node in loop_nodes(loop):
+        if isinstance(node, ast.Call) and _qualified(node.func, loop, ctx) in MODE_SWITCHES \
+                and not isinstance(parents.get(node), ast.withitem):
+            raise _NoFix(f"the call at line {node.lineno} (`{_line(node, ctx)}`) switches grad or inference "
+                         "mode in the loop: the single concatenation after the loop would run under another "
+                         "mode than the loop's")
+
+
+def _check_placement(group: list, ctx) -> None:
+    """What the concatenation placed after the loop, and `acc` left at its
+    start value until then, need of the code around the loop: no `break` or
+    `continue` in the loop's `else:` (it would jump over the concatenation,
+    or past it to the next iteration of an enclosing loop); no generator
+    expression that reads `acc` and may run during the loop (in the loop's
+    header, or anywhere before it, or anywhere if an enclosing loop runs it
+    again: a lambda or function is withheld in _check_uses); and nothing
+    that unbinds `acc` in the function (`del acc`, `except ... as acc`), so
+    that `acc` is bound before the loop where _bound_before sees an assignment."""
+    acc, loop = group[0].acc, group[0].loop
+    scope = loop.scope.node
+    parents = _parents(loop.scope)
+    for stmt in loop.node.orelse:
+        for node in _walk_same_loop(stmt):
+            if isinstance(node, (ast.Break, ast.Continue)):
+                word = "break" if isinstance(node, ast.Break) else "continue"
+                raise _NoFix(f"the loop's `else:` has a `{word}` (line {node.lineno}) that would jump over "
+                             "the concatenation placed after the loop")
+    nested = any(isinstance(a, (ast.For, ast.AsyncFor, ast.While)) for a in _ancestors(loop.node, scope, parents))
+    header = loop.node.iter if isinstance(loop.node, (ast.For, ast.AsyncFor)) else None
+    in_header = {id(n) for n in ast.walk(header)} if header is not None else set()
+    in_loop = {id(n) for n in loop_nodes(loop)}
+    end = (loop.node.end_lineno, loop.node.end_col_offset)
+    for node in walk_scope(scope):
+        if id(node) in in_loop or not hasattr(node, "lineno"):
+            continue
+        if (node.lineno, node.col_offset) > end and not nested and id(node) not in in_header:
+            continue  # after the loop, which runs once per call
+        if isinstance(node, ast.GeneratorExp) and any(isinstance(n, ast.Name) and n.id == acc for n in ast.walk(node)):
+            raise _NoFix(f"the generator expression at line {node.lineno} reads `{acc}` lazily: "
+                         "run during the loop, it would see the value from before the loop")
+        if isinstance(node, ast.Delete) and any(isinstance(t, ast.Name) and t.id == acc for t in node.targets):
+            raise _NoFix(f"`{acc}` may be unbound before the loop (`del {acc}` at line {node.lineno})")
+        if isinstance(node, ast.ExceptHandler) and node.name == acc:
+            raise _NoFix(f"`{acc}` may be unbound before the loop (`except ... as {acc}` at line "
+                         f"{node.lineno} unbinds it)")
+
+
+def _walk_same_loop(stmt: ast.stmt):
+    """The nodes of a statement whose `break`/`continue` belong to the loop
+    around it: not inside a nested loop (its `else:` excepted) or scope."""
+    todo = [stmt]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, SCOPE_NODES):
+            continue
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr))  # handlers, cases too
 
 
 def _bound_before(acc: str, loop, ctx) -> bool:
@@ -428,7 +484,7 @@ def _parts_fresh_and_typed(group: list, shape: _Shape, ctx, classifier: UseClass
             if dtype is None:
                 return False
             dtypes.append(dtype)
-    if not shape.seeded:
+    if not (shape.seeded and _starts_as_none(group[0].acc, loop)):  # a seeded loop may start from a tensor
         start = _start_value(group[0].acc, loop)
         dtype = _factory_dtype(start, loop, ctx) if start is not None else None
         if dtype is None:
@@ -479,13 +535,105 @@ def _factory_dtype(node: ast.expr, loop, ctx) -> str | None:
     if not isinstance(node, ast.Call):
         return None
     func = _qualified(node.func, loop, ctx)
-    if func not in FACTORIES or any(k.arg in ("out", None) for k in node.keywords):
-        return None  # `out=buf` returns buf itself
+    if func not in FACTORIES or any(k.arg not in SHAPE_KEYWORDS for k in node.keywords):
+        return None  # `out=buf` returns buf itself; `requires_grad=True` makes grad mode matter
     dtype = next((k.value for k in node.keywords if k.arg == "dtype"), None)
     if dtype is None:
         return "floating" if func in DEFAULT_FLOATING else None
     name = _qualified(dtype, loop, ctx)
     return name if name and name.startswith("torch.") else None
+
+
+def _parts_fit(group: list, shape: _Shape, ctx, classifier: UseClassifier) -> bool:
+    """Can no concatenation of the loop raise, so that moving it after the
+    loop moves no error? `torch.cat` along a constant dimension, and every
+    part (and the start, or `None` for a seeded loop) a factory call of
+    constant sizes (`torch.zeros(2, 3)`, `torch.full((2, 3), v)`) with the
+    same constant `device=` ("cpu", or a device with its index: the default
+    device, or the current CUDA device, may be switched by a call in the
+    loop), all of one number of dimensions and equal sizes but along the
+    dimension joined. An empty 1-D start is skipped by `cat` in both
+    programs (torch's legacy rule), whatever the parts' dimensions."""
+    loop = group[0].loop
+    if group[0].func not in CATS:
+        return False
+    call = group[0].call
+    given = ["tensors", "dim"][:len(call.args)] + ["dim" if k.arg == "axis" else k.arg for k in call.keywords]
+    if len(call.args) > 2 or len(given) != len(set(given)) or not {"tensors"} <= set(given) <= {"tensors", "dim"}:
+        return False  # arguments the call rejects (on every iteration, or once after the loop)
+    dim = call.args[1] if len(call.args) > 1 else next(
+        (k.value for k in call.keywords if k.arg in ("dim", "axis")), ast.Constant(0))
+    dim = _int_constant(dim)
+    values = []
+    for g in group:
+        for part in _joined(g):
+            if part is g.acc_node:
+                continue
+            if isinstance(part, ast.Name):
+                part = _fresh_binding(part, g, shape, ctx, classifier)
+            values.append(part)
+    found = [_factory_shape(v, loop, ctx) for v in values]
+    devices = set()
+    if not (shape.seeded and _starts_as_none(group[0].acc, loop)):
+        start = _start_value(group[0].acc, loop)
+        start_shape = _factory_shape(start, loop, ctx) if start is not None else None
+        if start_shape is None:
+            return False
+        if start_shape[0] == (0,):
+            devices.add(start_shape[1])  # skipped by `cat`, but on a device all the same
+        else:
+            found.append(start_shape)
+    if dim is None or not found or any(f is None for f in found):
+        return False
+    sizes = {s for s, _ in found}
+    devices |= {d for _, d in found}
+    ndims = {len(s) for s in sizes}
+    if len(devices) != 1 or len(ndims) != 1 or min(ndims) == 0:
+        return False
+    ndim = ndims.pop()
+    if not -ndim <= dim < ndim:
+        return False
+    dim %= ndim
+    return len({s[:dim] + s[dim + 1:] for s in sizes}) == 1
+
+
+def _factory_shape(node: ast.expr, loop, ctx) -> tuple | None:
+    """(sizes, device) of a factory call with constant sizes and a constant
+    device that names one device; else None."""
+    if not isinstance(node, ast.Call) or _factory_dtype(node, loop, ctx) is None:
+        return None
+    func = _qualified(node.func, loop, ctx)
+    keywords = {k.arg: k.value for k in node.keywords}
+    device = keywords.get("device")
+    if not (isinstance(device, ast.Constant) and isinstance(device.value, str)
+            and (device.value in ("cpu", "meta") or device.value.rsplit(":", 1)[-1].isdigit())):
+        return None
+    if func in ("torch.zeros", "torch.ones", "torch.empty", "torch.full"):
+        args = list(node.args[:1] if func == "torch.full" else node.args)
+        if "size" in keywords:
+            args = [keywords["size"]] if not args else [None]
+        if len(args) == 1 and isinstance(args[0], (ast.Tuple, ast.List)):
+            args = list(args[0].elts)
+        sizes = tuple(_int_constant(a) for a in args)
+    elif func == "torch.tensor" and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple)):
+        elts = node.args[0].elts
+        sizes = (len(elts),) if all(isinstance(e, ast.Constant) and type(e.value) in (int, float, bool)
+                                    for e in elts) else (None,)
+    else:
+        return None
+    if not sizes or any(s is None or s < 0 for s in sizes):
+        return None
+    if func == "torch.empty" and 0 not in sizes:
+        return None  # its values are what the memory held: the fix allocates in another order
+    return sizes, device.value
+
+
+def _int_constant(node) -> int | None:
+    negative = isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+    value = node.operand if negative else node
+    if isinstance(value, ast.Constant) and type(value.value) is int:
+        return -value.value if negative else value.value
+    return None
 
 
 def _start_value(acc: str, loop) -> ast.expr | None:
@@ -501,42 +649,6 @@ def _start_value(acc: str, loop) -> ast.expr | None:
             return stmt.value
         return None
     return None
-
-
-def _pure_loop(group: list, shape: _Shape, ctx) -> bool:
-    """Does the loop change nothing outside its function's locals, so that an
-    error moved to the concatenation after it is the only difference? Its
-    header walks a `range` (so it ends: a `while` loop may run on forever
-    where the original's first misfit part stopped it), and every call in
-    it (its `else:` included) is a torch factory or a builtin from a short
-    list; nothing is stored into an attribute or a subscript, nothing
-    yielded or awaited, imported, and no `with`, `match` or `class` statement;
-    `+=` and the like only on a local number counter (else it writes a
-    tensor in place); the builtins without keywords (`key=f` calls f).
-    (Attribute and subscript reads, operators and those builtins are taken
-    to run no code with effects: true of tensors, numbers and Python's
-    containers.)"""
-    loop = group[0].loop
-    node = loop.node
-    if not isinstance(node, ast.For) or not (isinstance(node.iter, ast.Call) and isinstance(
-            node.iter.func, ast.Name) and node.iter.func.id == "range" and _builtin("range", loop, ctx)):
-        return False
-    for sub in loop_nodes(loop) + _else_nodes(loop):  # the `else:` runs before the concatenation too
-        if isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.Delete)):
-            return False
-        if isinstance(sub, _RUNS_CODE):
-            return False  # `import` runs a module, a class statement its body; `with x:`, `match` call methods
-        if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
-            return False
-        if isinstance(sub, ast.AugAssign) and not _number_counter(sub.target, loop):
-            return False  # `x += 1` writes a tensor in place, maybe the caller's
-        if isinstance(sub, ast.Call):
-            if isinstance(sub.func, ast.Name) and sub.func.id in PURE_BUILTINS and _builtin(sub.func.id, loop, ctx) \
-                    and not sub.keywords:  # `max(xs, key=f)` calls f
-                continue
-            if _qualified(sub.func, loop, ctx) not in PURE_TORCH or any(k.arg in ("out", None) for k in sub.keywords):
-                return False  # `out=` writes into a tensor that may be the caller's
-    return True
 
 
 # --- the edit operations ---------------------------------------------------------------
@@ -557,14 +669,16 @@ def _operations(group: list, shape: _Shape, parts: str, ctx) -> tuple:
         texts = [_source(v, ctx.lines) for v in new]
         if len(new) == 1 and not isinstance(new[0], ast.Starred):
             code = f"{parts}.append({texts[0]})"
+        elif shape.prepend:  # reversed at the end with the list: reverse them here (the order kept in `*xs` too)
+            code = f"{parts}.extend(({', '.join(texts)}{',' if len(texts) == 1 else ''})[::-1])"
         elif len(new) == 1:
             code = f"{parts}.extend({_source(new[0].value, ctx.lines)})"
         else:
-            joined = f"({', '.join(texts)})"
-            code = f"{parts}.extend(reversed({joined}))" if shape.prepend else f"{parts}.extend({joined})"
+            code = f"{parts}.extend(({', '.join(texts)}))"
         ops.append(Replace(at(stmt), code))
+    # Syntax only, no name the function could shadow (`len`, `reversed`).
     joined = f"{parts}[::-1]" if shape.prepend else parts
-    final = f"if len({parts}) > 1:\n    {acc} = {shape.call_text.format(joined)}\n"
+    final = f"if {parts}[1:]:\n    {acc} = {shape.call_text.format(joined)}\n"
     if shape.seeded:
         final += f"elif {parts}:\n    {acc} = {parts}[0]\n"
     final += f"del {parts}"
@@ -668,6 +782,8 @@ def _identifiers(tree: ast.AST) -> set[str]:
             names.add(node.name)
         elif isinstance(node, ast.alias):
             names.add(node.asname or node.name.split(".")[0])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)  # (the list would be that global)
     return names
 
 

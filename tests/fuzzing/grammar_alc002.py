@@ -71,7 +71,7 @@ def generate(seed: int) -> Program:
 
     # the loop and the part of this iteration
     source = rng.choice(["p", "p", "fresh", "workspace", "view-of-big", "dtype", "wrong-shape", "factory",
-                         "factory-inline", "factory", "factory-inline"])
+                         "factory-inline", "factory", "factory-inline"] + ["factory-fits", "factory-fits-inline"] * 2)
     # factory parts in a `range` loop are what a safe fix needs: draw that more often
     loop = rng.choice(["for", "range", "enum", "while"] + ["range"] * 3 * source.startswith("factory"))
     index = None if loop == "for" else "i"
@@ -84,6 +84,10 @@ def generate(seed: int) -> Program:
     # A torch factory's fresh tensor (named, or written inline in the concatenation):
     # the only parts ALC002 can prove fresh, so the only programs that get safe fixes.
     factory = f"torch.full(p.shape, {'float(i)' if index else '2.5'}, dtype=torch.float32)"
+    fits = source.startswith("factory-fits")  # constant sizes on a named device: no concatenation can raise
+    if fits:
+        factory = f"torch.full((2, 4), {'float(i)' if index else '2.5'}, dtype=torch.float32, device=\"cpu\")"
+        source = "factory" + source[len("factory-fits"):]
     inline = None
     if source == "p":
         read.append(f"{part} = p")
@@ -168,7 +172,7 @@ def generate(seed: int) -> Program:
         if numpy:
             setup.append(f"{A} = np.zeros((0, {width}), dtype=np.float32)")
         else:
-            setup.append(f"{A} = torch.empty(0, {width})")
+            setup.append(f"{A} = torch.empty(0, 4, device=\"cpu\")" if fits else f"{A} = torch.empty(0, {width})")
         body_concat.append(f"{A} = {concat}")
     elif seed_kind == "first":
         setup.append(f"{A} = parts[0]" + (".numpy()" if numpy else ""))
