@@ -303,16 +303,9 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
     data: edits.py operations)."""
     view = old = None
     if cache is not None:
-        view = cache.view(config, prefilter)
-        key = view.key(absolute)
-        old = view.table.get(key)
-        if old is not None and len(old[0]) > DIGEST:  # a trusted stat key: no read if it is unchanged
-            try:
-                current = stat_key(os.stat(path))
-            except OSError:
-                current = None
-            if old[0][DIGEST:] == current:
-                return view.hit(key, old, old[0]), None
+        view, key, old, result = _stat_hit(path, absolute, config, prefilter, cache)
+        if result is not None:
+            return result, None
     try:
         data, st = read_file(path)
     except SourceError as exc:
@@ -334,6 +327,22 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
     return result, None
 
 
+def _stat_hit(path: str, absolute: str, config: Config, prefilter: bool, cache):
+    """(view, key, old entry, result): the result when the cache has a trusted
+    stat key for the file and it is unchanged (no read), else None."""
+    view = cache.view(config, prefilter)
+    key = view.key(absolute)
+    old = view.table.get(key)
+    if old is not None and len(old[0]) > DIGEST:  # a trusted stat key: no read if it is unchanged
+        try:
+            current = stat_key(os.stat(path))
+        except OSError:
+            current = None
+        if old[0][DIGEST:] == current:
+            return view, key, old, view.hit(key, old, old[0])
+    return view, key, old, None
+
+
 def _parse(item):
     """Stage 2, here or in a worker: parse and run the rules on a kept file."""
     path, text, config = item
@@ -347,6 +356,48 @@ def _parse(item):
 # Parsing is the only stage worth other processes, and only for many files:
 # reading and the text prefilter cost less than handing the texts over.
 MIN_PARSES_PER_PROCESS = 24
+
+
+# A cold run over many files also reads and prefilters in worker processes
+# (one per core, as Ruff does): the text prefilter is most of its time.
+MIN_READS_FOR_WORKERS = 512
+_WORKER_CACHE = None  # the parent's cache, inherited by forked workers
+
+
+def _read_and_parse(item):
+    """Stages 1 and 2 for one file, in a worker. Returns (path, result, the
+    cache entries to store as (config, prefilter, key, entry), cache hits)."""
+    path, config, absolute, prefilter = item
+    puts, cache = [], _WORKER_CACHE
+    view = cache.view(config, prefilter) if cache is not None else None
+    if view is not None:
+        view.put = lambda key, entry: puts.append((key, entry))
+        hits = cache.hits
+    try:
+        result, text = _read(path, absolute, config, prefilter, cache)
+        if text is not None:
+            stored = result
+            path, result = _parse((path, text, config))
+            if stored is not None:
+                _, key, packed = stored
+                puts.append((key, (packed, result, view.today)))
+    finally:
+        if view is not None:
+            del view.put
+    return path, result, [(config, prefilter, key, entry) for key, entry in puts], \
+        (cache.hits - hits if view is not None else 0)
+
+
+def _read_in_workers(items: list, jobs: int, cache):
+    global _WORKER_CACHE
+    import multiprocessing
+
+    _WORKER_CACHE = cache
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            yield from pool.imap_unordered(_read_and_parse, items, chunksize=8)
+    finally:
+        _WORKER_CACHE = None
 
 
 def _parsed(items: list, jobs: int):
@@ -416,6 +467,28 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
         report.stats.files += 1
         todo.append((path, file_config, absolute))
 
+    if cache is not None:  # unchanged files with a trusted stat key: no read, no worker
+        misses = []
+        for path, file_config, absolute in todo:
+            result = _stat_hit(path, absolute, file_config, prefilter, cache)[3]
+            if result is None:
+                misses.append((path, file_config, absolute))
+            else:
+                add(path, result)
+        todo = misses
+    import multiprocessing
+
+    if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and "fork" in multiprocessing.get_all_start_methods():
+        items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
+        for done, (path, result, puts, hits) in enumerate(_read_in_workers(items, jobs, cache), 1):
+            if progress:
+                progress(done, len(todo))
+            for file_config, file_prefilter, key, entry in puts:
+                cache.view(file_config, file_prefilter).put(key, entry)
+            if hits:
+                cache.view(file_config, prefilter).cache.hits += hits
+            add(path, result)
+        todo = []
     entries, to_parse = {}, []
     for done, (path, file_config, absolute) in enumerate(todo, 1):
         if progress:

@@ -366,3 +366,28 @@ def test_check_source_raises_on_a_syntax_error_the_prefilter_would_skip():
     assert alloc_lint.check_source(CLEAN) == []
     with pytest.raises(alloc_lint.SourceError):
         alloc_lint.check_source(SYNTAX_ERROR)
+
+
+def test_many_files_read_in_workers_give_the_same_report(tmp_path):
+    """Over MIN_READS_FOR_WORKERS files a cold run reads and prefilters in worker
+    processes: the report (findings, errors, exit code) and the cache it leaves
+    are the same as one process's, cold and warm."""
+    from alloc_lint.engine import MIN_READS_FOR_WORKERS
+
+    finding = ("import torch\n\ndef run(x, parts):\n    acc = torch.zeros_like(x)\n    for p in parts:\n"
+               "        tmp = torch.empty_like(acc)\n        torch.add(acc, p, out=tmp)\n        acc = tmp\n"
+               "    return acc\n")
+    for i in range(MIN_READS_FOR_WORKERS + 40):
+        text = finding if i % 50 == 0 else f"x = {i}\nfor i in range(3):\n    x += i\n"
+        (tmp_path / f"m{i:04}.py").write_text(text)
+    (tmp_path / "broken.py").write_text("import torch\nfor x in xs:\n    t = torch.empty_like(x\n")
+    (tmp_path / "latin.py").write_bytes(b"x = '\xff'\n")
+    runs = {}
+    for jobs in ("1", "2"):
+        for cache in ("--no-cache", f"--cache-dir={tmp_path / ('cache' + jobs)}"):
+            for _ in range(2):  # cold, then warm
+                proc = alloc_lint("check", "-j", jobs, cache, ".", cwd=tmp_path, check=None)
+                runs.setdefault(proc.returncode, set()).add((proc.stdout, proc.stderr))
+                assert "m0000.py" in proc.stdout
+                assert "latin.py" in proc.stdout + proc.stderr
+    assert list(runs) == [2] and len(runs[2]) == 1, runs  # exit 2: the undecodable file
