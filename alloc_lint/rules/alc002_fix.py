@@ -474,16 +474,11 @@ def _parts_fresh_and_typed(group: list, shape: _Shape, ctx, classifier: UseClass
     its values (classified by analysis/uses.py)."""
     loop = group[0].loop
     dtypes = []
-    for g in group:
-        for part in _joined(g):
-            if part is g.acc_node:
-                continue
-            if isinstance(part, ast.Name):
-                part = _fresh_binding(part, g, shape, ctx, classifier)
-            dtype = _factory_dtype(part, loop, ctx) if part is not None else None
-            if dtype is None:
-                return False
-            dtypes.append(dtype)
+    for part in _new_parts(group, shape, ctx, classifier):
+        dtype = _factory_dtype(part, loop, ctx) if part is not None else None
+        if dtype is None:
+            return False
+        dtypes.append(dtype)
     if not (shape.seeded and _starts_as_none(group[0].acc, loop)):  # a seeded loop may start from a tensor
         start = _start_value(group[0].acc, loop)
         dtype = _factory_dtype(start, loop, ctx) if start is not None else None
@@ -491,6 +486,15 @@ def _parts_fresh_and_typed(group: list, shape: _Shape, ctx, classifier: UseClass
             return False
         dtypes.append(dtype)
     return len(set(dtypes)) == 1 or all(d == "floating" or d in FLOATING for d in dtypes)
+
+
+def _new_parts(group, shape, ctx, classifier):
+    """Each part joined to the accumulators of `group`, a name replaced by the
+    fresh factory call it is bound to (None where that is not proven)."""
+    for g in group:
+        for part in _joined(g):
+            if part is not g.acc_node:
+                yield _fresh_binding(part, g, shape, ctx, classifier) if isinstance(part, ast.Name) else part
 
 
 def _fresh_binding(part: ast.Name, growth, shape: _Shape, ctx, classifier: UseClassifier) -> ast.expr | None:
@@ -564,14 +568,7 @@ def _parts_fit(group: list, shape: _Shape, ctx, classifier: UseClassifier) -> bo
     dim = call.args[1] if len(call.args) > 1 else next(
         (k.value for k in call.keywords if k.arg in ("dim", "axis")), ast.Constant(0))
     dim = _int_constant(dim)
-    values = []
-    for g in group:
-        for part in _joined(g):
-            if part is g.acc_node:
-                continue
-            if isinstance(part, ast.Name):
-                part = _fresh_binding(part, g, shape, ctx, classifier)
-            values.append(part)
+    values = list(_new_parts(group, shape, ctx, classifier))
     found = [_factory_shape(v, loop, ctx) for v in values]
     devices = set()
     if not (shape.seeded and _starts_as_none(group[0].acc, loop)):
