@@ -388,16 +388,28 @@ def _read_and_parse(item):
         (cache.hits - hits if view is not None else 0)
 
 
+_WORKER_ITEMS = None  # the parent's list of files, inherited by forked workers
+READS_PER_TASK = 32  # files per task: fewer round trips, still balanced at the end
+
+
+def _read_and_parse_many(bounds: tuple) -> list:
+    start, stop = bounds
+    return [_read_and_parse(item) for item in _WORKER_ITEMS[start:stop]]
+
+
 def _read_in_workers(items: list, jobs: int, cache):
-    global _WORKER_CACHE
+    global _WORKER_CACHE, _WORKER_ITEMS
     import multiprocessing
 
-    _WORKER_CACHE = cache
+    _rules()  # imported once here, not once per worker
+    _WORKER_CACHE, _WORKER_ITEMS = cache, items
+    tasks = [(i, min(i + READS_PER_TASK, len(items))) for i in range(0, len(items), READS_PER_TASK)]
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            yield from pool.imap_unordered(_read_and_parse, items, chunksize=8)
+            for results in pool.imap_unordered(_read_and_parse_many, tasks):
+                yield from results
     finally:
-        _WORKER_CACHE = None
+        _WORKER_CACHE = _WORKER_ITEMS = None
 
 
 def _parsed(items: list, jobs: int):

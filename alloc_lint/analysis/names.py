@@ -11,7 +11,7 @@ import ast
 import builtins
 from functools import lru_cache
 
-from .scopes import Scope, walk_scope
+from .scopes import Scope, node_index, walk_scope
 
 _OPAQUE = object()  # bound, but not to anything we can name
 
@@ -68,10 +68,17 @@ def _bindings(scope: Scope) -> dict[str, list]:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
         # A nested function's `global x` / `nonlocal x` (then `x = ...`) rebinds
         # this scope's `x` at run time: it names nothing we can trust.
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Nonlocal if not isinstance(node, ast.Module) else ast.Global):
-                for name in sub.names:
-                    add(name, _OPAQUE)
+        module = scope
+        while module.parent is not None:
+            module = module.parent
+        index = node_index(module.node)
+        if isinstance(node, ast.Module):
+            statements = index.of_type(ast.Global)
+        else:
+            statements = [n for n in index.of_type(ast.Nonlocal) if index.inside(n, node)]
+        for sub in statements:
+            for name in sub.names:
+                add(name, _OPAQUE)
     return found
 
 
@@ -84,20 +91,26 @@ def rebinds_globals_dynamically(tree: ast.Module) -> bool:
     code given its own namespace: `exec(src, ns)`), `globals()` used other
     than to read (`globals()[k] = v`, `.update(...)`, passed on), a bare
     `vars()` at module level (in a function it is the function's locals)?"""
-    module_level = {id(n) for n in walk_scope(tree)}
-    for parent in ast.walk(tree):
-        for node in ast.iter_child_nodes(parent):
-            if isinstance(node, ast.Name) and node.id == "__builtins__":
-                return True  # `__builtins__["len"] = ...`
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-                continue
-            if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
+    index = node_index(tree)
+    if any(node.id == "__builtins__" for node in index.of_type(ast.Name)):
+        return True  # `__builtins__["len"] = ...`
+    module_level = None
+    for node in index.of_type(ast.Call):
+        if not isinstance(node.func, ast.Name):
+            continue
+        if node.func.id in ("exec", "eval") and not _harmless_dynamic_code(node):
+            return True
+        if node.func.id == "vars" and not node.args:
+            if module_level is None:
+                module_level = {id(n) for n in walk_scope(tree)}
+            if id(node) not in module_level:
+                continue  # in a function, `vars()` is the function's locals
+        if node.func.id in ("globals", "vars") and not node.args:
+            parent = index.parents.get(node)
+            read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
+                or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
+            if not read:
                 return True
-            if (node.func.id == "globals" or node.func.id == "vars" and id(node) in module_level) and not node.args:
-                read = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load) \
-                    or isinstance(parent, ast.Attribute) and parent.attr in _READ_ONLY_GLOBALS
-                if not read:
-                    return True
     return False
 
 
@@ -131,8 +144,7 @@ def _bound_after_stars(module: ast.Module, name: str) -> bool:
     """Does an unconditional top-level import or assignment after the module's
     last star import bind `name` (so that the star cannot be what it means
     once the module has run)?"""
-    stars = [s.lineno for s in ast.walk(module)
-             if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    stars = [s.lineno for s in node_index(module).of_type(ast.ImportFrom) if any(a.name == "*" for a in s.names)]
     if not stars:
         return True
     for stmt in module.body:
@@ -162,14 +174,12 @@ class Resolver:
         if key not in self._modules:
             self._modules[key] = (False, frozenset())  # while computing the patched names
             patched = set()
-            for node in ast.walk(module.node):
-                if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                    name = self.qualified_name(node, module)
-                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                        and node.func.id in ("setattr", "delattr") and node.args:
-                    name = self.qualified_name(node.args[0], module)
-                else:
-                    continue
+            index = node_index(module.node)
+            stored = [n for n in index.of_type(ast.Attribute) if isinstance(n.ctx, (ast.Store, ast.Del))]
+            set_on = [n.args[0] for n in index.of_type(ast.Call) if isinstance(n.func, ast.Name)
+                      and n.func.id in ("setattr", "delattr") and n.args]
+            for node in stored + set_on:
+                name = self.qualified_name(node, module)
                 if name:
                     patched.add(name)
             self._modules[key] = (rebinds_globals_dynamically(module.node), frozenset(patched))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,6 +26,59 @@ class Loop:
     # Statement lists whose innermost loop is this one: the body, and the
     # blocks of if/else, with and try statements inside it.
     blocks: list = field(default_factory=list)
+
+
+class NodeIndex:
+    """Every node of a module, from one walk: each node's parent, and the
+    nodes of each type. Module-wide questions (`global` statements, attribute
+    stores, `exec` calls) are asked of these lists instead of walking again."""
+
+    def __init__(self, tree: ast.AST):
+        nodes, parents, node_type = [tree], {}, ast.AST
+        append = nodes.append
+        for node in nodes:  # grows while read: breadth first (ast.iter_child_nodes, inlined)
+            for name in node._fields:
+                if name == "ctx":
+                    continue  # Load/Store/Del: shared singletons, no one's child
+                value = getattr(node, name, None)
+                if value.__class__ is list:
+                    for child in value:
+                        if isinstance(child, node_type):
+                            parents[child] = node
+                            append(child)
+                elif isinstance(value, node_type):
+                    parents[value] = node
+                    append(value)
+        by_type: dict = {}
+        for node in nodes:
+            by_type.setdefault(type(node), []).append(node)
+        self.parents = parents
+        self._by_type = by_type
+
+    def of_type(self, *types) -> list:
+        """The nodes of these exact types (no subclasses: ast has none that matter here)."""
+        if len(types) == 1:
+            return self._by_type.get(types[0], [])
+        return [n for t in types for n in self._by_type.get(t, ())]
+
+    def inside(self, node: ast.AST, ancestor: ast.AST) -> bool:
+        while node is not None:
+            if node is ancestor:
+                return True
+            node = self.parents.get(node)
+        return False
+
+
+_NODE_INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def node_index(tree: ast.AST) -> NodeIndex:
+    """The NodeIndex of a module tree, built once while the tree lives (the
+    trees are not changed after parsing)."""
+    index = _NODE_INDEXES.get(tree)
+    if index is None:
+        index = _NODE_INDEXES[tree] = NodeIndex(tree)
+    return index
 
 
 def walk_scope(node: ast.AST):
@@ -73,12 +127,8 @@ class ModuleIndex:
 
     @cached_property
     def parents(self) -> dict:
-        """node -> parent node; built only when a rule needs data flow."""
-        parents = {}
-        for node in ast.walk(self.tree):
-            for child in ast.iter_child_nodes(node):
-                parents[child] = node
-        return parents
+        """node -> parent node."""
+        return node_index(self.tree).parents
 
     def scope_for(self, node: ast.AST) -> Scope:
         return self._scope_of_node[node]
