@@ -12,6 +12,7 @@ import stat
 import sys
 import tokenize
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from . import selectors
 from .cache import DIGEST, stat_key
@@ -40,6 +41,11 @@ class Source:
 
 def decode(data: bytes) -> Source:
     """Decode as Python does: BOM, then a PEP 263 coding cookie, else UTF-8."""
+    if not data.startswith(codecs.BOM_UTF8) and b"coding" not in data[:_first_two_lines_end(data)]:
+        try:  # no BOM, no cookie: UTF-8 (what tokenize.detect_encoding would find, without its cost)
+            return Source(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass  # the slow path words the error
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
@@ -52,6 +58,16 @@ def decode(data: bytes) -> Source:
         where = f" at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
         raise SourceError(f"cannot decode as {encoding}{where}: {reason}") from None
     return Source(text, "utf-8" if encoding == "utf-8-sig" else encoding, bom)
+
+
+def _first_two_lines_end(data: bytes) -> int:
+    """Where a coding cookie can no longer be (after the second line end;
+    tokenize reads lines ending at \n, or the whole text when there is none)."""
+    first = data.find(b"\n")
+    if first < 0:
+        return len(data)
+    second = data.find(b"\n", first + 1)
+    return len(data) if second < 0 else second
 
 
 def encode(source: Source, text: str) -> bytes:
@@ -128,8 +144,14 @@ def __getattr__(name):  # `engine.ALL_RULES` before first use (tests patch it)
 def might_match(text: str, config: Config) -> bool:
     """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
     is sound, so a file for which this is False has no finding at all."""
-    return any(rule.might_match(text, config) for rule in _rules()
-               if config.is_selected(rule.code, rule.name))
+    return any(rule.might_match(text, config) for rule in _selected(_rules(), tuple(config.select), tuple(config.ignore)))
+
+
+@lru_cache(maxsize=64)
+def _selected(rules, select: tuple, ignore: tuple) -> tuple:
+    """The rules a selection runs (asked once per file: worth remembering)."""
+    config = Config(select=select, ignore=ignore)
+    return tuple(rule for rule in rules if config.is_selected(rule.code, rule.name))
 
 
 # --- noqa ---------------------------------------------------------------------------

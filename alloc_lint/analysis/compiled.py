@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ast
 
-from .scopes import Scope
+from .scopes import Scope, node_index
 
 PASS_THROUGH = frozenset({"torch.jit.ignore", "torch.jit.unused"})
 SCRIPT_CALLS = frozenset({"torch.jit.script", "torch.jit.script_if_tracing"})
@@ -86,8 +86,8 @@ class Compilation:
             if isinstance(d, ast.ClassDef) and any(_name(b, outer, self.resolver).startswith("torch.jit.")
                                                    for b in d.bases):
                 found[id(d)] = f"`{d.name}` (line {d.lineno}) is a TorchScript module"
-        for call in ast.walk(self.index.tree):
-            if not (isinstance(call, ast.Call) and _name(call, module, self.resolver) in SCRIPT_CALLS):
+        for call in node_index(self.index.tree).of_type(ast.Call):
+            if _name(call, module, self.resolver) not in SCRIPT_CALLS:
                 continue
             target = _target_name(call)
             why = f"`{ast.unparse(call)[:60]}` (line {call.lineno}) compiles `{target or 'a module'}` with TorchScript"
@@ -135,8 +135,8 @@ class Compilation:
                    "`torch.fx.symbolic_trace` may trace"
         if self._traced is None:
             module = _module(scope)
-            self._traced = {_target_name(c) for c in ast.walk(self.index.tree)
-                            if isinstance(c, ast.Call) and _name(c, module, self.resolver) in TRACE_CALLS}
+            self._traced = {_target_name(c) for c in node_index(self.index.tree).of_type(ast.Call)
+                            if _name(c, module, self.resolver) in TRACE_CALLS}
         if node.name in self._traced:
             return f"`{node.name}` is passed to `torch.fx.symbolic_trace`"
         if parent is not None and isinstance(parent.node, ast.ClassDef) and parent.node.name in self._traced:

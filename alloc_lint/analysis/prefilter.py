@@ -19,7 +19,10 @@ How the text is read. Between two tokens Python allows blanks, tabs, form
 feeds, backslash continuations, parentheses around a name, and, inside
 brackets, line ends and comments; `;` separates statements, `\r\n` and `\r`
 end lines, and identifiers are compared after NFKC normalisation (`ｔｍｐ` is
-`tmp`). The text is normalised the same way (line ends, NFKC), and every
+`tmp`). The text is normalised the same way (line ends; NFKC where the text
+holds a character that NFKC turns into ASCII letters, digits or `_`: other
+non-ASCII characters are identifier characters before and after, or stand
+in strings and comments, `scan_form`), and every
 regular expression accepts all of those gaps. No stage decides what lies in
 a string literal: text in a string can make a stage hold, never fail. Where
 the text is read backwards across a line end (`_stops`), the line above may
@@ -207,21 +210,41 @@ def _first_loop(text: str) -> int:
     return next(_names_at(text, "while", 0, first if first >= 0 else None), first)
 
 
+_ASCII_BYTES = bytes(range(128))
+_last_form = ("", "")  # (text, its scan form): both rules' predicates ask for the same text in turn
+
+
+def scan_form(text: str) -> str:
+    """The text as the text predicates read it: `\r\n` and `\r` line ends as
+    `\n`, and NFKC-normalised (as the parser reads identifiers) when it holds a
+    character that NFKC turns into ASCII letters, digits or `_` (`ｃ`, `ﬁ`).
+    Other non-ASCII characters are identifier characters before and after
+    NFKC, or can stand only in strings and comments."""
+    global _last_form
+    if _last_form[0] is text:
+        return _last_form[1]
+    form = text
+    if not text.isascii() and any(_becomes_ascii_word(c) for c in _non_ascii(text)):
+        form = unicodedata.normalize("NFKC", text)
+    if "\r" in form:
+        form = form.replace("\r\n", "\n").replace("\r", "\n")
+    _last_form = (text, form)
+    return form
+
+
 def normalize(text: str) -> str:
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text if text.isascii() else _nfkc(text)
+    return scan_form(text)
 
 
-def _nfkc(text: str) -> str:
-    """NFKC, normalising only the parts that need it (found by halving at line
-    ends: no character composes with a line end, so lines normalise alone)."""
-    if unicodedata.is_normalized("NFKC", text):
-        return text
-    middle = text.find("\n", len(text) // 2) + 1
-    if len(text) < 4096 or middle <= 0:
-        return unicodedata.normalize("NFKC", text)
-    return _nfkc(text[:middle]) + _nfkc(text[middle:])
+def _non_ascii(text: str) -> set:
+    """The distinct characters of `text` outside ASCII (UTF-8 keeps them whole)."""
+    return set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=4096)
+def _becomes_ascii_word(char: str) -> bool:
+    """Does NFKC turn this character into ASCII letters, digits or `_`?"""
+    return any(c.isascii() and (c.isalnum() or c == "_") for c in unicodedata.normalize("NFKC", char))
 
 
 # --- reading backwards ---------------------------------------------------------------
@@ -579,8 +602,15 @@ def _rebound_after_open_site(text: str, open_sites: list, first_loop: int) -> bo
 
 @lru_cache(maxsize=64)
 def _callees(functions: frozenset, methods: frozenset) -> tuple[frozenset, tuple]:
+    """The names, and the substring tests that find them: the shortest names
+    (those holding no other), those sharing their first four characters tested
+    for that prefix first (`new_` for `new_ones`, `new_full`, `new_zeros`)."""
     names = functions | methods
-    return names, _shortest(names)
+    groups: dict = {}
+    for name in sorted(_shortest(names)):
+        groups.setdefault(name[:4], []).append(name)
+    return names, tuple((held[0], (held[0],)) if len(held) == 1 else (prefix, tuple(held))
+                        for prefix, held in groups.items())
 
 
 @lru_cache(maxsize=64)
@@ -596,15 +626,10 @@ def stage_reached(text: str, allocator_names: frozenset[str], method_names: froz
                   last: int = 4) -> int:
     """How far the text gets (an index into STAGES); stops after stage `last`
     (bench/prefilter.py times the stages that way)."""
-    names, shortest = _callees(allocator_names, method_names)
-    if not any(name in text for name in shortest):
-        if text.isascii():
-            return 0
-        text = normalize(text)  # `ｅｍｐｔｙ_like` is `empty_like`
-        if not any(name in text for name in names):
-            return 0
-    else:
-        text = normalize(text)
+    names, gates = _callees(allocator_names, method_names)
+    text = scan_form(text)  # `ｅｍｐｔｙ_like` is `empty_like`
+    if not any(gate in text and (len(held) == 1 or any(n in text for n in held)) for gate, held in gates):
+        return 0
     if last < 1:
         return 1
     first_loop = _first_loop(text)

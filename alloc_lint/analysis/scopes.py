@@ -81,26 +81,41 @@ def node_index(tree: ast.AST) -> NodeIndex:
     return index
 
 
-def walk_scope(node: ast.AST):
+_SCOPE_WALKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def walk_scope(node: ast.AST) -> tuple:
     """Every node of this scope, not entering nested function, class or lambda
-    bodies (their decorators and defaults belong to this scope)."""
-    todo = [node]
+    bodies (their decorators and defaults belong to this scope). Computed once
+    per node (the rules ask again and again of the same function)."""
+    nodes = _SCOPE_WALKS.get(node)
+    if nodes is None:
+        nodes = _SCOPE_WALKS[node] = tuple(_walk_scope(node))
+    return nodes
+
+
+def _walk_scope(node: ast.AST):
+    todo, node_type = [node], ast.AST
     while todo:
         current = todo.pop()
         yield current
-        for child in ast.iter_child_nodes(current):
-            if isinstance(child, SCOPE_NODES):
-                yield child
-                if isinstance(child, ast.Lambda):
-                    todo.extend(child.args.defaults + [d for d in child.args.kw_defaults if d])
-                else:
-                    todo.extend(child.decorator_list)
-                    if not isinstance(child, ast.ClassDef):
+        for name in current._fields:  # ast.iter_child_nodes, inlined
+            value = getattr(current, name, None)
+            for child in value if value.__class__ is list else (value,):
+                if not isinstance(child, node_type):
+                    continue
+                if isinstance(child, SCOPE_NODES):
+                    yield child
+                    if isinstance(child, ast.Lambda):
                         todo.extend(child.args.defaults + [d for d in child.args.kw_defaults if d])
                     else:
-                        todo.extend(child.bases + [k.value for k in child.keywords])
-            else:
-                todo.append(child)
+                        todo.extend(child.decorator_list)
+                        if not isinstance(child, ast.ClassDef):
+                            todo.extend(child.args.defaults + [d for d in child.args.kw_defaults if d])
+                        else:
+                            todo.extend(child.bases + [k.value for k in child.keywords])
+                else:
+                    todo.append(child)
 
 
 def _blocks_of(stmt: ast.stmt):

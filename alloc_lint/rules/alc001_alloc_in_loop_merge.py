@@ -10,7 +10,7 @@ from ..analysis.compiled import Compilation
 from ..analysis.names import last_names
 from ..analysis.prefilter import might_have_finding
 from ..analysis.ownership import Origin, matches_template, seed_of
-from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, walk_scope
+from ..analysis.scopes import NESTED_SCOPES, SCOPE_NODES, Loop, node_index, walk_scope
 from ..analysis.stability import Restarts, metadata_changing_use, name_is_owned_local
 from ..analysis.uses import (GRAD_CONTEXTS, HARMLESS_CONTEXTS, TORCH_NAMESPACES, Kind, UseClassifier,
                              captured_names, classifier_for, dynamic_access, is_suspension, opaque_call,
@@ -664,8 +664,8 @@ def _scope_facts(loop: Loop, ctx: FileContext, compilation: Compilation) -> Scop
     captured = captured_names(node, NESTED_SCOPES)
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         # Module (or class) level: every function of the module may read these names.
-        captured |= {n.id for other in ast.walk(ctx.tree) if isinstance(other, SCOPE_NODES) and other is not node
-                     for n in ast.walk(other) if isinstance(n, ast.Name)}
+        index = node_index(ctx.tree)
+        captured |= {n.id for n in index.of_type(ast.Name) if _inside_other_scope(n, node, index.parents)}
     # Tensor methods are judged by name: a module that replaces one (`torch.Tensor.add_ = f`)
     # makes every method call a call of unknown code.
     patched = next((p for p in sorted(ctx.resolver.patched(loop.scope))
@@ -674,6 +674,16 @@ def _scope_facts(loop: Loop, ctx: FileContext, compilation: Compilation) -> Scop
     return ScopeFacts(node, params, local_names, captured, _identifiers(node), classifier,
                       dynamic_access(node, classifier) or uninitialised_growth(node, classifier) or patched,
                       compilation.torchscript(loop.scope), compilation.fx(loop.scope))
+
+
+def _inside_other_scope(name: ast.Name, scope_node: ast.AST, parents: dict) -> bool:
+    """Is `name` inside a function, class or lambda other than `scope_node`?"""
+    node = parents.get(name)
+    while node is not None:
+        if isinstance(node, SCOPE_NODES) and node is not scope_node:
+            return True
+        node = parents.get(node)
+    return False
 
 
 # --- the pieces of a group -----------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from ..analysis.scopes import NESTED_SCOPES, Loop
+from ..analysis.scopes import NESTED_SCOPES, Loop, node_index
 from ..diagnostics import Diagnostic
 from . import alc002_fix, alc002_text
 from .base import FileContext, Rule
@@ -544,8 +544,9 @@ def _declared_shared(acc: str, loop: Loop, ctx: FileContext) -> bool:
     """`global acc` / `nonlocal acc` in this scope or a nested one, or (for a
     module-level loop) in any function of the module: something else may rebind it."""
     scope = loop.scope.node
-    root = ctx.tree if isinstance(scope, (ast.Module, ast.ClassDef)) else scope
-    return any(isinstance(n, (ast.Global, ast.Nonlocal)) and acc in n.names for n in ast.walk(root))
+    index = node_index(ctx.tree)
+    return any(acc in n.names and (isinstance(scope, (ast.Module, ast.ClassDef)) or index.inside(n, scope))
+               for n in index.of_type(ast.Global, ast.Nonlocal))
 
 
 def _loop_nodes(loop: Loop):

@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import keyword
 import re
-import unicodedata
-from functools import lru_cache
+
+from ..analysis.prefilter import scan_form
 
 WINDOW = 4000  # characters of a call's arguments read before giving up (keep)
 LINES_BACK = 40  # physical lines crossed backwards from a callee before giving up (keep)
@@ -81,36 +81,16 @@ _AS_NAME = re.compile(rf"{_GAPS}as{_GAPS}(\w+)")
 _AUGMENTED = set("=!<>:+-*/%&|^@")
 
 
-_ASCII_BYTES = bytes(range(128))
-
-
-def _non_ascii(text: str) -> set:
-    """The distinct characters of `text` outside ASCII (UTF-8 keeps them whole)."""
-    return set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
-
-
-@lru_cache(maxsize=4096)
-def _becomes_ascii_word(char: str) -> bool:
-    """Does NFKC (which the parser applies to identifiers) turn this character
-    into ASCII letters, digits or `_` (`ｃ`, `ﬁ`)? Only then can normalising
-    the text change what the scan reads: other characters stay non-ASCII, or
-    are not identifier characters and can stand only in strings and comments."""
-    return any(c.isascii() and (c.isalnum() or c == "_") for c in unicodedata.normalize("NFKC", char))
-
-
 class _Keep(Exception):
     """Unsure: the file is kept."""
 
 
 def might_match(text: str) -> bool:
-    if not text.isascii() and any(_becomes_ascii_word(c) for c in _non_ascii(text)):
-        text = unicodedata.normalize("NFKC", text)
+    text = scan_form(text)
     if not any(m in text for m in ("torch", "numpy", "cupy")):
         return False
     if "for" not in text and "while" not in text:
         return False
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         return _Scan(text).has_candidate()
     except _Keep:
