@@ -29,11 +29,14 @@ class Progress:
         self.enabled = sys.stderr.isatty() and not os.environ.get("CI")
         self.started = time.monotonic()
         self.shown = False
+        self.last = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if self.enabled and time.monotonic() - self.started > 0.5 and (done % 50 == 0 or done == total):
+        # `done` may jump (workers report files in batches): show every 50 crossed
+        if self.enabled and time.monotonic() - self.started > 0.5 and (done // 50 > self.last // 50 or done == total):
             sys.stderr.write(f"\ralloc-lint: checked {done}/{total} files")
             self.shown = True
+        self.last = done
 
     def finish(self) -> None:
         if self.shown:

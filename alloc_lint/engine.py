@@ -414,9 +414,17 @@ _WORKER_ITEMS = None  # the parent's list of files, inherited by forked workers
 READS_PER_TASK = 32  # files per task: fewer round trips, still balanced at the end
 
 
-def _read_and_parse_many(bounds: tuple) -> list:
+def _read_and_parse_many(bounds: tuple) -> tuple:
+    """(start, stop, [(index, result, puts, hits) for the files whose result is
+    not NOTHING or that touch the cache]): most files find nothing, and
+    sending their paths back would cost the parent more than reading them."""
     start, stop = bounds
-    return [_read_and_parse(item) for item in _WORKER_ITEMS[start:stop]]
+    found = []
+    for i in range(start, stop):
+        _, result, puts, hits = _read_and_parse(_WORKER_ITEMS[i])
+        if result != NOTHING or puts or hits:
+            found.append((i, result, puts, hits))
+    return start, stop, found
 
 
 def _read_in_workers(items: list, jobs: int, cache):
@@ -428,8 +436,7 @@ def _read_in_workers(items: list, jobs: int, cache):
     tasks = [(i, min(i + READS_PER_TASK, len(items))) for i in range(0, len(items), READS_PER_TASK)]
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for results in pool.imap_unordered(_read_and_parse_many, tasks):
-                yield from results
+            yield from pool.imap_unordered(_read_and_parse_many, tasks)
     finally:
         _WORKER_CACHE = _WORKER_ITEMS = None
 
@@ -514,14 +521,20 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
 
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and "fork" in multiprocessing.get_all_start_methods():
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
-        for done, (path, result, puts, hits) in enumerate(_read_in_workers(items, jobs, cache), 1):
+        done = 0
+        for start, stop, found in _read_in_workers(items, jobs, cache):
+            for i, result, puts, hits in found:
+                path, file_config = items[i][:2]
+                for entry_config, entry_prefilter, key, entry in puts:
+                    cache.view(entry_config, entry_prefilter).put(key, entry)
+                if hits:
+                    cache.view(file_config, prefilter).cache.hits += hits
+                add(path, result)
+            others = set(range(start, stop)) - {i for i, *_ in found}
+            report.checked.extend(items[i][0] for i in sorted(others))  # nothing found, no error
+            done += stop - start
             if progress:
                 progress(done, len(todo))
-            for file_config, file_prefilter, key, entry in puts:
-                cache.view(file_config, file_prefilter).put(key, entry)
-            if hits:
-                cache.view(file_config, prefilter).cache.hits += hits
-            add(path, result)
         todo = []
     entries, to_parse = {}, []
     for done, (path, file_config, absolute) in enumerate(todo, 1):

@@ -89,11 +89,11 @@ def main(argv=None) -> int:
                 chunk = next(pending, None)
                 if chunk is None:
                     break
-                running.append((chunk, workers.apply_async(parallel.judge, (chunk, args.rule))))
+                running.append((chunk, workers.submit(parallel.judge, chunk, args.rule)))
             if not running:
                 break
             chunk, result = running.pop(0)
-            chunk_summaries = result.get()
+            chunk_summaries = result.result()
             summaries += chunk_summaries
             log.write(json.dumps({"chunk": chunk[0], "summaries": chunk_summaries}) + "\n")
             log.flush()

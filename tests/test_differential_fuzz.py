@@ -38,7 +38,8 @@ SEED = 20260601  # fixed: CI judges the same programs every time
 def sample(request):
     rule = request.param
     with parallel.pool(min(2, os.cpu_count() or 1)) as workers:
-        results = workers.starmap(parallel.judge, [(c, rule) for c in parallel.chunks(SEED, SAMPLE[rule], 25)])
+        chunks = parallel.chunks(SEED, SAMPLE[rule], 25)
+        results = list(workers.map(parallel.judge, chunks, [rule] * len(chunks)))
     return rule, [s for chunk in results for s in chunk]
 
 
@@ -236,3 +237,11 @@ def test_minimiser_candidates_parse():
         text = generate(seed).text
         for candidate in _candidates(text):
             ast.parse(candidate)
+
+
+def test_a_worker_that_dies_fails_the_run_instead_of_hanging_it():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with parallel.pool(1) as workers:
+        with pytest.raises(BrokenProcessPool):
+            workers.submit(os._exit, 3).result(timeout=120)

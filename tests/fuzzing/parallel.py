@@ -37,9 +37,15 @@ def chunks(start: int, n: int, size: int):
 
 
 def pool(jobs: int):
-    """A pool whose workers import alloc_lint and the fuzzer from where this process does."""
+    """An executor whose workers import alloc_lint and the fuzzer from where this
+    process does. A worker that dies (out of memory, a crash in torch) makes
+    every pending result raise BrokenProcessPool: a multiprocessing.Pool would
+    respawn it and wait forever for the chunk it was judging."""
+    from concurrent.futures import ProcessPoolExecutor
+
     import alloc_lint
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
     lint = os.path.dirname(os.path.dirname(os.path.abspath(alloc_lint.__file__)))
-    return multiprocessing.get_context("spawn").Pool(jobs, initializer=_init, initargs=([lint, here],))
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init,
+                               initargs=([lint, here],))
