@@ -264,5 +264,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `alloc-lint` executable: main(), then exit without tearing the
+    interpreter down (as mypy does): freeing every object one by one and a
+    last garbage collection cost a run about 0.05 s, and nothing is left to
+    do. Everything is written by then: outputs are closed, the cache saved."""
+    code = main() or 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `alloc-lint check | head`
+        code = code or 1
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -412,6 +412,7 @@ def _read_and_parse(item):
 
 _WORKER_ITEMS = None  # the parent's list of files, inherited by forked workers
 READS_PER_TASK = 32  # files per task: fewer round trips, still balanced at the end
+MAX_TASKS = 1024  # (more files: bigger tasks) 4 bytes each in the task pipe: one page
 
 
 def _read_and_parse_many(bounds: tuple) -> tuple:
@@ -428,17 +429,81 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
 
 
 def _read_in_workers(items: list, jobs: int, cache):
+    """Yield (start, stop, found, here) for every task of READS_PER_TASK files,
+    read by this process and jobs - 1 forked ones, each claiming the next task
+    from a shared counter (no pool: its threads, queues and idle parent cost
+    more than a run of this size takes). `here`: done in this process, whose
+    cache already counted its hits. A worker that fails or dies is an error,
+    never a silent gap in the report."""
     global _WORKER_CACHE, _WORKER_ITEMS
-    import multiprocessing
+    import pickle
 
     _rules()  # imported once here, not once per worker
     _WORKER_CACHE, _WORKER_ITEMS = cache, items
-    tasks = [(i, min(i + READS_PER_TASK, len(items))) for i in range(0, len(items), READS_PER_TASK)]
+    size = max(READS_PER_TASK, -(-len(items) // MAX_TASKS))
+    tasks = [(i, min(i + size, len(items))) for i in range(0, len(items), size)]
+    # The tasks wait in a pipe as 4-byte numbers, written at once (at most
+    # 4096 bytes: one atomic write that fits any pipe); each process claims
+    # the next by reading 4 bytes, which the kernel hands to one reader whole.
+    queue, fill = os.pipe()
+    os.write(fill, b"".join(k.to_bytes(4, "little") for k in range(len(tasks))))
+    os.close(fill)
+
+    def claim():
+        number = os.read(queue, 4)
+        return tasks[int.from_bytes(number, "little")] if number else None
+
+    workers = []
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            yield from pool.imap_unordered(_read_and_parse_many, tasks)
+        for _ in range(jobs - 1):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the caller's code
+                os.close(read_end)
+                _work(claim, write_end)
+            os.close(write_end)
+            workers.append((pid, read_end))
+        while (task := claim()) is not None:
+            yield (*_read_and_parse_many(task), True)
+        for pid, read_end in workers:
+            with os.fdopen(read_end, "rb") as pipe:
+                data = pipe.read()
+            status, value = pickle.loads(data) if data else ("error", "it stopped without an answer")
+            if status != "ok":
+                raise RuntimeError(f"a worker process failed: {value}")
+            for done in value:
+                yield (*done, False)
     finally:
         _WORKER_CACHE = _WORKER_ITEMS = None
+        os.close(queue)
+        for pid, _ in workers:
+            try:
+                os.kill(pid, 9)  # finished already, or this run was interrupted
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def _work(claim, write_end: int):
+    """A forked worker's life: claim tasks until none is left, send the
+    results (or the error) through the pipe, exit."""
+    import pickle
+    import traceback
+
+    code = 1
+    try:
+        try:
+            results = []
+            while (task := claim()) is not None:
+                results.append(_read_and_parse_many(task))
+            payload = pickle.dumps(("ok", results))
+            code = 0
+        except BaseException as exc:  # noqa: B902 (reported by the parent)
+            payload = pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}"))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+    finally:
+        os._exit(code)
 
 
 def _parsed(items: list, jobs: int):
@@ -517,17 +582,15 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
             else:
                 add(path, result)
         todo = misses
-    import multiprocessing
-
-    if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and "fork" in multiprocessing.get_all_start_methods():
+    if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
         done = 0
-        for start, stop, found in _read_in_workers(items, jobs, cache):
+        for start, stop, found, here in _read_in_workers(items, jobs, cache):
             for i, result, puts, hits in found:
                 path, file_config = items[i][:2]
                 for entry_config, entry_prefilter, key, entry in puts:
                     cache.view(entry_config, entry_prefilter).put(key, entry)
-                if hits:
+                if hits and not here:
                     cache.view(file_config, prefilter).cache.hits += hits
                 add(path, result)
             others = set(range(start, stop)) - {i for i, *_ in found}
