@@ -17,12 +17,8 @@ MAX_ENTRIES are dropped. `alloc-lint clean` removes cache folders.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
-import shutil
 import struct
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +34,8 @@ CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
 def content_hash(data: bytes) -> bytes:
     # SHA-1 as git uses it for content: not for security, and the fastest
     # hashlib digest on current CPUs (hardware SHA extensions).
+    import hashlib  # here, as pickle, shutil and tempfile below: a run with --no-cache never needs them
+
     return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
@@ -45,6 +43,8 @@ def _tool_fingerprint() -> str:
     """The version, and the package's own code: results of an edited checkout
     (same version number) are not reused."""
     from . import __version__  # here: the engine imports this module while the package initialises
+
+    import hashlib
 
     digest = hashlib.blake2b(__version__.encode(), digest_size=8)
     package = Path(__file__).resolve().parent
@@ -124,6 +124,8 @@ class Cache:
         self.hits = 0
 
     def _load(self) -> dict:
+        import pickle
+
         try:
             with open(self.path, "rb") as handle:
                 data = pickle.load(handle)
@@ -151,6 +153,9 @@ class Cache:
     def save(self) -> None:
         if not any(self.changed.values()):
             return
+        import pickle
+        import tempfile
+
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for name, text in ((".gitignore", MARKER), ("CACHEDIR.TAG", CACHEDIR_TAG)):
@@ -227,6 +232,8 @@ class Caches:
     def view(self, config, prefilter: bool) -> View:
         known = self.by_config.get(id(config))
         if known is None or known[0] is not config or known[1] != prefilter:
+            import hashlib
+
             settings = hashlib.blake2b(f"{config.fingerprint()}\0{prefilter}".encode(), digest_size=8).hexdigest()
             view = View(self._cache(self.folder_for(config)), settings, str(config.root_path))
             known = self.by_config[id(config)] = (config, prefilter, view)
@@ -253,6 +260,8 @@ def clean(folders) -> list[Path]:
         except OSError:
             ours = False
         if folder.is_dir() and ours:
+            import shutil
+
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

@@ -22,10 +22,15 @@ from pathlib import Path
 
 from .selectors import SelectorError, matches, parse_list, suggestion
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+
+def _toml():
+    """tomllib, imported when a pyproject.toml is read (most runs read none or one)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
 
 DEFAULT_ALLOCATORS = ("torch.empty_like",)
 # Out-parameter kernels that merge attention states: any keyword may carry the
@@ -192,10 +197,10 @@ def from_table(table: dict, where: str, root: str | None = None) -> Config:
 
 def _read_toml(path: Path) -> dict:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return _toml().loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (_toml().TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
@@ -241,11 +246,15 @@ def _line_length_in(folder) -> int:
     """The formatter line length of folder/pyproject.toml, else the default."""
     try:
         text = (Path(folder) / "pyproject.toml").read_text(encoding="utf-8")
-        if "line-length" in text:
-            return formatter_line_length(tomllib.loads(text)) or DEFAULT_LINE_LENGTH
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        pass
-    return DEFAULT_LINE_LENGTH
+    except (OSError, UnicodeDecodeError):
+        return DEFAULT_LINE_LENGTH
+    if "line-length" not in text:
+        return DEFAULT_LINE_LENGTH
+    toml = _toml()
+    try:
+        return formatter_line_length(toml.loads(text)) or DEFAULT_LINE_LENGTH
+    except toml.TOMLDecodeError:
+        return DEFAULT_LINE_LENGTH
 
 
 def _pyproject_config(folder: Path) -> Config | None:
@@ -262,8 +271,8 @@ def _pyproject_config(folder: Path) -> Config | None:
     if "alloc-lint" not in text and "alloc_lint" not in text:
         return None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = _toml().loads(text)
+    except _toml().TOMLDecodeError as exc:
         raise ConfigError(f"{candidate}: invalid TOML: {exc}") from None
     table = _table(data, candidate, dedicated=False)
     if table is None:

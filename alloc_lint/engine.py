@@ -488,7 +488,6 @@ def _work(claim, write_end: int):
     """A forked worker's life: claim tasks until none is left, send the
     results (or the error) through the pipe, exit."""
     import pickle
-    import traceback
 
     code = 1
     try:
@@ -499,6 +498,8 @@ def _work(claim, write_end: int):
             payload = pickle.dumps(("ok", results))
             code = 0
         except BaseException as exc:  # noqa: B902 (reported by the parent)
+            import traceback
+
             payload = pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}"))
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(payload)
