@@ -449,9 +449,14 @@ def _identifiers(text: str, names: frozenset):
 
 @lru_cache(maxsize=64)
 def _anchors(names: frozenset) -> tuple:
-    """For each shortest name, the names holding it and where."""
-    return tuple((a, tuple((n, k) for n in sorted(names) for k in range(len(n)) if n.startswith(a, k)))
-                 for a in _shortest(names))
+    """The substrings searched for (the shortest names, those sharing their
+    first four characters by that prefix: `new_`), each with the names it
+    stands for and where it stands in them; every name under one anchor only."""
+    anchors = [gate for gate, _ in _gates(names)]
+    owner = {n: next(a for a in anchors if a in n) for n in names}
+    return tuple((a, tuple((n, k) for n in sorted(names) if owner[n] == a
+                           for k in range(len(n)) if n.startswith(a, k)))
+                 for a in anchors)
 
 
 def _aliases(text: str, i: int, j: int):
@@ -606,11 +611,18 @@ def _callees(functions: frozenset, methods: frozenset) -> tuple[frozenset, tuple
     (those holding no other), those sharing their first four characters tested
     for that prefix first (`new_` for `new_ones`, `new_full`, `new_zeros`)."""
     names = functions | methods
+    return names, _gates(names)
+
+
+@lru_cache(maxsize=64)
+def _gates(names: frozenset) -> tuple:
+    """((substring, the shortest names it stands for), ...): a shortest name
+    alone, or the prefix of four characters that several share."""
     groups: dict = {}
     for name in sorted(_shortest(names)):
         groups.setdefault(name[:4], []).append(name)
-    return names, tuple((held[0], (held[0],)) if len(held) == 1 else (prefix, tuple(held))
-                        for prefix, held in groups.items())
+    return tuple((held[0], (held[0],)) if len(held) == 1 else (prefix, tuple(held))
+                 for prefix, held in groups.items())
 
 
 @lru_cache(maxsize=64)
