@@ -391,3 +391,26 @@ def test_many_files_read_in_workers_give_the_same_report(tmp_path):
                 assert "m0000.py" in proc.stdout
                 assert "latin.py" in proc.stdout + proc.stderr
     assert list(runs) == [2] and len(runs[2]) == 1, runs  # exit 2: the undecodable file
+
+
+def test_a_worker_that_dies_is_an_error_not_a_gap_in_the_report(tmp_path, monkeypatch):
+    """A forked reader that dies (killed, out of memory) takes its share of
+    the files with it: the run must fail, never report those files clean."""
+    from alloc_lint import engine
+    from alloc_lint.config import Config
+
+    for i in range(engine.MIN_READS_FOR_WORKERS + 40):
+        (tmp_path / f"m{i:04}.py").write_text(f"x = {i}\n")
+    parent, real = os.getpid(), engine._read_and_parse_many
+
+    def dies_in_a_worker(task):
+        if os.getpid() != parent:
+            os._exit(9)
+        return real(task)
+
+    monkeypatch.setattr(engine, "_read_and_parse_many", dies_in_a_worker)
+    with pytest.raises(RuntimeError, match="worker process failed"):
+        engine.check_paths([str(tmp_path)], Config(), jobs=2)
+    monkeypatch.setattr(engine, "_read_and_parse_many", real)
+    report = engine.check_paths([str(tmp_path)], Config(), jobs=2)
+    assert len(report.checked) == engine.MIN_READS_FOR_WORKERS + 40 and not report.errors
