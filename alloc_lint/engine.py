@@ -315,19 +315,24 @@ def _error(exc: SourceError) -> tuple:
 NOTHING = ((), None, False)  # the result of most files: shared, so the cache stores it once
 
 
-def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
+def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view=None):
     """Stage 1, in this process: cache lookup, read, decode, text prefilter.
 
     Returns (result, None) when done, or (what the cache needs to store the
     result, or None; text) when the file must be parsed. A result is
     (diagnostics, error or None, kept by the prefilter); an error is
     (message, line, column). Results are what the cache stores (fixes are
-    data: edits.py operations)."""
-    view = old = None
+    data: edits.py operations). `view`: cache.view(config, prefilter), when
+    the caller has it already."""
+    old = None
     if cache is not None:
-        view, key, old, result = _stat_hit(path, absolute, config, prefilter, cache)
-        if result is not None:
-            return result, None
+        view = view or cache.view(config, prefilter)
+        if view.table:
+            key, old, result = _stat_hit(path, absolute, view)
+            if result is not None:
+                return result, None
+        else:  # an empty cache (a cold run): nothing to look up
+            key = view.key(absolute)
     try:
         data, st = read_file(path)
     except SourceError as exc:
@@ -349,10 +354,9 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache):
     return result, None
 
 
-def _stat_hit(path: str, absolute: str, config: Config, prefilter: bool, cache):
-    """(view, key, old entry, result): the result when the cache has a trusted
+def _stat_hit(path: str, absolute: str, view):
+    """(key, old entry, result): the result when the cache view has a trusted
     stat key for the file and it is unchanged (no read), else None."""
-    view = cache.view(config, prefilter)
     key = view.key(absolute)
     old = view.table.get(key)
     if old is not None and len(old[0]) > DIGEST:  # a trusted stat key: no read if it is unchanged
@@ -361,8 +365,8 @@ def _stat_hit(path: str, absolute: str, config: Config, prefilter: bool, cache):
         except OSError:
             current = None
         if old[0][DIGEST:] == current:
-            return view, key, old, view.hit(key, old, old[0])
-    return view, key, old, None
+            return key, old, view.hit(key, old, old[0])
+    return key, old, None
 
 
 def _parse(item):
@@ -384,48 +388,45 @@ MIN_PARSES_PER_PROCESS = 24
 # (one per core, as Ruff does): the text prefilter is most of its time.
 MIN_READS_FOR_WORKERS = 512
 _WORKER_CACHE = None  # the parent's cache, inherited by forked workers
-
-
-def _read_and_parse(item):
-    """Stages 1 and 2 for one file, in a worker. Returns (path, result, the
-    cache entries to store as (config, prefilter, key, entry), cache hits)."""
-    path, config, absolute, prefilter = item
-    puts, cache = [], _WORKER_CACHE
-    view = cache.view(config, prefilter) if cache is not None else None
-    if view is not None:
-        view.put = lambda key, entry: puts.append((key, entry))
-        hits = cache.hits
-    try:
-        result, text = _read(path, absolute, config, prefilter, cache)
-        if text is not None:
-            stored = result
-            path, result = _parse((path, text, config))
-            if stored is not None:
-                _, key, packed = stored
-                puts.append((key, (packed, result, view.today)))
-    finally:
-        if view is not None:
-            del view.put
-    return path, result, [(config, prefilter, key, entry) for key, entry in puts], \
-        (cache.hits - hits if view is not None else 0)
-
-
 _WORKER_ITEMS = None  # the parent's list of files, inherited by forked workers
 READS_PER_TASK = 32  # files per task: fewer round trips, still balanced at the end
 MAX_TASKS = 1024  # (more files: bigger tasks) 4 bytes each in the task pipe: one page
 
 
 def _read_and_parse_many(bounds: tuple) -> tuple:
-    """(start, stop, [(index, result, puts, hits) for the files whose result is
-    not NOTHING or that touch the cache]): most files find nothing, and
-    sending their paths back would cost the parent more than reading them."""
+    """Stages 1 and 2 for the files items[start:stop], in a worker or here.
+    Returns (start, stop, [(index, result) for the results other than
+    NOTHING], [(config, prefilter, [(key, entry), ...]) to store in the
+    cache], cache hits): most files find nothing, and sending their paths
+    back would cost the parent more than reading them."""
     start, stop = bounds
-    found = []
-    for i in range(start, stop):
-        _, result, puts, hits = _read_and_parse(_WORKER_ITEMS[i])
-        if result != NOTHING or puts or hits:
-            found.append((i, result, puts, hits))
-    return start, stop, found
+    found, stores, cache = [], {}, _WORKER_CACHE
+    hits = cache.hits if cache is not None else 0
+    redirected = []  # views whose `put` collects into `stores` for this task
+    last = view = None  # the config of the last file, and its view (files share their folder's)
+    try:
+        for i in range(start, stop):
+            path, config, absolute, prefilter = _WORKER_ITEMS[i]
+            if cache is not None and config is not last:
+                last, view = config, cache.view(config, prefilter)
+                if id(view) not in stores:
+                    entries = []
+                    stores[id(view)] = (config, prefilter, entries)
+                    view.put = lambda key, entry, entries=entries: entries.append((key, entry))
+                    redirected.append(view)
+            result, text = _read(path, absolute, config, prefilter, cache, view)
+            if text is not None:
+                stored = result
+                _, result = _parse((path, text, config))
+                if stored is not None:
+                    view, key, packed = stored
+                    view.put(key, (packed, result, view.today))
+            if result != NOTHING:
+                found.append((i, result))
+    finally:
+        for view in redirected:
+            del view.put
+    return start, stop, found, list(stores.values()), (cache.hits - hits if cache is not None else 0)
 
 
 def _read_in_workers(items: list, jobs: int, cache):
@@ -576,8 +577,14 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
 
     if cache is not None:  # unchanged files with a trusted stat key: no read, no worker
         misses = []
+        last_config = empty = None
         for path, file_config, absolute in todo:
-            result = _stat_hit(path, absolute, file_config, prefilter, cache)[3]
+            if file_config is not last_config:  # an empty cache (a cold run): no file can hit
+                last_config, empty = file_config, not cache.view(file_config, prefilter).table
+            if empty:
+                misses.append((path, file_config, absolute))
+                continue
+            result = _stat_hit(path, absolute, cache.view(file_config, prefilter))[2]
             if result is None:
                 misses.append((path, file_config, absolute))
             else:
@@ -586,15 +593,17 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
         done = 0
-        for start, stop, found, here in _read_in_workers(items, jobs, cache):
-            for i, result, puts, hits in found:
-                path, file_config = items[i][:2]
-                for entry_config, entry_prefilter, key, entry in puts:
-                    cache.view(entry_config, entry_prefilter).put(key, entry)
-                if hits and not here:
-                    cache.view(file_config, prefilter).cache.hits += hits
-                add(path, result)
-            others = set(range(start, stop)) - {i for i, *_ in found}
+        for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache):
+            for entry_config, entry_prefilter, entries in stores:
+                view = cache.view(entry_config, entry_prefilter)
+                view.table.update(entries)  # View.put, for many entries
+                if view.changed is not view.table:
+                    view.changed.update(entries)
+            if hits and not here:
+                cache.view(items[start][1], prefilter).cache.hits += hits
+            for i, result in found:
+                add(items[i][0], result)
+            others = set(range(start, stop)) - {i for i, _ in found}
             report.checked.extend(items[i][0] for i in sorted(others))  # nothing found, no error
             done += stop - start
             if progress:
