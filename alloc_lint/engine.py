@@ -429,13 +429,14 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
     return start, stop, found, list(stores.values()), (cache.hits - hits if cache is not None else 0)
 
 
-def _read_in_workers(items: list, jobs: int, cache):
-    """Yield (start, stop, found, here) for every task of READS_PER_TASK files,
-    read by this process and jobs - 1 forked ones, each claiming the next task
-    from a shared counter (no pool: its threads, queues and idle parent cost
-    more than a run of this size takes). `here`: done in this process, whose
-    cache already counted its hits. A worker that fails or dies is an error,
-    never a silent gap in the report."""
+def _read_in_workers(items: list, jobs: int, cache, progress=None):
+    """Yield (start, stop, found, stores, hits, here) for every task (at least
+    READS_PER_TASK files, as _read_and_parse_many returns it), read by this
+    process and jobs - 1 forked ones, each claiming the next task from a pipe
+    (no pool: its threads, queues and idle parent cost more than a run of this
+    size takes). `here`: done in this process, whose cache already counted
+    its hits. A worker that fails or dies is an error, never a silent gap in
+    the report. `progress(done, total)` hears how many files are done."""
     global _WORKER_CACHE, _WORKER_ITEMS
     import pickle
 
@@ -466,6 +467,10 @@ def _read_in_workers(items: list, jobs: int, cache):
             workers.append((pid, read_end))
         while (task := claim()) is not None:
             yield (*_read_and_parse_many(task), True)
+            if progress:  # every claimed task is done but those the workers hold now
+                left = _unclaimed(queue)
+                if left is not None:
+                    progress(min(len(items), max(0, len(tasks) - left - (jobs - 1)) * size), len(items))
         for pid, read_end in workers:
             with os.fdopen(read_end, "rb") as pipe:
                 data = pipe.read()
@@ -483,6 +488,18 @@ def _read_in_workers(items: list, jobs: int, cache):
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
+
+
+def _unclaimed(queue: int) -> int | None:
+    """Tasks still in the pipe (FIONREAD: bytes unread), or None where the
+    system cannot say."""
+    try:
+        import fcntl
+        import termios
+
+        return int.from_bytes(fcntl.ioctl(queue, termios.FIONREAD, bytes(4)), sys.byteorder) // 4
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _work(claim, write_end: int):
@@ -592,8 +609,7 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
         todo = misses
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
-        done = 0
-        for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache):
+        for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache, progress):
             for entry_config, entry_prefilter, entries in stores:
                 view = cache.view(entry_config, entry_prefilter)
                 view.table.update(entries)  # View.put, for many entries
@@ -605,9 +621,8 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
                 add(items[i][0], result)
             others = set(range(start, stop)) - {i for i, _ in found}
             report.checked.extend(items[i][0] for i in sorted(others))  # nothing found, no error
-            done += stop - start
-            if progress:
-                progress(done, len(todo))
+        if progress:
+            progress(len(todo), len(todo))
         todo = []
     entries, to_parse = {}, []
     for done, (path, file_config, absolute) in enumerate(todo, 1):

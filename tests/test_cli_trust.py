@@ -414,3 +414,19 @@ def test_a_worker_that_dies_is_an_error_not_a_gap_in_the_report(tmp_path, monkey
     monkeypatch.setattr(engine, "_read_and_parse_many", real)
     report = engine.check_paths([str(tmp_path)], Config(), jobs=2)
     assert len(report.checked) == engine.MIN_READS_FOR_WORKERS + 40 and not report.errors
+
+
+def test_progress_of_a_run_in_workers_counts_every_process_files(tmp_path):
+    """Progress counts the files the forked readers have done too (not only
+    this process's), never goes back, and ends at the total."""
+    from alloc_lint import engine
+    from alloc_lint.config import Config
+
+    total = 4 * engine.MIN_READS_FOR_WORKERS
+    for i in range(total):
+        (tmp_path / f"m{i:04}.py").write_text(f"x = {i}\n")
+    seen = []
+    engine.check_paths([str(tmp_path)], Config(), jobs=2, progress=lambda done, of: seen.append((done, of)))
+    counts = [done for done, _ in seen]
+    assert {of for _, of in seen} == {total} and counts == sorted(counts) and counts[-1] == total
+    assert len(counts) > 3  # told along the way, not only at the end
