@@ -179,7 +179,7 @@ class Cache:
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results-", suffix=".tmp")
                 try:
                     with os.fdopen(fd, "wb") as handle:
-                        _dump({"tool": self.tool, "tables": tables}, handle)
+                        fast_pickle({"tool": self.tool, "tables": tables}, handle)
                     os.replace(tmp, self.path)
                 except BaseException:
                     os.unlink(tmp)
@@ -188,20 +188,24 @@ class Cache:
             pass  # a cache that cannot be written only costs time
 
 
-def _dump(data: dict, handle) -> None:
-    """Pickle without the memo (`Pickler.fast`): a third of the time for a
-    cache of many small entries, which share nothing worth remembering and
-    hold no cycles (if one ever did, the ordinary pickle is written instead)."""
+def fast_pickle(value, handle=None):
+    """Pickled without the memo (`Pickler.fast`): a third of the time for many
+    small objects that share nothing worth remembering (cache entries,
+    results sent back by workers); the ordinary pickle if there ever is a
+    cycle. Written to `handle`, or returned as bytes."""
+    import io
     import pickle
 
-    pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
+    out = handle if handle is not None else io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.fast = True
     try:
-        pickler.dump(data)
+        pickler.dump(value)
     except (RecursionError, ValueError):
-        handle.seek(0)
-        handle.truncate()
-        pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        out.seek(0)
+        out.truncate()
+        pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+    return None if handle is not None else out.getvalue()
 
 
 def _bounded(tables: dict) -> dict:

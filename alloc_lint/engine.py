@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from . import selectors
-from .cache import DIGEST, stat_key
+from .cache import DIGEST, fast_pickle, stat_key
 from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
 from .discovery import iter_files, iter_files_absolute
@@ -396,8 +396,8 @@ MAX_TASKS = 1024  # (more files: bigger tasks) 4 bytes each in the task pipe: on
 def _read_and_parse_many(bounds: tuple) -> tuple:
     """Stages 1 and 2 for the files items[start:stop], in a worker or here.
     Returns (start, stop, [(index, result) for the results other than
-    NOTHING], [(config, prefilter, [(key, entry), ...]) to store in the
-    cache], cache hits): most files find nothing, and sending their paths
+    NOTHING], [(index of a file whose view takes them, [(key, entry), ...])
+    to store in the cache], cache hits): most files find nothing, and sending their paths
     back would cost the parent more than reading them."""
     start, stop = bounds
     found, stores, cache = [], {}, _WORKER_CACHE
@@ -411,7 +411,7 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
                 last, view = config, cache.view(config, prefilter)
                 if id(view) not in stores:
                     entries = []
-                    stores[id(view)] = (config, prefilter, entries)
+                    stores[id(view)] = (i, entries)  # items[i] names the config: no Config sent back
                     view.put = lambda key, entry, entries=entries: entries.append((key, entry))
                     redirected.append(view)
             result, text = _read(path, absolute, config, prefilter, cache, view)
@@ -513,7 +513,7 @@ def _work(claim, write_end: int):
             results = []
             while (task := claim()) is not None:
                 results.append(_read_and_parse_many(task))
-            payload = pickle.dumps(("ok", results))
+            payload = fast_pickle(("ok", results))
             code = 0
         except BaseException as exc:  # noqa: B902 (reported by the parent)
             import traceback
@@ -610,8 +610,8 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
         for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache, progress):
-            for entry_config, entry_prefilter, entries in stores:
-                view = cache.view(entry_config, entry_prefilter)
+            for i, entries in stores:
+                view = cache.view(items[i][1], prefilter)
                 view.table.update(entries)  # View.put, for many entries
                 if view.changed is not view.table:
                     view.changed.update(entries)
