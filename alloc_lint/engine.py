@@ -144,7 +144,8 @@ def __getattr__(name):  # `engine.ALL_RULES` before first use (tests patch it)
 def might_match(text: str, config: Config) -> bool:
     """Does any selected rule's text predicate (`Rule.might_match`) hold? Each
     is sound, so a file for which this is False has no finding at all."""
-    return any(rule.might_match(text, config) for rule in _selected(_rules(), tuple(config.select), tuple(config.ignore)))
+    rules = _selected(_rules(), tuple(config.select), tuple(config.ignore))
+    return any(rule.might_match(text, config) for rule in rules)
 
 
 @lru_cache(maxsize=64)
@@ -397,8 +398,8 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
     """Stages 1 and 2 for the files items[start:stop], in a worker or here.
     Returns (start, stop, [(index, result) for the results other than
     NOTHING], [(index of a file whose view takes them, [(key, entry), ...])
-    to store in the cache], cache hits): most files find nothing, and sending their paths
-    back would cost the parent more than reading them."""
+    to store in the cache], cache hits): most files find nothing, and
+    sending their paths back would cost the parent more than reading them."""
     start, stop = bounds
     found, stores, cache = [], {}, _WORKER_CACHE
     hits = cache.hits if cache is not None else 0
@@ -419,8 +420,8 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
                 stored = result
                 _, result = _parse((path, text, config))
                 if stored is not None:
-                    view, key, packed = stored
-                    view.put(key, (packed, result, view.today))
+                    stored_in, key, packed = stored
+                    stored_in.put(key, (packed, result, stored_in.today))
             if result != NOTHING:
                 found.append((i, result))
     finally:
@@ -485,9 +486,9 @@ def _read_in_workers(items: list, jobs: int, cache, progress=None):
         for pid, _ in workers:
             try:
                 os.kill(pid, 9)  # finished already, or this run was interrupted
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass  # reaped already (a host program's SIGCHLD handler)
 
 
 def _unclaimed(queue: int) -> int | None:
