@@ -594,9 +594,14 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
         todo.append((path, file_config, absolute))
 
     if cache is not None:  # unchanged files with a trusted stat key: no read, no worker
-        misses = []
+        misses, unchecked = [], []
         last_config = empty = None
-        for path, file_config, absolute in todo:
+        for n, (path, file_config, absolute) in enumerate(todo):
+            if jobs > 1 and len(misses) >= MIN_READS_FOR_WORKERS:
+                # Enough work for the workers: they check the rest (`_read` looks
+                # the stat key up first), rather than this process alone.
+                unchecked = todo[n:]
+                break
             if file_config is not last_config:  # an empty cache (a cold run): no file can hit
                 last_config, empty = file_config, not cache.view(file_config, prefilter).table
             if empty:
@@ -607,7 +612,7 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
                 misses.append((path, file_config, absolute))
             else:
                 add(path, result)
-        todo = misses
+        todo = misses + unchecked
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
         for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache, progress):

@@ -430,3 +430,34 @@ def test_progress_of_a_run_in_workers_counts_every_process_files(tmp_path):
     counts = [done for done, _ in seen]
     assert {of for _, of in seen} == {total} and counts == sorted(counts) and counts[-1] == total
     assert len(counts) > 3  # told along the way, not only at the end
+
+
+def test_after_a_fresh_checkout_the_cache_answers_by_content_in_workers(tmp_path):
+    """Every file's stat data changes (a fresh checkout, a CI cache restored):
+    the workers read and hash the files and reuse the results of unchanged
+    content, while a file edited to the same size with its mtime put back is
+    checked again, wherever it falls in the order."""
+    from alloc_lint.engine import MIN_READS_FOR_WORKERS
+
+    finding = ("import torch\n\ndef run(x, parts):\n    acc = torch.zeros_like(x)\n    for p in parts:\n"
+               "        tmp = torch.empty_like(acc)\n        torch.add(acc, p, out=tmp)\n        acc = tmp\n"
+               "    return acc\n")
+    total = 3 * MIN_READS_FOR_WORKERS
+    for i in range(total):
+        (tmp_path / "src" / f"m{i:04}.py").parent.mkdir(exist_ok=True)
+        (tmp_path / "src" / f"m{i:04}.py").write_text(finding if i == total - 1 else f"x = {i:04}\n")
+    args = ("check", "--stats", "-j", "2", "--cache-dir", tmp_path / "cache", "src")
+    time.sleep(2.1)  # past the racy window: the cold run trusts the files' stat data
+    cold = alloc_lint(*args, cwd=tmp_path, check=1)
+    old = time.time() - 3600
+    for i, path in enumerate(sorted((tmp_path / "src").iterdir())):
+        if i == total - 1:  # the finding, late in the order: same size, mtime put back
+            mtime = path.stat().st_mtime
+            path.write_text(finding.replace("torch.add(acc, p, out=tmp)", "torch.sub(acc, p, out=tmp)"))
+            os.utime(path, (mtime, mtime))
+        elif i < 2 * MIN_READS_FOR_WORKERS:  # new stat data; the rest keep theirs (hits without a read)
+            os.utime(path, (old, old))
+    warm = alloc_lint(*args, cwd=tmp_path, check=1)
+    stats = json.loads(warm.stderr.strip().splitlines()[-1])
+    assert stats["cached"] == total - 1 and stats["files"] == total, stats  # all but the edited file
+    assert f"m{total - 1:04}.py" in cold.stdout and f"m{total - 1:04}.py" in warm.stdout
