@@ -72,7 +72,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          help=f"where the cache lives (default: $ALLOC_LINT_CACHE_DIR, else {DEFAULT_CACHE_DIR}/ "
                               "in the project root)")
         sub.add_argument("-j", "--jobs", type=_jobs_value, metavar="N",
-                         help="worker processes (default: all cores; 1 inside pre-commit, which runs hooks "
+                         help="processes that check files (default: all cores; 1 inside pre-commit, which runs hooks "
                               "in parallel)")
         sub.add_argument("--exit-zero", action="store_true",
                          help="exit 0 even when findings remain (errors still exit 2)")
