@@ -199,13 +199,15 @@ def file_suppressions(text: str) -> tuple[str, ...] | None:
 
 def check_tree(tree: ast.Module, text: str, filename: str, config: Config) -> list[Diagnostic]:
     """Run every selected rule over an already parsed module (no noqa)."""
+    from .analysis.scopes import per_file_caches
     from .rules import FileContext
 
     ctx = FileContext(filename, text, tree, config)
     found: list[Diagnostic] = []
-    for rule in _rules():
-        if config.is_selected(rule.code, rule.name):
-            found.extend(rule.check(ctx))
+    with per_file_caches():
+        for rule in _rules():
+            if config.is_selected(rule.code, rule.name):
+                found.extend(rule.check(ctx))
     found.sort(key=Diagnostic.sort_key)
     return found
 

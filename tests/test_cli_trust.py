@@ -461,3 +461,21 @@ def test_after_a_fresh_checkout_the_cache_answers_by_content_in_workers(tmp_path
     stats = json.loads(warm.stderr.strip().splitlines()[-1])
     assert stats["cached"] == total - 1 and stats["files"] == total, stats  # all but the edited file
     assert f"m{total - 1:04}.py" in cold.stdout and f"m{total - 1:04}.py" in warm.stdout
+
+
+def test_summary_of_held_back_fixes_with_and_without_a_safe_fallback(tmp_path):
+    """Two findings whose preferred fix is the same unsafe form, one with a
+    safe fix to apply meanwhile and one without: the summary names both
+    (it once failed comparing the missing form with a present one)."""
+    write(tmp_path / "a.py", "import torch\nfrom lib import attend\n\ndef blend(out, a, b):\n"
+          "    torch.add(a, b, out=out)\n    TRACE.append(out)\nTRACE = []\n\n\ndef run(x, parts):\n"
+          "    out = torch.full_like(x, 0.5)\n    for p in parts:\n        o = attend(x, p)\n"
+          "        buf = torch.empty_like(out)\n        blend(buf, out, o)\n        out = buf\n        del buf\n"
+          "    return out\n")
+    write(tmp_path / "b.py", "import torch\n\n\ndef run(x, parts):\n    acc = x.clone()\n"
+          "    with torch.inference_mode():\n        for p in parts:\n            tmp = torch.empty_like(acc)\n"
+          "            torch.add(acc, p, out=tmp)\n            acc = tmp\n    return acc\n")
+    proc = alloc_lint("check", "--no-cache", "a.py", "b.py", cwd=tmp_path, check=1)
+    held = [line for line in proc.stdout.splitlines() if "`--unsafe-fixes` would apply" in line]
+    assert len(held) == 2, proc.stdout
+    assert any(line.startswith("1 finding would take") for line in held), held

@@ -231,3 +231,59 @@ def test_configured_methods_are_read_on_any_receiver():
     text = ONE_FINDING.replace("torch.empty_like(acc)", "acc[0].new_zeros(acc.shape)")
     config = Config(allocators=("torch.empty_like", "torch.Tensor.new_zeros"))
     assert engine.might_match(text, config)
+
+
+# Names that differ in the text and are one name to the parser (NFKC maps a
+# non-ASCII character to another non-ASCII one, or composes a letter and an
+# accent): found by a differential attack on the shared text form.
+_NFKC_TWINS = [
+    ("\u00b5", "\u03bc"),  # MICRO SIGN, GREEK SMALL LETTER MU
+    ("e\u0301", "\u00e9"),  # e + COMBINING ACUTE ACCENT, e with acute
+    ("\u212b", "\u00c5"),  # ANGSTROM SIGN, A with ring above
+]
+
+
+@pytest.mark.parametrize("first, second", _NFKC_TWINS)
+@pytest.mark.parametrize("program", [
+    "import torch\n\ndef run(acc, xs):\n    for x in xs:\n        tmp{1} = torch.empty_like(acc)\n"
+    "        merge_state(acc, x, out=tmp{2})\n        acc = tmp{2}\n    return acc\n",
+    "import torch\n\ndef f(xs):\n    acc{1} = torch.zeros(0)\n    for x in xs:\n"
+    "        acc{1} = torch.cat([acc{2}, x])\n    return acc{2}\n",
+])
+def test_names_that_nfkc_makes_equal_keep_the_file(program, first, second):
+    text = program.replace("{1}", first).replace("{2}", second)
+    assert engine.check_text(text, "t.py", Config(), prefilter=False)  # one name to the parser: a finding
+    assert engine.might_match(text, Config())
+    for rule in ALL_RULES:
+        if [d for d in engine.check_text(text, "t.py", Config(), prefilter=False) if d.code == rule.code]:
+            assert rule.might_match(text, Config()), rule.code
+
+
+def test_a_checked_tree_is_freed_once_the_check_is_done():
+    """Nothing the analysis remembers per file (node indexes, scope walks)
+    outlives the check: with the cyclic collector off, as during a run,
+    the tree is freed as soon as the caller lets it go."""
+    import gc
+    import weakref
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        tree = ast.parse(ONE_FINDING)
+        alive = weakref.ref(tree)
+        assert engine.check_tree(tree, ONE_FINDING, "t.py", Config())
+        del tree
+        assert alive() is None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@pytest.mark.parametrize("comment", ["# \\", "# a comment ending in a backslash \\", "pass  # \\"])
+def test_a_backslash_ending_a_comment_continues_nothing(comment):
+    """`# \\` is a comment, not a line continuation: the statement after it
+    starts its own line (ALC002's predicate once joined the two and lost it)."""
+    text = ("import torch\n\ndef run(acc, parts):\n    for p in parts:\n"
+            f"        {comment}\n        acc = torch.cat([acc, p])\n    return acc\n")
+    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == ["ALC002"]
+    assert engine.might_match(text, Config())

@@ -19,10 +19,8 @@ How the text is read. Between two tokens Python allows blanks, tabs, form
 feeds, backslash continuations, parentheses around a name, and, inside
 brackets, line ends and comments; `;` separates statements, `\r\n` and `\r`
 end lines, and identifiers are compared after NFKC normalisation (`ｔｍｐ` is
-`tmp`). The text is normalised the same way (line ends; NFKC where the text
-holds a character that NFKC turns into ASCII letters, digits or `_`: other
-non-ASCII characters are identifier characters before and after, or stand
-in strings and comments, `scan_form`), and every
+`tmp`). The text is normalised the same way (line ends, NFKC: `scan_form`,
+shared by every rule's predicate), and every
 regular expression accepts all of those gaps. No stage decides what lies in
 a string literal: text in a string can make a stage hold, never fail. Where
 the text is read backwards across a line end (`_stops`), the line above may
@@ -210,22 +208,18 @@ def _first_loop(text: str) -> int:
     return next(_names_at(text, "while", 0, first if first >= 0 else None), first)
 
 
-_ASCII_BYTES = bytes(range(128))
 _last_form = ("", "")  # (text, its scan form): both rules' predicates ask for the same text in turn
 
 
 def scan_form(text: str) -> str:
     """The text as the text predicates read it: `\r\n` and `\r` line ends as
-    `\n`, and NFKC-normalised (as the parser reads identifiers) when it holds a
-    character that NFKC turns into ASCII letters, digits or `_` (`ｃ`, `ﬁ`).
-    Other non-ASCII characters are identifier characters before and after
-    NFKC, or can stand only in strings and comments."""
+    `\n`, and NFKC-normalised as the parser reads identifiers (`ｅｍｐｔｙ_like`
+    is `empty_like`, `tmpµ` is `tmpμ`, a letter and a combining accent are one
+    letter). Remembered for the last text: every predicate reads it."""
     global _last_form
     if _last_form[0] is text:
         return _last_form[1]
-    form = text
-    if not text.isascii() and any(_becomes_ascii_word(c) for c in _non_ascii(text)):
-        form = unicodedata.normalize("NFKC", text)
+    form = text if text.isascii() else _nfkc(text)
     if "\r" in form:
         form = form.replace("\r\n", "\n").replace("\r", "\n")
     _last_form = (text, form)
@@ -236,15 +230,15 @@ def normalize(text: str) -> str:
     return scan_form(text)
 
 
-def _non_ascii(text: str) -> set:
-    """The distinct characters of `text` outside ASCII (UTF-8 keeps them whole)."""
-    return set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
-
-
-@lru_cache(maxsize=4096)
-def _becomes_ascii_word(char: str) -> bool:
-    """Does NFKC turn this character into ASCII letters, digits or `_`?"""
-    return any(c.isascii() and (c.isalnum() or c == "_") for c in unicodedata.normalize("NFKC", char))
+def _nfkc(text: str) -> str:
+    """NFKC, normalising only the parts that need it (found by halving at line
+    ends: no character composes with a line end, so lines normalise alone)."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    middle = text.find("\n", len(text) // 2) + 1
+    if len(text) < 4096 or middle <= 0:
+        return unicodedata.normalize("NFKC", text)
+    return _nfkc(text[:middle]) + _nfkc(text[middle:])
 
 
 # --- reading backwards ---------------------------------------------------------------

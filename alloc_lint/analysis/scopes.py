@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ast
-import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -69,29 +69,45 @@ class NodeIndex:
         return False
 
 
-_NODE_INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# While one file is checked (engine.check_tree): id(node) -> (node, NodeIndex
+# or scope walk). Holding the node keeps its id unique; dropping the whole
+# dict after the file frees its tree (the values refer back to their keys, so
+# a weak dictionary would keep every tree alive).
+_per_file: dict | None = None
+
+
+@contextmanager
+def per_file_caches():
+    """Remember node indexes and scope walks while the rules check one file."""
+    global _per_file
+    outer, _per_file = _per_file, {}
+    try:
+        yield
+    finally:
+        _per_file = outer
+
+
+def _cached(kind: str, node: ast.AST, compute):
+    if _per_file is None:
+        return compute(node)
+    key = (kind, id(node))
+    found = _per_file.get(key)
+    if found is None:
+        found = _per_file[key] = (node, compute(node))
+    return found[1]
 
 
 def node_index(tree: ast.AST) -> NodeIndex:
-    """The NodeIndex of a module tree, built once while the tree lives (the
-    trees are not changed after parsing)."""
-    index = _NODE_INDEXES.get(tree)
-    if index is None:
-        index = _NODE_INDEXES[tree] = NodeIndex(tree)
-    return index
-
-
-_SCOPE_WALKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    """The NodeIndex of a module tree (built once per file checked: the trees
+    are not changed after parsing)."""
+    return _cached("index", tree, NodeIndex)
 
 
 def walk_scope(node: ast.AST) -> tuple:
     """Every node of this scope, not entering nested function, class or lambda
     bodies (their decorators and defaults belong to this scope). Computed once
-    per node (the rules ask again and again of the same function)."""
-    nodes = _SCOPE_WALKS.get(node)
-    if nodes is None:
-        nodes = _SCOPE_WALKS[node] = tuple(_walk_scope(node))
-    return nodes
+    per node and file (the rules ask again and again of the same function)."""
+    return _cached("walk", node, lambda n: tuple(_walk_scope(n)))
 
 
 def _walk_scope(node: ast.AST):

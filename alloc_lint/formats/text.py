@@ -72,7 +72,7 @@ def held_back_lines(diagnostics, verb: str = "took") -> list[str]:
             key = (d.code, held.form, applied.form if applied else None)
             groups[key] = groups.get(key, 0) + 1
     out = []
-    for (code, held, applied), n in sorted(groups.items()):
+    for (code, held, applied), n in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1], g[0][2] or "")):
         now = f"{verb} {describe(applied)}; " if applied else ""
         out.append(f"{n} {'finding' if n == 1 else 'findings'} {now}`--unsafe-fixes` would apply "
                    f"{describe(held)} instead (`alloc-lint explain {code}` says when that is the same program).")

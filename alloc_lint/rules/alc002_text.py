@@ -40,8 +40,8 @@ written as a bare name. Each stage below follows from that:
    a quote or `#` (brackets in strings or comments would throw the count) or
    run past WINDOW characters, the file is kept.
 
-The parser reads identifiers NFKC-normalised, so a text holding a character
-that NFKC turns into ASCII letters, digits or `_` is normalised first; `\\r\\n` and `\\r` line ends become `\\n`.
+The parser reads identifiers NFKC-normalised, so the text is read NFKC-normalised
+(`prefilter.scan_form`, shared with ALC001's predicate); `\\r\\n` and `\\r` line ends become `\\n`.
 """
 from __future__ import annotations
 
@@ -239,10 +239,7 @@ class _Scan:
         if text[pos - 1] == "=":
             if pos >= 2 and text[pos - 2] in _AUGMENTED:
                 return None
-            line_start = text.rfind("\n", 0, pos - 1) + 1
-            # Lines continued by `\\` are one line.
-            while line_start >= 2 and text[line_start - 2] == "\\":
-                line_start = text.rfind("\n", 0, line_start - 1) + 1
+            line_start = _joined_start(text, text.rfind("\n", 0, pos - 1) + 1)  # lines continued by `\\`
             before = text[line_start:pos - 1].replace("\\\n", " ")
             lexed = _lex_line(before)
             if lexed is None or lexed[0] < 0:
@@ -270,9 +267,7 @@ class _Scan:
         continued by `\\` joined); elsewhere (inside brackets opened on an
         earlier line) the file is kept."""
         text = self.text
-        line_start = text.rfind("\n", 0, else_at) + 1
-        while line_start >= 2 and text[line_start - 2] == "\\":
-            line_start = text.rfind("\n", 0, line_start - 1) + 1
+        line_start = _joined_start(text, text.rfind("\n", 0, else_at) + 1)
         before = text[line_start:else_at].replace("\\\n", " ")
         lexed = _lex_line(before)
         if lexed is None or lexed[0] < 0:
@@ -515,6 +510,22 @@ class _Scan:
 
 
 _QUOTE_OR_BRACKET = re.compile(r"[()\[\]{}'\"#]")
+
+
+def _joined_start(text: str, line_start: int) -> int:
+    """The start of the logical line holding the physical line at
+    `line_start`: back over lines that end in a `\\` of code (one ending a
+    comment, `# \\`, continues nothing); _Keep where a string on such a line
+    does not close on it."""
+    while line_start >= 2 and text[line_start - 2] == "\\":
+        above = text.rfind("\n", 0, line_start - 1) + 1
+        lexed = _lex_line(text[above:line_start - 1])
+        if lexed is None:
+            raise _Keep
+        if lexed[1] < line_start - 1 - above:
+            break  # the `\\` is in a comment
+        line_start = above
+    return line_start
 
 
 def _lex_line(line: str):
