@@ -213,32 +213,41 @@ _last_form = ("", "")  # (text, its scan form): both rules' predicates ask for t
 
 def scan_form(text: str) -> str:
     """The text as the text predicates read it: `\r\n` and `\r` line ends as
-    `\n`, and NFKC-normalised as the parser reads identifiers (`ｅｍｐｔｙ_like`
+    `\n`, and identifiers NFKC-normalised as the parser reads them (`ｅｍｐｔｙ_like`
     is `empty_like`, `tmpµ` is `tmpμ`, a letter and a combining accent are one
     letter). Remembered for the last text: every predicate reads it."""
     global _last_form
     if _last_form[0] is text:
         return _last_form[1]
-    form = text if text.isascii() else _nfkc(text)
+    form = text if text.isascii() or unicodedata.is_normalized("NFKC", text) else \
+        _WORD_RUN.sub(_identifier_nfkc, text)
     if "\r" in form:
         form = form.replace("\r\n", "\n").replace("\r", "\n")
     _last_form = (text, form)
     return form
 
 
+# What the tokenizer may read as one identifier: ASCII letters, digits and
+# `_`, and any non-ASCII character; it NFKC-normalises such a run and accepts
+# it if the result is an identifier.
+_WORD_RUN = re.compile(r"[0-9A-Za-z_\x80-\U0010ffff]+")  # maximal runs: linear
+
+
+def _identifier_nfkc(match) -> str:
+    """A run normalised as the parser would, unless NFKC turns part of it into
+    ASCII punctuation (`＂`, `＼`, `＝`): then it is no identifier (outside a
+    string the file does not parse; inside one, the text is what it says)."""
+    run = match.group()
+    if run.isascii():
+        return run
+    normal = unicodedata.normalize("NFKC", run)
+    if any(c < "\x80" and not (c.isalnum() or c == "_") for c in normal):
+        return run
+    return normal
+
+
 def normalize(text: str) -> str:
     return scan_form(text)
-
-
-def _nfkc(text: str) -> str:
-    """NFKC, normalising only the parts that need it (found by halving at line
-    ends: no character composes with a line end, so lines normalise alone)."""
-    if unicodedata.is_normalized("NFKC", text):
-        return text
-    middle = text.find("\n", len(text) // 2) + 1
-    if len(text) < 4096 or middle <= 0:
-        return unicodedata.normalize("NFKC", text)
-    return _nfkc(text[:middle]) + _nfkc(text[middle:])
 
 
 # --- reading backwards ---------------------------------------------------------------

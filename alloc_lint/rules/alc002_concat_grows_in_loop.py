@@ -36,7 +36,9 @@ class Growth:
     parts: list  # the other values, in order
     seed: ast.expr | None = None  # the other arm of `x if acc is None else CONCAT(...)`
     loop: Loop | None = None
-    others: list = field(default_factory=list)  # the loop's other growth statements of acc
+    # The loop's other growth statements of acc (statements, not Growths: two
+    # Growths listing each other would be a cycle, kept alive while gc is off).
+    others: list = field(default_factory=list)
 
 
 class ConcatGrowsInLoop(Rule):
@@ -313,7 +315,7 @@ class ConcatGrowsInLoop(Rule):
             by_loop.setdefault(id(growth.loop), []).append(growth)
         reported = []
         for growth in found:
-            growth.others = [g for g in by_loop[id(growth.loop)] if g.acc == growth.acc and g is not growth]
+            growth.others = [g.stmt for g in by_loop[id(growth.loop)] if g.acc == growth.acc and g is not growth]
             if _grows_every_iteration(growth, ctx):
                 reported.append(growth)
         groups: dict[tuple, list[Growth]] = {}  # one fix per accumulator and loop
@@ -447,24 +449,32 @@ def _part_sized_by_accumulator(growth: Growth, ctx: FileContext) -> bool:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name):
                         bindings.setdefault(name.id, []).append(node)
-    memo: dict = {}
+    tainted = _Tainted(growth.acc, bindings, parents, qualify)
+    return any(_derived(part, lambda n: tainted(n, growth.stmt), parents, qualify) for part in growth.parts)
 
-    def tainted(name: str, at: ast.stmt, depth: int = 0) -> bool:
-        """Does `name`, as read at statement `at`, hold the accumulator's contents?"""
-        if name == growth.acc:
+
+class _Tainted:
+    """Does `name`, as read at statement `at`, hold the accumulator's contents?
+    (A class, not a recursive closure: that would be a reference cycle keeping
+    the file's tree alive while the garbage collector is off during a run.)"""
+
+    def __init__(self, acc: str, bindings: dict, parents: dict, qualify):
+        self.acc, self.bindings, self.parents, self.qualify = acc, bindings, parents, qualify
+        self.memo: dict = {}
+
+    def __call__(self, name: str, at: ast.stmt, depth: int = 0) -> bool:
+        if name == self.acc:
             return True
-        if depth > 8 or name not in bindings:
+        if depth > 8 or name not in self.bindings:
             return False
         key = (name, id(at))
-        if key not in memo:
-            memo[key] = False  # cycles: not tainted
-            memo[key] = any(
-                _derived(stmt.value, lambda n, s=stmt: tainted(n, s, depth + 1), parents, qualify,
+        if key not in self.memo:
+            self.memo[key] = False  # cycles: not tainted
+            self.memo[key] = any(
+                _derived(stmt.value, lambda n, s=stmt: self(n, s, depth + 1), self.parents, self.qualify,
                          through_metadata=False)
-                for stmt in _reaching(name, at, bindings[name], parents))
-        return memo[key]
-
-    return any(_derived(part, lambda n: tainted(n, growth.stmt), parents, qualify) for part in growth.parts)
+                for stmt in _reaching(name, at, self.bindings[name], self.parents))
+        return self.memo[key]
 
 
 def _reaching(name: str, at: ast.stmt, candidates: list, parents: dict) -> list:
@@ -563,7 +573,7 @@ def _only_growth_and_seeds_bind(growth: Growth, ctx: FileContext) -> bool:
     loop it is bound only by its growth statements and by first-iteration seeds."""
     acc, loop = growth.acc, growth.loop
     parents = _parents(growth.loop)
-    allowed = {id(g.stmt) for g in (growth, *growth.others)}
+    allowed = {id(stmt) for stmt in (growth.stmt, *growth.others)}
     for node in _loop_nodes(loop):
         if isinstance(node, ast.Name) and node.id == acc and not isinstance(node.ctx, ast.Load):
             holder = parents.get(node)
