@@ -314,3 +314,48 @@ def test_fullwidth_punctuation_in_strings_and_comments_is_read_as_written(progra
     continuations (a first shared text form did, and lost these findings)."""
     assert [d.code for d in engine.check_text(program, "t.py", Config(), prefilter=False)] == ["ALC002"]
     assert engine.might_match(program, Config())
+
+
+# Holes in ALC002's text predicate found by a second differential attack.
+_ALC002_HOLES = {
+    # identifier characters that are no `\w`: a combining mark, a middle dot, in an alias too
+    "combining_mark": "import torch\n\n\ndef run(acc\u0300, xs):\n    for x in xs:\n"
+                      "        acc\u0300 = torch.cat([acc\u0300, x])\n    return acc\u0300\n",
+    "middle_dot": "import torch\n\n\ndef run(a\u00b7b, xs):\n    for x in xs:\n"
+                  "        a\u00b7b = torch.cat([a\u00b7b, x])\n    return a\u00b7b\n",
+    "alias": "from torch import cat as jx\u0300\n\n\ndef run(acc, xs):\n    for x in xs:\n"
+             "        acc = jx\u0300([acc, x])\n    return acc\n",
+    # a line of only `\` before the statement: its indentation does not count
+    "backslash_line": "import torch\n\n\ndef run(acc, parts):\n    for p in parts:\n\\\n"
+                      "        acc = torch.cat([acc, p])\n    return acc\n",
+    # a comment ending in `\` above an `if` header: the header is a statement
+    "comment_backslash_above_if": "import torch\n\n\ndef run(parts):\n    acc = None\n    for p in parts:  # \\\n"
+                                  "        if acc is None:\n            acc = p\n"
+                                  "            acc = torch.cat([acc, p])\n    return acc\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ALC002_HOLES))
+def test_alc002_predicate_keeps_what_the_attack_found(name):
+    text = _ALC002_HOLES[name]
+    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == ["ALC002"]
+    assert engine.might_match(text, Config())
+
+
+# Holes in ALC001's text predicate found by the same attack: a `#` or `:` in a
+# string on the merge's line read as a statement start, and a value list read
+# on into the next line.
+_ALC001_HOLES = {
+    "fstring_colon_hash": "import torch\nfor x in xs:\n    tmp = torch.empty_like(acc)\n"
+                          "    log(f\"{i:#x}\"); merge_state(acc, x, out=tmp)\n    acc = tmp\n",
+    "semicolon_hash": "import torch\nwhile x:\n    ab = torch.empty_like(a)\n    e(\";#\", acc, out=ab)\n    acc = ab\n",
+    "trailing_comma_then_name": "import torch\nfor x in xs:\n    tmp = torch.empty_like(acc)\n"
+                                "    merge_state(acc, x, out=tmp)\n    acc, = tmp,\nd\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ALC001_HOLES))
+def test_alc001_predicate_keeps_what_the_attack_found(name):
+    text = _ALC001_HOLES[name]
+    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == ["ALC001"]
+    assert engine.might_match(text, Config())

@@ -219,31 +219,39 @@ def scan_form(text: str) -> str:
     global _last_form
     if _last_form[0] is text:
         return _last_form[1]
-    form = text if text.isascii() or unicodedata.is_normalized("NFKC", text) else \
-        _WORD_RUN.sub(_identifier_nfkc, text)
+    form = text if text.isascii() or unicodedata.is_normalized("NFKC", text) else _identifiers_nfkc(text)
     if "\r" in form:
         form = form.replace("\r\n", "\n").replace("\r", "\n")
     _last_form = (text, form)
     return form
 
 
-# What the tokenizer may read as one identifier: ASCII letters, digits and
-# `_`, and any non-ASCII character; it NFKC-normalises such a run and accepts
-# it if the result is an identifier.
-_WORD_RUN = re.compile(r"[0-9A-Za-z_\x80-\U0010ffff]+")  # maximal runs: linear
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
-def _identifier_nfkc(match) -> str:
-    """A run normalised as the parser would, unless NFKC turns part of it into
-    ASCII punctuation (`＂`, `＼`, `＝`): then it is no identifier (outside a
+def _identifiers_nfkc(text: str) -> str:
+    """NFKC applied to each run the tokenizer may read as one identifier
+    (ASCII letters, digits and `_`, and any non-ASCII character) that holds a
+    non-ASCII character, and that stays identifier-like: a run NFKC turns
+    partly into ASCII punctuation (`＂`, `＼`, `＝`) is no identifier (outside a
     string the file does not parse; inside one, the text is what it says)."""
-    run = match.group()
-    if run.isascii():
-        return run
-    normal = unicodedata.normalize("NFKC", run)
-    if any(c < "\x80" and not (c.isalnum() or c == "_") for c in normal):
-        return run
-    return normal
+    out, last, size = [], 0, len(text)
+    for m in _NON_ASCII.finditer(text):
+        start, end = m.start(), m.end()
+        if start < last:
+            continue  # inside the run just normalised
+        while start > last and text[start - 1] in _ASCII_NAME_CHARS:
+            start -= 1
+        while end < size and (text[end] in _ASCII_NAME_CHARS or text[end] >= "\x80"):
+            end += 1
+        run = text[start:end]
+        normal = unicodedata.normalize("NFKC", run)
+        if any(c < "\x80" and c not in _ASCII_NAME_CHARS for c in normal):
+            normal = run
+        out += (text[last:start], normal)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def normalize(text: str) -> str:
@@ -488,42 +496,48 @@ def _statement_at(text: str, eq: int):
 
     Rebinding pairs are `A = T` or `A, B = T, U`: as many names on each side,
     balanced brackets. Target lists are read from every place before `eq`
-    where a statement may start; those that read as such a list all hold the
-    same names (one list extends another only by names). Their block
-    indentation is known only when they all start lines indented alike."""
+    where a statement may start, and value lists both as far as they may run
+    and as short as they may end (`acc, = tmp,` before a line holding a name);
+    every reading that pairs names counts: the pairs of all, the nearest start
+    (the most text before the statement for the merge: a `#` or `:` in a
+    string on the line above reads as a start too), the span of all values.
+    The block indentation is known only when all starts begin lines indented
+    alike."""
     if text[eq - 1:eq] in _NOT_ASSIGN or text[eq + 1:eq + 2] == "=":
         return None
-    v = VALUES_AFTER_EQ.match(text, eq + 1)
-    if v and not _balanced(_code(v.group("values"))):
-        v = VALUES_AFTER_EQ_SHORT.match(text, eq + 1)
-    if not v:
+    readings = []
+    for pattern in (VALUES_AFTER_EQ, VALUES_AFTER_EQ_SHORT):
+        v = pattern.match(text, eq + 1)
+        if v and _balanced(_code(v.group("values"))) and all(v.span("values") != r.span("values") for r in readings):
+            readings.append(v)  # the value list of a statement is balanced: `f(\n out=tmp)` is no statement
+    if not readings:
         return None
-    values = _code(v.group("values"))
-    if not _balanced(values):
-        return None  # the value list of a statement is balanced: `f(\n out=tmp)` is no statement
-    value_names = _names(values)
     crossings: list[int] = []
     starts = crossings + [s + 1 for s, _ in _stops(text, eq, TARGETS_BEFORE_EQ, crossings)
                           if s < 0 or text[s] in ";:"]
-    found = None  # (pairs, farthest start), and the indentations of the starts that read
-    indents = set()
+    pairs, nearest, spans, indents = [], -1, [], set()
     for start in sorted(set(starts)):
         if not TARGETS.fullmatch(text, start, eq):
             continue
         targets = _code(text[start:eq])
         target_names = _names(targets)
-        if len(target_names) != len(value_names) or not _balanced(targets):
+        if not _balanced(targets):
             continue
-        if "," not in targets and "[" not in targets and values.rstrip().endswith(","):
-            continue  # `A = T,` binds a tuple: `f(\n out=tmp,\n ...)` is no rebinding
-        if found is None:
-            found = list(zip(target_names, value_names)), start
-        first = G_RE.match(text, start).end()  # the statement's first token
-        indents.add(_line_indent(text, first) if _starts_statement(text, first) else None)
-    if found is None:
+        for v in readings:
+            values = _code(v.group("values"))
+            if len(target_names) != len(_names(values)):
+                continue
+            if "," not in targets and "[" not in targets and values.rstrip().endswith(","):
+                continue  # `A = T,` binds a tuple: `f(\n out=tmp,\n ...)` is no rebinding
+            pairs += [p for p in zip(target_names, _names(values)) if p not in pairs]
+            nearest = max(nearest, start)
+            spans.append(v.span("values"))
+            first = G_RE.match(text, start).end()  # the statement's first token
+            indents.add(_line_indent(text, first) if _starts_statement(text, first) else None)
+    if not pairs:
         return None
     indent = indents.pop() if len(indents) == 1 else None
-    return found[0], found[1], indent, v.start("values"), v.end("values")
+    return pairs, nearest, indent, min(s for s, _ in spans), max(e for _, e in spans)
 
 
 def _balanced(span: str) -> bool:

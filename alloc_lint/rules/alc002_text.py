@@ -62,22 +62,27 @@ _HOLDING = {
 }
 # Characters that stand before the substring inside a spelling (`concat`, `hstack`, `row_stack`).
 _INNER = {needle: {w[o - 1] for w, o in words if o} for needle, words in _HOLDING.items()}
-_WORD = re.compile(r"\w+")
-_LOOP_KEYWORD = re.compile(r"(?:async[ \t\f]+)?(?:for|while)\b")
+# A word character is what the tokenizer may read into an identifier: ASCII
+# letters, digits and `_`, and every non-ASCII character (combining marks and
+# `·` are no `\w`, and NFKC may make an identifier of others).
+_W = "\\w\\x80-\\U0010ffff"
+_NOT_W = rf"(?![{_W}])"
+_WORD = re.compile(rf"[{_W}]+")
+_LOOP_KEYWORD = re.compile(rf"(?:async[ \t\f]+)?(?:for|while){_NOT_W}")
 # Keywords that start a statement and can start no expression (so no
 # continuation line inside brackets): the line starts a real statement.
-_SCOPE_KEYWORD = re.compile(r"(?:def|class|async[ \t\f]+def)\b")
-_ANNOTATED = re.compile(r"[ \t\f]*(\w+)[ \t\f]*:(?!=)")
-_ANNOTATED_ATTRIBUTE = re.compile(r"[ \t\f]*\w+(?:[ \t\f]*\.[ \t\f]*\w+)+[ \t\f]*:(?!=)")
+_SCOPE_KEYWORD = re.compile(rf"(?:def|class|async[ \t\f]+def){_NOT_W}")
+_ANNOTATED = re.compile(rf"[ \t\f]*([{_W}]+)[ \t\f]*:(?!=)")
+_ANNOTATED_ATTRIBUTE = re.compile(rf"[ \t\f]*[{_W}]+(?:[ \t\f]*\.[ \t\f]*[{_W}]+)+[ \t\f]*:(?!=)")
 _KEYWORDS = frozenset(keyword.kwlist) | {"match", "case", "type"}
-_CONDITIONAL_TARGET = re.compile(r"[ \t\f]*\(*[ \t\f]*(\w+)[ \t\f]*\)*[ \t\f]*(?::[^=]*)?=(?!=)")
-_NOT_A_VALUE = re.compile(r"[ \t\f]*(?:return|yield|raise|assert|del|await)\b")
-_FOR_TARGETS = re.compile(r"(?:async[ \t\f]+)?for\b([\w \t\f,()\[\]*]*?)\bin\b")
+_CONDITIONAL_TARGET = re.compile(rf"[ \t\f]*\(*[ \t\f]*([{_W}]+)[ \t\f]*\)*[ \t\f]*(?::[^=]*)?=(?!=)")
+_NOT_A_VALUE = re.compile(rf"[ \t\f]*(?:return|yield|raise|assert|del|await){_NOT_W}")
+_FOR_TARGETS = re.compile(rf"(?:async[ \t\f]+)?for{_NOT_W}([{_W} \t\f,()\[\]*]*?)(?<![{_W}])in{_NOT_W}")
 # A whole statement `N = value` on one line (no annotation: `N: T = v` is matched too).
-_ASSIGNS = re.compile(r"[ \t\f]*(\w+)[ \t\f]*(?::[^=]*)?=(?!=)")
-_TARGET_LINE = re.compile(r"[ \t\f]*\(*[ \t\f]*(\w+)[ \t\f]*\)*[ \t\f]*\Z")
+_ASSIGNS = re.compile(rf"[ \t\f]*([{_W}]+)[ \t\f]*(?::[^=]*)?=(?!=)")
+_TARGET_LINE = re.compile(rf"[ \t\f]*\(*[ \t\f]*([{_W}]+)[ \t\f]*\)*[ \t\f]*\Z")
 _GAPS = r"(?:\s|\\\n|#[^\n]*)+"
-_AS_NAME = re.compile(rf"{_GAPS}as{_GAPS}(\w+)")
+_AS_NAME = re.compile(rf"{_GAPS}as{_GAPS}([{_W}]+)")
 _AUGMENTED = set("=!<>:+-*/%&|^@")
 
 
@@ -154,14 +159,14 @@ class _Scan:
         while (i := text.find(needle, start)) >= 0:
             start = i + 1
             before = text[i - 1] if i else " "
-            if (before.isalnum() or before == "_") and before not in inner:
+            if _is_word_char(before) and before not in inner:
                 continue  # inside a longer word: `allocate`, `callstack`
             for word, offset in words:
                 begin = i - offset
                 end = begin + len(word)
                 if begin >= 0 and text.startswith(word, begin) \
-                        and not (begin and (text[begin - 1].isalnum() or text[begin - 1] == "_")) \
-                        and not (end < size and (text[end].isalnum() or text[end] == "_")):
+                        and not (begin and _is_word_char(text[begin - 1])) \
+                        and not (end < size and _is_word_char(text[end])):
                     yield begin, word
                     start = end
                     break
@@ -331,8 +336,11 @@ class _Scan:
             self.lexed = {}
         lines = self.lines
         index = text.count("\n", 0, line_start)
+        if lines[index].strip(" \t\f") == "\\":
+            raise _Keep  # a line of only `\\` starts the statement: its indentation does not count
         own = limit = _indent(lines[index])
         depth, trusted = 0, True
+        unsure = False  # passed a less indented line that may be a block header
         siblings = []  # statements of N's own block above it
         for k in range(index - 1, -1, -1):
             line = lines[k]
@@ -345,19 +353,24 @@ class _Scan:
             code = line.lstrip(" \t\f")
             if not code or code[0] == "#":
                 continue
+            if code == "\\":
+                unsure = True  # a line of only `\\`: how Python reads the next line's indentation is subtle
+                continue
             level = len(line) - len(code)
             if "\f" in line[:level]:
                 level = _indent(line)
-            statement = trusted and depth == 0 and not (k > 0 and lines[k - 1].endswith("\\"))
+            statement = trusted and depth == 0 and not (k > 0 and self._continued(k - 1))
             if level >= limit:
                 if statement and level == own and limit == own:
                     siblings.append(k)
                 continue
             if _LOOP_KEYWORD.match(code):
-                if statement and limit == own and trusted and self._restarts(name, k, siblings, index, aliases):
+                if statement and limit == own and trusted and not unsure \
+                        and self._restarts(name, k, siblings, index, aliases):
                     return False
                 return True  # a loop header (or a comprehension's line: kept too)
             if not statement:
+                unsure = True
                 continue  # not certainly a statement
             if _SCOPE_KEYWORD.match(code):
                 return False
@@ -368,6 +381,16 @@ class _Scan:
         if k not in self.lexed:
             self.lexed[k] = _lex_line(self.lines[k])
         return self.lexed[k]
+
+    def _continued(self, k: int) -> bool:
+        """Does line k continue onto the next with a `\\` of code (one ending a
+        comment continues nothing)? Taken as yes where a string on it does not
+        close on it."""
+        line = self.lines[k]
+        if not line.endswith("\\"):
+            return False
+        lexed = self._lexed(k)
+        return lexed is None or lexed[1] == len(line)
 
     def _restarts(self, name: str, header: int, siblings: list, index: int, aliases: set) -> bool:
         """Is N, growing in the body of the loop whose header is line `header`,
@@ -388,7 +411,7 @@ class _Scan:
                 break
             if k > index:
                 code = lines[k].lstrip(" \t\f")
-                if code and code[0] != "#" and depth == 0 and not lines[k - 1].endswith("\\"):
+                if code and code[0] != "#" and depth == 0 and not self._continued(k - 1):
                     level = _indent(lines[k])
                     if level < own:
                         break
@@ -401,7 +424,7 @@ class _Scan:
             line = lines[k]
             if _ASSIGNS.match(line) and _ASSIGNS.match(line).group(1) == name \
                     and not words & set(_WORD.findall(line)) and self._lexed(k) == (0, len(line)) \
-                    and not line.endswith("\\"):  # the whole statement is on this line
+                    and not self._continued(k):  # the whole statement is on this line
                 return True
         return False
 
@@ -619,7 +642,7 @@ def _group_start(line: str) -> int | None:
 
 
 def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c == "_"
+    return c.isalnum() or c == "_" or c >= "\x80"
 
 
 def _indent(line: str) -> int:
