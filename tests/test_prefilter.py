@@ -328,6 +328,17 @@ _ALC002_HOLES = {
     # a line of only `\` before the statement: its indentation does not count
     "backslash_line": "import torch\n\n\ndef run(acc, parts):\n    for p in parts:\n\\\n"
                       "        acc = torch.cat([acc, p])\n    return acc\n",
+    # a loop header continued from the line above (a line of only `\`, `async \`)
+    "header_after_backslash_line": "import torch\ndef f(acc, parts):\n \\\n  for p in parts:\n"
+                                   "  acc = torch.cat([acc, p])\n",
+    "header_after_two_backslash_lines": "import torch\ndef f(acc, parts):\n  \\\n    \\\n      for p in parts:\n"
+                                        "      acc = torch.cat([acc, p])\n",
+    "async_backslash_for": "import torch\nasync def f(acc, parts):\n    async \\\n        for p in parts:\n"
+                           "        acc = torch.cat([acc, p])\n",
+    # a subscript as the loop's target rebinds nothing named N
+    "subscript_for_target": "import torch\ndef f(acc, parts, x):\n    for x[acc] in parts:\n"
+                            "        acc = torch.cat([acc, x[0]])\n",
+    "subscript_of_acc_for_target": "import torch\nfor acc[0] in parts:\n    acc = torch.cat([acc, p])\n",
     # a comment ending in `\` above an `if` header: the header is a statement
     "comment_backslash_above_if": "import torch\n\n\ndef run(parts):\n    acc = None\n    for p in parts:  # \\\n"
                                   "        if acc is None:\n            acc = p\n"

@@ -359,7 +359,10 @@ class _Scan:
             level = len(line) - len(code)
             if "\f" in line[:level]:
                 level = _indent(line)
-            statement = trusted and depth == 0 and not (k > 0 and self._continued(k - 1))
+            continuation = k > 0 and self._continued(k - 1)
+            if continuation and _LOOP_KEYWORD.match(code):
+                return True  # a loop header continued from the line above: its indentation is not its own
+            statement = trusted and depth == 0 and not continuation
             if level >= limit:
                 if statement and level == own and limit == own:
                     siblings.append(k)
@@ -399,8 +402,8 @@ class _Scan:
         lines = self.lines
         code = lines[header].lstrip(" \t\f")
         targets = _FOR_TARGETS.match(code)
-        if targets and name in _WORD.findall(targets.group(1)):
-            return True
+        if targets and "[" not in targets.group(1) and name in _WORD.findall(targets.group(1)):
+            return True  # N is a target of the loop (not in `x[N]`, which rebinds nothing named N)
         own = _indent(lines[index])
         candidates = list(siblings)
         # Statements after N's, in the same body, while the lines read as code.
