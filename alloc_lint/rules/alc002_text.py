@@ -373,8 +373,7 @@ class _Scan:
                     return False
                 return True  # a loop header (or a comprehension's line: kept too)
             if not statement:
-                unsure = True
-                continue  # not certainly a statement
+                continue  # inside brackets or continued from the line above: no block header
             if _SCOPE_KEYWORD.match(code):
                 return False
             limit = level
