@@ -346,13 +346,6 @@ _ALC002_HOLES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(_ALC002_HOLES))
-def test_alc002_predicate_keeps_what_the_attack_found(name):
-    text = _ALC002_HOLES[name]
-    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == ["ALC002"]
-    assert engine.might_match(text, Config())
-
-
 # Holes in ALC001's text predicate found by the same attack: a `#` or `:` in a
 # string on the merge's line read as a statement start, and a value list read
 # on into the next line.
@@ -365,8 +358,10 @@ _ALC001_HOLES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(_ALC001_HOLES))
-def test_alc001_predicate_keeps_what_the_attack_found(name):
-    text = _ALC001_HOLES[name]
-    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == ["ALC001"]
+@pytest.mark.parametrize("code, name", [("ALC001", n) for n in sorted(_ALC001_HOLES)]
+                         + [("ALC002", n) for n in sorted(_ALC002_HOLES)])
+def test_predicates_keep_what_the_attacks_found(code, name):
+    text = {"ALC001": _ALC001_HOLES, "ALC002": _ALC002_HOLES}[code][name]
+    assert [d.code for d in engine.check_text(text, "t.py", Config(), prefilter=False)] == [code]
     assert engine.might_match(text, Config())
+    assert engine.might_match(text, Config(select=(code,)))
