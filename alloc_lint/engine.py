@@ -476,8 +476,10 @@ def _read_in_workers(items: list, jobs: int, cache, progress=None):
                     progress(min(len(items), max(0, len(tasks) - left - (jobs - 1)) * size), len(items))
         for pid, read_end in workers:
             with os.fdopen(read_end, "rb") as pipe:
-                data = pipe.read()
-            status, value = pickle.loads(data) if data else ("error", "it stopped without an answer")
+                try:
+                    status, value = pickle.load(pipe)
+                except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+                    status, value = "error", "it stopped without a whole answer"
             if status != "ok":
                 raise RuntimeError(f"a worker process failed: {value}")
             for done in value:
@@ -512,18 +514,20 @@ def _work(claim, write_end: int):
 
     code = 1
     try:
-        try:
-            results = []
-            while (task := claim()) is not None:
-                results.append(_read_and_parse_many(task))
-            payload = fast_pickle(("ok", results))
-            code = 0
-        except BaseException as exc:  # noqa: B902 (reported by the parent)
-            import traceback
-
-            payload = pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}"))
         with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
+            try:
+                results = []
+                while (task := claim()) is not None:
+                    results.append(_read_and_parse_many(task))
+            except BaseException as exc:  # noqa: B902 (reported by the parent)
+                import traceback
+
+                pipe.write(pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}")))
+            else:
+                # Pickled into the pipe as it goes: no copy of the whole payload
+                # in either process (fresh memory is most of a big run's cost).
+                fast_pickle(("ok", results), pipe)
+                code = 0
     finally:
         os._exit(code)
 
