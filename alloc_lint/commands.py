@@ -4,6 +4,7 @@ rewrite."""
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 import os
 import sys
@@ -81,6 +82,10 @@ def _scan(args, resolver: Resolver, caches, jobs: int, stdin: bool):
                                 cache=caches, progress=progress, force_exclude=args.force_exclude,
                                 respect_gitignore=args.respect_gitignore)
     progress.finish()
+    # What the run built (the report, the cache's entries) lives until the
+    # process exits: out of the collector's sight, a first collection would
+    # walk it all for nothing.
+    gc.freeze()
     return report, {}
 
 
