@@ -102,9 +102,9 @@ class View:
         return absolute[self.cut:] if absolute.startswith(self.root) else absolute
 
     def packed(self, data: bytes, st: os.stat_result) -> bytes:
-        digest = (_sha1 or _load_sha1())(data, usedforsecurity=False).digest()  # content_hash, inlined
+        digest = content_hash(data)
         if st.st_mtime < self.trust_before and st.st_ctime < self.trust_before:
-            return digest + _STAT.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+            return digest + stat_key(st)
         return digest
 
     def hit(self, key: str, old: tuple, packed: bytes):

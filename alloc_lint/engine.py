@@ -601,19 +601,19 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
 
     if cache is not None:  # unchanged files with a trusted stat key: no read, no worker
         misses, unchecked = [], []
-        last_config = empty = None
+        last_config = view = None
         for n, (path, file_config, absolute) in enumerate(todo):
             if jobs > 1 and len(misses) >= MIN_READS_FOR_WORKERS:
                 # Enough work for the workers: they check the rest (`_read` looks
                 # the stat key up first), rather than this process alone.
                 unchecked = todo[n:]
                 break
-            if file_config is not last_config:  # an empty cache (a cold run): no file can hit
-                last_config, empty = file_config, not cache.view(file_config, prefilter).table
-            if empty:
+            if file_config is not last_config:
+                last_config, view = file_config, cache.view(file_config, prefilter)
+            if not view.table:  # an empty cache (a cold run): no file can hit
                 misses.append((path, file_config, absolute))
                 continue
-            result = _stat_hit(path, absolute, cache.view(file_config, prefilter))[2]
+            result = _stat_hit(path, absolute, view)[2]
             if result is None:
                 misses.append((path, file_config, absolute))
             else:

@@ -254,10 +254,6 @@ def _identifiers_nfkc(text: str) -> str:
     return "".join(out)
 
 
-def normalize(text: str) -> str:
-    return scan_form(text)
-
-
 # --- reading backwards ---------------------------------------------------------------
 
 

@@ -388,11 +388,7 @@ class _Scan:
         """Does line k continue onto the next with a `\\` of code (one ending a
         comment continues nothing)? Taken as yes where a string on it does not
         close on it."""
-        line = self.lines[k]
-        if not line.endswith("\\"):
-            return False
-        lexed = self._lexed(k)
-        return lexed is None or lexed[1] == len(line)
+        return _code_backslash_end(self.lines[k], self._lexed(k)) is not False
 
     def _restarts(self, name: str, header: int, siblings: list, index: int, aliases: set) -> bool:
         """Is N, growing in the body of the loop whose header is line `header`,
@@ -544,13 +540,23 @@ def _joined_start(text: str, line_start: int) -> int:
     does not close on it."""
     while line_start >= 2 and text[line_start - 2] == "\\":
         above = text.rfind("\n", 0, line_start - 1) + 1
-        lexed = _lex_line(text[above:line_start - 1])
-        if lexed is None:
+        line = text[above:line_start - 1]
+        continues = _code_backslash_end(line, _lex_line(line))
+        if continues is None:
             raise _Keep
-        if lexed[1] < line_start - 1 - above:
+        if not continues:
             break  # the `\\` is in a comment
         line_start = above
     return line_start
+
+
+def _code_backslash_end(line: str, lexed) -> bool | None:
+    """Does `line` end in a `\\` of code, continuing onto the next line (one
+    ending a comment continues nothing)? None where a string on it does not
+    close on it. `lexed`: _lex_line(line)."""
+    if not line.endswith("\\"):
+        return False
+    return None if lexed is None else lexed[1] == len(line)
 
 
 def _lex_line(line: str):
