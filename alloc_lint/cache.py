@@ -3,13 +3,17 @@ configuration file, as `.ruff_cache/`), keyed by file content.
 
 Entries are grouped by the settings that change a file's result (the
 configuration's fingerprint and `--no-prefilter`), keyed by the file's path,
-and hold the SHA-1 of the content they were computed for. A file is read and
+and hold the SHA-1 of the content they were computed for (see `View` for
+their layout). A file is read and
 hashed on every run unless its stat data (mtime, ctime, size, inode, device)
 is unchanged and it had last changed well before it was read: an edit
 changes ctime even when the mtime is put back, and the "racy" window of a
 coarse clock is excluded as git does for its index. A change to the tool's
 own code drops the whole cache.
 
+The file is a pickle of {"tool", "tables"}, followed by any number of pickled
+(settings, {path: entry}) frames that add to the tables: a worker process's
+entries, written as it pickled them (the main process never unpickles them).
 Saving takes a lock, re-reads the file and merges, so processes running at the
 same time (pre-commit batches) keep each other's entries; the write is atomic
 (temporary file and rename). The least recently used entries beyond
@@ -25,6 +29,9 @@ from pathlib import Path
 DEFAULT_DIR = ".alloc_lint_cache"
 FILE = "results.pickle"
 DIGEST = 20  # bytes of content_hash
+DAY = struct.Struct(">H")  # the day an entry was last used (days since 1970; big-endian: sorts as bytes)
+STAMPED = DIGEST + DAY.size  # a stamp longer than this ends in a trusted stat key
+NOTHING = ((), None, False)  # the result of most files: nothing found, no error, not kept
 MAX_ENTRIES = 250_000
 MARKER = "# Created by alloc-lint\n*\n"
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -74,51 +81,82 @@ def _tool_fingerprint() -> str:
 RACY_SECONDS = 2.0
 
 
-_STAT = struct.Struct("<qqQQQ")
+_STAT = struct.Struct(">qqQQQ")
+_DAY_AND_STAT = struct.Struct(">HqqQQQ")  # DAY then _STAT: a stamp's tail in one call
 
 
 def stat_key(st: os.stat_result) -> bytes:
     return _STAT.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
+def entry(stamp: bytes, result) -> bytes | tuple:
+    """A cache entry: the stamp alone for a file with nothing to report (most
+    files: one object each, quick to create, pickle and load), else (stamp,
+    result)."""
+    return stamp if result == NOTHING else (stamp, result)
+
+
+def stamp_of(entry) -> bytes:
+    return entry if entry.__class__ is bytes else entry[0]
+
+
+def result_of(entry):
+    return NOTHING if entry.__class__ is bytes else entry[1]
+
+
 class View:
     """The entries of one cache under one set of settings, keyed by path
-    (relative to the project root when under it: a smaller file). An entry is
-    (content hash followed by the stat key when it is trusted, as one bytes
-    object; the result; the day last used): few objects per entry keep the
-    cache quick to load and save. The engine reads `table` directly and
-    calls `hit` and `put`."""
+    (relative to the project root when under it: a smaller file). An entry's
+    stamp is one bytes object: the content hash, the day last used, then the
+    stat key when it is trusted. The engine reads `table` directly and calls
+    `stamp`, `hit`, `touch` and `put`."""
 
     def __init__(self, cache: "Cache", settings: str, root: str):
         self.cache = cache
+        self.settings = settings
         self.table = cache.table(settings)
         self.changed = cache.changed_table(settings)
         self.root = os.path.join(root, "")
         self.cut = len(self.root)
         self.trust_before = cache.started - RACY_SECONDS
         self.today = cache.today
+        self.day = DAY.pack(cache.today)
+        self.sha1 = _sha1 or _load_sha1()
 
     def key(self, absolute: str) -> str:
         return absolute[self.cut:] if absolute.startswith(self.root) else absolute
 
-    def packed(self, data: bytes, st: os.stat_result) -> bytes:
-        digest = content_hash(data)
+    def stamp(self, data: bytes, st: os.stat_result) -> bytes:
+        """The content hash, today, and the stat key if it can be trusted
+        (what content_hash and stat_key give, assembled at once: this runs
+        for every file of a cold run)."""
+        digest = self.sha1(data, usedforsecurity=False).digest()
         if st.st_mtime < self.trust_before and st.st_ctime < self.trust_before:
-            return digest + stat_key(st)
-        return digest
+            return digest + _DAY_AND_STAT.pack(self.today, st.st_mtime_ns, st.st_ctime_ns, st.st_size,
+                                               st.st_ino, st.st_dev)
+        return digest + self.day
 
-    def hit(self, key: str, old: tuple, packed: bytes):
-        """A reused entry: remember its use (by the day, so warm runs mostly
-        write nothing) and a newly trusted stat key. Returns the result."""
+    def hit(self, key: str, old, stamp: bytes):
+        """A reused entry whose content hash matched: remember the day of its
+        use (so warm runs mostly write nothing) and a newly trusted stat key.
+        Returns the result."""
         self.cache.hits += 1
-        if old[2] != self.today or packed != old[0]:
-            self.put(key, (packed, old[1], self.today))
-        return old[1]
+        if stamp != stamp_of(old):
+            self.put(key, entry(stamp, result_of(old)))
+        return result_of(old)
 
-    def put(self, key: str, entry: tuple) -> None:
-        self.table[key] = entry
+    def touch(self, key: str, old):
+        """A reused entry whose trusted stat key matched: as `hit`."""
+        self.cache.hits += 1
+        stamp = stamp_of(old)
+        if stamp[DIGEST:STAMPED] != self.day:
+            self.put(key, entry(stamp[:DIGEST] + self.day + stamp[STAMPED:], result_of(old)))
+        return result_of(old)
+
+    def put(self, key: str, value) -> None:
+        self.table[key] = value
         if self.changed is not self.table:
-            self.changed[key] = entry
+            self.changed[key] = value
 
 
 class Cache:
@@ -132,6 +170,8 @@ class Cache:
         self.today = int(self.started // 86400)
         self.tables = self._load()
         self.changed: dict[str, dict] = {}
+        # Frames from workers: (entries, the frame's bytes or (file, offset, length)).
+        self.frames: list[tuple[int, object]] = []
         self.hits = 0
 
     def _load(self) -> dict:
@@ -139,9 +179,14 @@ class Cache:
 
         try:
             with open(self.path, "rb") as handle:
-                data = pickle.load(handle)
-            if isinstance(data, dict) and data.get("tool") == self.tool:
-                return data["tables"]
+                head = pickle.load(handle)
+                if not (isinstance(head, dict) and head.get("tool") == self.tool):
+                    return {}
+                tables = head["tables"]
+                while handle.peek(1):  # frames added to the tables
+                    settings, entries = pickle.load(handle)
+                    tables.setdefault(settings, {}).update(entries)
+                return tables
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError,
                 KeyError, ImportError, IndexError):
             pass  # missing, unreadable or from another version: start afresh
@@ -161,8 +206,28 @@ class Cache:
             self.changed[settings] = table if not table else {}
         return self.changed[settings]
 
+    def forget_changes(self) -> None:
+        """In a forked worker, once it has sent its changes: note only new
+        ones from here on. A table that started empty held only what this
+        worker added, which it never looks up again: it starts empty again."""
+        for settings, changed in self.changed.items():
+            if changed is self.tables.get(settings):
+                self.tables[settings] = {}
+        self.changed = {}
+
+    def changes(self):
+        """(settings, entries noted as changed) for each settings with some."""
+        return [(settings, changed) for settings, changed in self.changed.items() if changed]
+
+    def seal(self) -> None:
+        """Pickle the changes into frames now (while other processes still
+        work, not all at the end) and forget them."""
+        for settings, changed in self.changes():
+            self.frames.append((len(changed), fast_pickle((settings, changed))))
+        self.forget_changes()
+
     def save(self) -> None:
-        if not any(self.changed.values()):
+        if not self.frames and not self.changes():
             return
         import tempfile
 
@@ -172,20 +237,43 @@ class Cache:
                 if not (self.folder / name).exists():
                     (self.folder / name).write_text(text)
             with _Lock(self.folder / ".lock"):
-                tables = self._load() if self.path.exists() else {}  # what others saved meanwhile
-                for settings, changed in self.changed.items():
-                    tables.setdefault(settings, {}).update(changed)
-                tables = _bounded(tables)
+                if self.path.exists():  # what others saved meanwhile
+                    tables = self._load()
+                    for settings, changed in self.changes():
+                        tables.setdefault(settings, {}).update(changed)
+                else:
+                    tables = dict(self.changes())
+                frames = [_frame_bytes(where) for _, where in self.frames]
+                if sum(map(len, tables.values())) + sum(n for n, _ in self.frames) > MAX_ENTRIES:
+                    import pickle
+
+                    for frame in frames:
+                        settings, entries = pickle.loads(frame)
+                        tables.setdefault(settings, {}).update(entries)
+                    tables, frames = _bounded(tables), []
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results-", suffix=".tmp")
                 try:
                     with os.fdopen(fd, "wb") as handle:
                         fast_pickle({"tool": self.tool, "tables": tables}, handle)
+                        for frame in frames:
+                            handle.write(frame)
                     os.replace(tmp, self.path)
                 except BaseException:
                     os.unlink(tmp)
                     raise
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+def _frame_bytes(where) -> bytes:
+    """A worker's frame: given, or read from its spill file."""
+    if isinstance(where, bytes):
+        return where
+    file, offset, length = where
+    data = os.pread(file.fileno(), length, offset)
+    if len(data) != length:
+        raise OSError("a worker's cache frame is cut short")
+    return data
 
 
 def fast_pickle(value, handle=None):
@@ -213,8 +301,8 @@ def _bounded(tables: dict) -> dict:
     total = sum(len(t) for t in tables.values())
     if total <= MAX_ENTRIES:
         return tables
-    ranked = sorted(((entry[2], settings, key) for settings, table in tables.items()
-                     for key, entry in table.items()), reverse=True)
+    ranked = sorted(((stamp_of(value)[DIGEST:STAMPED], settings, key) for settings, table in tables.items()
+                     for key, value in table.items()), reverse=True)
     kept: dict = {}
     for _, settings, key in ranked[:MAX_ENTRIES]:
         kept.setdefault(settings, {})[key] = tables[settings][key]
@@ -273,6 +361,39 @@ class Caches:
         if folder not in self.caches:
             self.caches[folder] = Cache(folder, self.tool)
         return self.caches[folder]
+
+    def forget_changes(self) -> None:
+        """In a forked worker: note only what it adds from here on."""
+        for cache in self.caches.values():
+            cache.forget_changes()
+        self._refresh_views()
+
+    def _refresh_views(self) -> None:
+        for _, _, view in self.by_config.values():
+            view.table = view.cache.table(view.settings)
+            view.changed = view.cache.changed_table(view.settings)
+
+    def seal(self, at_least: int = 1) -> None:
+        """Cache.seal, once at least `at_least` changes are noted (few
+        frames, and the memory of each is reused for the next)."""
+        if sum(len(changed) for cache in self.caches.values() for changed in cache.changed.values()) >= at_least:
+            for cache in self.caches.values():
+                cache.seal()
+            self._refresh_views()
+
+    def take_frames(self) -> list[tuple[str, int, bytes]]:
+        """A worker's sealed frames for the parent: (cache folder, how many
+        entries, the frame)."""
+        taken = [(str(folder), count, frame) for folder, cache in self.caches.items()
+                 for count, frame in cache.frames]
+        for cache in self.caches.values():
+            cache.frames = []
+        return taken
+
+    def adopt(self, folder: str, count: int, where) -> None:
+        """A worker's frame of `count` entries (bytes, or (file, offset,
+        length)), saved as it is with this process's entries."""
+        self._cache(Path(folder)).frames.append((count, where))
 
     def save(self) -> None:
         for cache in self.caches.values():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from . import selectors
-from .cache import DIGEST, fast_pickle, stat_key
+from .cache import DIGEST, NOTHING, STAMPED, entry, fast_pickle, stamp_of, stat_key
 from .config import Config, Resolver
 from .diagnostics import Diagnostic, FileError
 from .discovery import iter_files, iter_files_absolute
@@ -315,9 +315,6 @@ def _error(exc: SourceError) -> tuple:
     return (str(exc), exc.line, exc.column)
 
 
-NOTHING = ((), None, False)  # the result of most files: shared, so the cache stores it once
-
-
 def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view=None):
     """Stage 1, in this process: cache lookup, read, decode, text prefilter.
 
@@ -341,19 +338,19 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
     except SourceError as exc:
         return ((), _error(exc), False), None
     if view is not None:
-        packed = view.packed(data, st)
-        if old is not None and old[0][:DIGEST] == packed[:DIGEST]:
-            return view.hit(key, old, packed), None
+        stamp = view.stamp(data, st)
+        if old is not None and stamp_of(old)[:DIGEST] == stamp[:DIGEST]:
+            return view.hit(key, old, stamp), None
     try:
         text = decode(data).text
     except SourceError as exc:
         result = ((), _error(exc), False)
     else:
         if not prefilter or might_match(text, config):
-            return (view and (view, key, packed)), text
+            return (view and (view, key, stamp)), text
         result = NOTHING
     if view is not None:
-        view.put(key, (packed, result, view.today))
+        view.put(key, stamp if result is NOTHING else (stamp, result))  # cache.entry, inline
     return result, None
 
 
@@ -362,13 +359,14 @@ def _stat_hit(path: str, absolute: str, view):
     stat key for the file and it is unchanged (no read), else None."""
     key = view.key(absolute)
     old = view.table.get(key)
-    if old is not None and len(old[0]) > DIGEST:  # a trusted stat key: no read if it is unchanged
+    stamp = old and stamp_of(old)
+    if stamp and len(stamp) > STAMPED:  # a trusted stat key: no read if it is unchanged
         try:
             current = stat_key(os.stat(path))
         except OSError:
             current = None
-        if old[0][DIGEST:] == current:
-            return key, old, view.hit(key, old, old[0])
+        if stamp[STAMPED:] == current:
+            return key, old, view.touch(key, old)
     return key, old, None
 
 
@@ -393,53 +391,48 @@ MIN_READS_FOR_WORKERS = 512
 _WORKER_CACHE = None  # the parent's cache, inherited by forked workers
 _WORKER_ITEMS = None  # the parent's list of files, inherited by forked workers
 READS_PER_TASK = 32  # files per task: fewer round trips, still balanced at the end
+FRAME_ENTRIES = 8192  # cache entries are pickled as a run goes, in frames of about this many
 MAX_TASKS = 1024  # (more files: bigger tasks) 4 bytes each in the task pipe: one page
 
 
 def _read_and_parse_many(bounds: tuple) -> tuple:
     """Stages 1 and 2 for the files items[start:stop], in a worker or here.
     Returns (start, stop, [(index, result) for the results other than
-    NOTHING], [(index of a file whose view takes them, [(key, entry), ...])
-    to store in the cache], cache hits): most files find nothing, and
-    sending their paths back would cost the parent more than reading them."""
+    NOTHING], cache hits): most files find nothing, and sending their paths
+    back would cost the parent more than reading them. What the cache must
+    store goes to its views (a worker sends it back once, at the end)."""
     start, stop = bounds
-    found, stores, cache = [], {}, _WORKER_CACHE
+    found, cache = [], _WORKER_CACHE
     hits = cache.hits if cache is not None else 0
-    redirected = []  # views whose `put` collects into `stores` for this task
     last = view = None  # the config of the last file, and its view (files share their folder's)
-    try:
-        for i in range(start, stop):
-            path, config, absolute, prefilter = _WORKER_ITEMS[i]
-            if cache is not None and config is not last:
-                last, view = config, cache.view(config, prefilter)
-                if id(view) not in stores:
-                    entries = []
-                    stores[id(view)] = (i, entries)  # items[i] names the config: no Config sent back
-                    view.put = lambda key, entry, entries=entries: entries.append((key, entry))
-                    redirected.append(view)
-            result, text = _read(path, absolute, config, prefilter, cache, view)
-            if text is not None:
-                stored = result
-                _, result = _parse((path, text, config))
-                if stored is not None:
-                    stored_in, key, packed = stored
-                    stored_in.put(key, (packed, result, stored_in.today))
-            if result != NOTHING:
-                found.append((i, result))
-    finally:
-        for view in redirected:
-            del view.put
-    return start, stop, found, list(stores.values()), (cache.hits - hits if cache is not None else 0)
+    for i in range(start, stop):
+        path, config, absolute, prefilter = _WORKER_ITEMS[i]
+        if cache is not None and config is not last:
+            last, view = config, cache.view(config, prefilter)
+        result, text = _read(path, absolute, config, prefilter, cache, view)
+        if text is not None:
+            stored = result
+            _, result = _parse((path, text, config))
+            if stored is not None:
+                stored_in, key, stamp = stored
+                stored_in.put(key, entry(stamp, result))
+        if result != NOTHING:
+            found.append((i, result))
+    if cache is not None:
+        cache.seal(FRAME_ENTRIES)
+    return start, stop, found, (cache.hits - hits if cache is not None else 0)
 
 
 def _read_in_workers(items: list, jobs: int, cache, progress=None):
-    """Yield (start, stop, found, stores, hits, here) for every task (at least
+    """Yield (start, stop, found, hits, here) for every task (at least
     READS_PER_TASK files, as _read_and_parse_many returns it), read by this
     process and jobs - 1 forked ones, each claiming the next task from a pipe
     (no pool: its threads, queues and idle parent cost more than a run of this
     size takes). `here`: done in this process, whose cache already counted
-    its hits. A worker that fails or dies is an error, never a silent gap in
-    the report. `progress(done, total)` hears how many files are done."""
+    its hits. A worker writes its cache entries to a temporary file as it
+    goes, and they join the cache file as it pickled them (`Caches.adopt`).
+    A worker that fails or dies is an error, never a silent gap in the
+    report. `progress(done, total)` hears how many files are done."""
     global _WORKER_CACHE, _WORKER_ITEMS
     import pickle
 
@@ -461,33 +454,36 @@ def _read_in_workers(items: list, jobs: int, cache, progress=None):
     workers = []
     try:
         for _ in range(jobs - 1):
+            spill = _spill_file() if cache is not None else None
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the caller's code
                 os.close(read_end)
-                _work(claim, write_end)
+                _work(claim, write_end, spill)
             os.close(write_end)
-            workers.append((pid, read_end))
+            workers.append((pid, read_end, spill))
         while (task := claim()) is not None:
             yield (*_read_and_parse_many(task), True)
             if progress:  # every claimed task is done but those the workers hold now
                 left = _unclaimed(queue)
                 if left is not None:
                     progress(min(len(items), max(0, len(tasks) - left - (jobs - 1)) * size), len(items))
-        for pid, read_end in workers:
+        for pid, read_end, spill in workers:
             with os.fdopen(read_end, "rb") as pipe:
                 try:
-                    status, value = pickle.load(pipe)
+                    status, value, stored = pickle.load(pipe)
                 except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
-                    status, value = "error", "it stopped without a whole answer"
+                    status, value, stored = "error", "it stopped without a whole answer", ()
             if status != "ok":
                 raise RuntimeError(f"a worker process failed: {value}")
+            for folder, count, where in stored:  # the frame, or where it is in the spill file
+                cache.adopt(folder, count, where if isinstance(where, bytes) else (spill, *where))
             for done in value:
                 yield (*done, False)
     finally:
         _WORKER_CACHE = _WORKER_ITEMS = None
         os.close(queue)
-        for pid, _ in workers:
+        for pid, _, _ in workers:
             try:
                 os.kill(pid, 9)  # finished already, or this run was interrupted
                 os.waitpid(pid, 0)
@@ -507,26 +503,71 @@ def _unclaimed(queue: int) -> int | None:
         return None
 
 
-def _work(claim, write_end: int):
+def _spill_file():
+    """An unnamed temporary file for a worker's cache frames, or None (then
+    they come back through the pipe)."""
+    import tempfile
+
+    try:
+        return tempfile.TemporaryFile()
+    except OSError:
+        return None
+
+
+def _work(claim, write_end: int, spill):
     """A forked worker's life: claim tasks until none is left, send the
-    results (or the error) through the pipe, exit."""
+    results (or the error) through the pipe, exit. Its cache entries are
+    pickled in frames as it goes (not all at the end, while the parent
+    waits) and written to `spill`; the pipe says where they are."""
     import pickle
 
     code = 1
+    cache, stored = _WORKER_CACHE, []
+
+    def write_frames(last=False):
+        # If the spill file cannot be written (a full disk), the entries in
+        # it are dropped (a cache only saves time) and the rest come through
+        # the pipe.
+        nonlocal spill
+        for folder, count, frame in cache.take_frames():
+            if spill is not None:
+                try:
+                    stored.append((folder, count, (spill.tell(), len(frame))))
+                    spill.write(frame)
+                    continue
+                except OSError:
+                    spill = None
+            stored.append((folder, count, frame))
+        if spill is not None and last:
+            try:
+                spill.flush()
+            except OSError:
+                spill = None
+        if spill is None:
+            stored[:] = [frame for frame in stored if isinstance(frame[2], bytes)]
+
     try:
         with os.fdopen(write_end, "wb") as pipe:
             try:
+                if cache is not None:
+                    cache.forget_changes()  # from here on: what this worker adds, to send back
+                    cache.take_frames()  # the parent's, saved by the parent
                 results = []
                 while (task := claim()) is not None:
                     results.append(_read_and_parse_many(task))
+                    if cache is not None:
+                        write_frames()
+                if cache is not None:
+                    cache.seal()
+                    write_frames(last=True)
             except BaseException as exc:  # noqa: B902 (reported by the parent)
                 import traceback
 
-                pipe.write(pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}")))
+                pipe.write(pickle.dumps(("error", f"{exc!r}\n{traceback.format_exc()}", ())))
             else:
                 # Pickled into the pipe as it goes: no copy of the whole payload
                 # in either process (fresh memory is most of a big run's cost).
-                fast_pickle(("ok", results), pipe)
+                fast_pickle(("ok", results, stored), pipe)
                 code = 0
     finally:
         os._exit(code)
@@ -621,12 +662,7 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
         todo = misses + unchecked
     if jobs > 1 and len(todo) >= MIN_READS_FOR_WORKERS and hasattr(os, "fork"):
         items = [(path, file_config, absolute, prefilter) for path, file_config, absolute in todo]
-        for start, stop, found, stores, hits, here in _read_in_workers(items, jobs, cache, progress):
-            for i, entries in stores:
-                view = cache.view(items[i][1], prefilter)
-                view.table.update(entries)  # View.put, for many entries
-                if view.changed is not view.table:
-                    view.changed.update(entries)
+        for start, stop, found, hits, here in _read_in_workers(items, jobs, cache, progress):
             if hits and not here:
                 cache.view(items[start][1], prefilter).cache.hits += hits
             for i, result in found:
@@ -641,6 +677,8 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
         if progress:
             progress(done, len(todo))
         result, text = _read(path, absolute, file_config, prefilter, cache)
+        if cache is not None and done % FRAME_ENTRIES == 0:
+            cache.seal(FRAME_ENTRIES)
         if text is None:
             add(path, result)
             continue
@@ -649,8 +687,8 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
     report.stats.cached = cache.hits if cache is not None else 0
     for path, result in _parsed(to_parse, jobs):
         if entries[path] is not None:
-            view, key, packed = entries[path]
-            view.put(key, (packed, result, view.today))
+            view, key, stamp = entries[path]
+            view.put(key, entry(stamp, result))
         add(path, result)
     if cache is not None:
         cache.save()

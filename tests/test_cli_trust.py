@@ -240,13 +240,15 @@ def test_cache_is_bounded(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_module, "MAX_ENTRIES", 5)
     caches = cache_module.Caches(tmp_path / "c")
-    for i in range(8):
+    view = caches.view(Config(), True)
+    for i in range(8):  # file i last used on day 200 + 50 i: days past 255 must still sort later
         path = write(tmp_path / f"f{i}.py", CLEAN)
-        view = caches.view(Config(), True)
-        view.put(view.key(str(path)), (view.packed(path.read_bytes(), path.stat()), ((), None, False), i))
+        stamp = cache_module.content_hash(path.read_bytes()) + cache_module.DAY.pack(200 + 50 * i)
+        view.put(view.key(str(path)), cache_module.entry(stamp, cache_module.NOTHING))
     caches.save()
     with open(tmp_path / "c" / "results.pickle", "rb") as handle:
-        assert sum(len(t) for t in pickle.load(handle)["tables"].values()) == 5
+        kept = {Path(key).name for table in pickle.load(handle)["tables"].values() for key in table}
+    assert kept == {"f3.py", "f4.py", "f5.py", "f6.py", "f7.py"}  # the 5 most recently used
 
 
 def test_fix_uses_the_cache_and_workers(tmp_path):
@@ -479,3 +481,85 @@ def test_summary_of_held_back_fixes_with_and_without_a_safe_fallback(tmp_path):
     held = [line for line in proc.stdout.splitlines() if "`--unsafe-fixes` would apply" in line]
     assert len(held) == 2, proc.stdout
     assert any(line.startswith("1 finding would take") for line in held), held
+
+
+def test_worker_entries_are_saved_as_pickled_frames_and_reused(tmp_path, monkeypatch):
+    """A forked worker's cache entries are written to the cache file as the
+    worker pickled them (frames after the main table, written to a temporary
+    file as the worker goes): the next run finds
+    every file, whichever process checked it; past MAX_ENTRIES the frames are
+    merged and the least recently used entries dropped."""
+    from alloc_lint import cache as cache_module
+    from alloc_lint import engine
+    from alloc_lint.config import Config
+
+    total = 2 * engine.MIN_READS_FOR_WORKERS + 40
+    for i in range(total):
+        path = write(tmp_path / "src" / f"m{i:04}.py", FINDING if i % 100 == 0 else f"x = {i}\n")
+        os.utime(path, (time.time() - 3600,) * 2)
+
+    def saved(folder):
+        with open(folder / cache_module.FILE, "rb") as handle:
+            head, frames = pickle.load(handle), []
+            while handle.peek(1):
+                frames.append(pickle.load(handle))
+        return head["tables"], frames
+
+    monkeypatch.setattr(engine, "FRAME_ENTRIES", 100)  # the worker writes a frame every 100 entries or so
+    cold = engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "c"))
+    tables, frames = saved(tmp_path / "c")
+    assert len(frames) > 2, "the worker's entries were not written as frames as it went"
+    assert sum(map(len, tables.values())) + sum(len(entries) for _, entries in frames) == total
+    warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "c"))
+    assert warm.stats.cached == total
+    assert [(d.filename, d.line) for d in warm.diagnostics] == [(d.filename, d.line) for d in cold.diagnostics]
+    assert len(cold.diagnostics) == 2 * len(range(0, total, 100))
+
+    engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "f"))
+    assert len(saved(tmp_path / "f")[1]) > 2  # one process seals frames as it goes too
+    warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "f"))
+    assert warm.stats.cached == total
+
+    monkeypatch.setattr(engine, "_spill_file", lambda: None)  # no temporary file: frames come through the pipe
+    engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "e"))
+    assert len(saved(tmp_path / "e")[1]) > 2
+    warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "e"))
+    assert warm.stats.cached == total
+
+    monkeypatch.setattr(cache_module, "MAX_ENTRIES", total - 100)
+    engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "d"))
+    tables, frames = saved(tmp_path / "d")
+    assert not frames and sum(map(len, tables.values())) == total - 100
+
+
+def test_a_spill_file_that_cannot_be_written_costs_cache_entries_not_the_run(tmp_path, monkeypatch):
+    """A worker whose temporary file for cache frames fails (a full disk)
+    drops those entries: the run's report is whole and the cache it leaves
+    is still sound (the next run re-checks the lost files)."""
+    import errno
+    import io
+
+    from alloc_lint import cache as cache_module
+    from alloc_lint import engine
+    from alloc_lint.config import Config
+
+    class Full(io.BytesIO):
+        def write(self, data):
+            if self.tell() > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    total = 2 * engine.MIN_READS_FOR_WORKERS + 40
+    for i in range(total):
+        path = write(tmp_path / "src" / f"m{i:04}.py", FINDING if i % 100 == 0 else f"x = {i}\n")
+        os.utime(path, (time.time() - 3600,) * 2)
+    monkeypatch.setattr(engine, "FRAME_ENTRIES", 50)
+    monkeypatch.setattr(engine, "_spill_file", Full)
+    src = [str(tmp_path / "src")]
+    plain = engine.check_paths(src, Config(), jobs=2)
+    cold = engine.check_paths(src, Config(), jobs=2, cache=cache_module.Caches(tmp_path / "c"))
+    warm = engine.check_paths(src, Config(), jobs=2, cache=cache_module.Caches(tmp_path / "c"))
+    assert not cold.errors and not warm.errors
+    assert cold.diagnostics == plain.diagnostics == warm.diagnostics
+    assert sorted(cold.checked) == sorted(warm.checked) == sorted(plain.checked)
+    assert 0 < warm.stats.cached < total  # the main process's entries and the worker's from the pipe
