@@ -123,7 +123,12 @@ class View:
         self.day = DAY.pack(cache.today)
         self.sha1 = _sha1 or _load_sha1()
 
-    def key(self, absolute: str) -> str:
+    def key(self, absolute: str, path: str = "") -> str:
+        """The file's key: its path from the root when under it. `path`, the
+        path as given, is that key when run from the root: then it is used,
+        not a new string (one per file saved in a cold run)."""
+        if path and len(absolute) - len(path) == self.cut and absolute.endswith(path) and absolute.startswith(self.root):
+            return path
         return absolute[self.cut:] if absolute.startswith(self.root) else absolute
 
     def stamp(self, data: bytes, st: os.stat_result) -> bytes:

@@ -332,7 +332,7 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
             if result is not None:
                 return result, None
         else:  # an empty cache (a cold run): nothing to look up
-            key = view.key(absolute)
+            key = view.key(absolute, path)
     try:
         data, st = read_file(path)
     except SourceError as exc:
@@ -357,7 +357,7 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
 def _stat_hit(path: str, absolute: str, view):
     """(key, old entry, result): the result when the cache view has a trusted
     stat key for the file and it is unchanged (no read), else None."""
-    key = view.key(absolute)
+    key = view.key(absolute, path)
     old = view.table.get(key)
     stamp = old and stamp_of(old)
     if stamp and len(stamp) > STAMPED:  # a trusted stat key: no read if it is unchanged

@@ -563,3 +563,22 @@ def test_a_spill_file_that_cannot_be_written_costs_cache_entries_not_the_run(tmp
     assert cold.diagnostics == plain.diagnostics == warm.diagnostics
     assert sorted(cold.checked) == sorted(warm.checked) == sorted(plain.checked)
     assert 0 < warm.stats.cached < total  # the main process's entries and the worker's from the pipe
+
+
+def test_a_file_has_one_cache_entry_however_its_path_is_spelled(tmp_path):
+    """The cache key is the path from the project root, whether the file was
+    named from the root, from a subfolder, by an absolute path or with `./`."""
+    project = tmp_path / "project"
+    write(project / PYPROJECT, "[tool.alloc-lint]\n")
+    for i in range(3):
+        path = write(project / "src" / f"m{i}.py", FINDING if i == 0 else CLEAN)
+        os.utime(path, (time.time() - 3600,) * 2)
+    alloc_lint("check", ".", cwd=project, check=1)
+    for cwd, target in ((project, "src"), (project / "src", "."), (tmp_path, str(project)),
+                        (project, "./src/m0.py"), (project / "src", "../src/m0.py"), (tmp_path, "project/src")):
+        proc = alloc_lint("check", "--stats", target, cwd=cwd, check=1)
+        assert stats(proc)["cached"] == stats(proc)["files"] > 0, (cwd, target, proc.stderr)
+    with open(project / ".alloc_lint_cache" / "results.pickle", "rb") as handle:
+        tables = pickle.load(handle)["tables"]
+        assert not handle.peek(1)  # small runs write no frames
+    assert [sorted(table) for table in tables.values()] == [["src/m0.py", "src/m1.py", "src/m2.py"]]
