@@ -118,7 +118,7 @@ class View:
         self.changed = cache.changed_table(settings)
         self.root = os.path.join(root, "")
         self.cut = len(self.root)
-        self.trust_before = cache.started - RACY_SECONDS
+        self.trust_before_ns = cache.started_ns - int(RACY_SECONDS * 1e9)
         self.today = cache.today
         self.day = DAY.pack(cache.today)
         self.sha1 = _sha1 or _load_sha1()
@@ -136,9 +136,9 @@ class View:
         (what content_hash and stat_key give, assembled at once: this runs
         for every file of a cold run)."""
         digest = self.sha1(data, usedforsecurity=False).digest()
-        if st.st_mtime < self.trust_before and st.st_ctime < self.trust_before:
-            return digest + _DAY_AND_STAT.pack(self.today, st.st_mtime_ns, st.st_ctime_ns, st.st_size,
-                                               st.st_ino, st.st_dev)
+        mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+        if mtime < self.trust_before_ns and ctime < self.trust_before_ns:
+            return digest + _DAY_AND_STAT.pack(self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
         return digest + self.day
 
     def hit(self, key: str, old, stamp: bytes):
@@ -171,8 +171,8 @@ class Cache:
         self.folder = folder
         self.path = folder / FILE
         self.tool = tool
-        self.started = time.time()
-        self.today = int(self.started // 86400)
+        self.started_ns = time.time_ns()
+        self.today = self.started_ns // (86400 * 10**9)
         self.tables = self._load()
         self.changed: dict[str, dict] = {}
         # Frames from workers: (entries, the frame's bytes or (file, offset, length)).
