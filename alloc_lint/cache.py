@@ -82,7 +82,7 @@ RACY_SECONDS = 2.0
 
 
 _STAT = struct.Struct(">qqQQQ")
-_DAY_AND_STAT = struct.Struct(">HqqQQQ")  # DAY then _STAT: a stamp's tail in one call
+_STAMP = struct.Struct(">20sHqqQQQ")  # digest, DAY, _STAT: a whole trusted stamp in one call
 
 
 def stat_key(st: os.stat_result) -> bytes:
@@ -138,7 +138,7 @@ class View:
         digest = self.sha1(data, usedforsecurity=False).digest()
         mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
         if mtime < self.trust_before_ns and ctime < self.trust_before_ns:
-            return digest + _DAY_AND_STAT.pack(self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
+            return _STAMP.pack(digest, self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
         return digest + self.day
 
     def hit(self, key: str, old, stamp: bytes):
