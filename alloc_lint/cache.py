@@ -12,8 +12,9 @@ coarse clock is excluded as git does for its index. A change to the tool's
 own code drops the whole cache.
 
 The file is a pickle of {"tool", "tables"}, followed by any number of pickled
-(settings, {path: entry}) frames that add to the tables: a worker process's
-entries, written as it pickled them (the main process never unpickles them).
+(settings, {path: entry}) frames that add to the tables: the entries of a run,
+pickled by each process as it goes, a few thousand at a time (`seal`), and
+written as they are (the main process never unpickles a worker's).
 Saving takes a lock, re-reads the file and merges, so processes running at the
 same time (pre-commit batches) keep each other's entries; the write is atomic
 (temporary file and rename). The least recently used entries beyond
@@ -121,7 +122,6 @@ class View:
         self.trust_before_ns = cache.started_ns - int(RACY_SECONDS * 1e9)
         self.today = cache.today
         self.day = DAY.pack(cache.today)
-        self.sha1 = _sha1 or _load_sha1()
 
     def key(self, absolute: str, path: str = "") -> str:
         """The file's key: its path from the root when under it. `path`, the
@@ -133,9 +133,8 @@ class View:
 
     def stamp(self, data: bytes, st: os.stat_result) -> bytes:
         """The content hash, today, and the stat key if it can be trusted
-        (what content_hash and stat_key give, assembled at once: this runs
-        for every file of a cold run)."""
-        digest = self.sha1(data, usedforsecurity=False).digest()
+        (packed at once: this runs for every file of a cold run)."""
+        digest = content_hash(data)
         mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
         if mtime < self.trust_before_ns and ctime < self.trust_before_ns:
             return _STAMP.pack(digest, self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
@@ -212,9 +211,10 @@ class Cache:
         return self.changed[settings]
 
     def forget_changes(self) -> None:
-        """In a forked worker, once it has sent its changes: note only new
-        ones from here on. A table that started empty held only what this
-        worker added, which it never looks up again: it starts empty again."""
+        """Note only new changes from here on (once the changes are sealed,
+        or in a forked worker, whose parent saves its own). A table that
+        started empty held only what this process added, which a run never
+        looks up again (each file is checked once): it starts empty again."""
         for settings, changed in self.changed.items():
             if changed is self.tables.get(settings):
                 self.tables[settings] = {}

@@ -400,7 +400,7 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
     Returns (start, stop, [(index, result) for the results other than
     NOTHING], cache hits): most files find nothing, and sending their paths
     back would cost the parent more than reading them. What the cache must
-    store goes to its views (a worker sends it back once, at the end)."""
+    store goes to its views, and is sealed into frames every FRAME_ENTRIES."""
     start, stop = bounds
     found, cache = [], _WORKER_CACHE
     hits = cache.hits if cache is not None else 0
