@@ -11,10 +11,12 @@ changes ctime even when the mtime is put back, and the "racy" window of a
 coarse clock is excluded as git does for its index. A change to the tool's
 own code drops the whole cache.
 
-The file is a pickle of {"tool", "tables"}, followed by any number of pickled
-(settings, {path: entry}) frames that add to the tables: the entries of a run,
-pickled by each process as it goes, a few thousand at a time (`seal`), and
-written as they are (the main process never unpickles a worker's).
+The file is a list of records, each its length, the SHA-1 of its pickle and
+the pickle (a damaged file is never trusted): {"tool", "tables"} first, then
+any number of (settings, {path: entry}) frames that add to the tables: the
+entries of a run, pickled by each process as it goes, a few thousand at a
+time (`seal`), and written as they are (the main process never unpickles a
+worker's).
 Saving takes a lock, re-reads the file and merges, so processes running at the
 same time (pre-commit batches) keep each other's entries; the write is atomic
 (temporary file and rename). The least recently used entries beyond
@@ -23,7 +25,9 @@ MAX_ENTRIES are dropped. `alloc-lint clean` removes cache folders.
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import sys
 import time
 from pathlib import Path
 
@@ -59,13 +63,15 @@ def content_hash(data: bytes) -> bytes:
 
 
 def _tool_fingerprint() -> str:
-    """The version, and the package's own code: results of an edited checkout
-    (same version number) are not reused."""
+    """The version, the package's own code (results of an edited checkout,
+    same version number, are not reused) and the Python running it (which
+    syntax parses, and the words of its errors, depend on it)."""
     from . import __version__  # here: the engine imports this module while the package initialises
 
     import hashlib
 
-    digest = hashlib.blake2b(__version__.encode(), digest_size=8)
+    digest = hashlib.blake2b(f"{__version__}\0{sys.implementation.cache_tag}\0{sys.version}".encode(),
+                             digest_size=8)
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
         try:
@@ -86,8 +92,14 @@ _STAT = struct.Struct(">qqQQQ")
 _STAMP = struct.Struct(">20sHqqQQQ")  # digest, DAY, _STAT: a whole trusted stamp in one call
 
 
-def stat_key(st: os.stat_result) -> bytes:
-    return _STAT.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+def stat_key(st: os.stat_result) -> bytes | None:
+    """The stat data that stands for a file's content, or None when a time
+    is outside what 64 bits of nanoseconds hold (before 1677 or after 2262:
+    such a file is read and hashed on every run)."""
+    try:
+        return _STAT.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+    except struct.error:
+        return None
 
 
 def entry(stamp: bytes, result) -> bytes | tuple:
@@ -137,7 +149,10 @@ class View:
         digest = content_hash(data)
         mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
         if mtime < self.trust_before_ns and ctime < self.trust_before_ns:
-            return _STAMP.pack(digest, self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
+            try:
+                return _STAMP.pack(digest, self.today, mtime, ctime, st.st_size, st.st_ino, st.st_dev)
+            except struct.error:
+                pass  # a time outside 64-bit nanoseconds (stat_key): not trusted
         return digest + self.day
 
     def hit(self, key: str, old, stamp: bytes):
@@ -182,18 +197,18 @@ class Cache:
         import pickle
 
         try:
-            with open(self.path, "rb") as handle:
-                head = pickle.load(handle)
-                if not (isinstance(head, dict) and head.get("tool") == self.tool):
-                    return {}
-                tables = head["tables"]
-                while handle.peek(1):  # frames added to the tables
-                    settings, entries = pickle.load(handle)
-                    tables.setdefault(settings, {}).update(entries)
+            records = _records(_read_regular(self.path))
+            head = pickle.loads(next(records))
+            if not (isinstance(head, dict) and head.get("tool") == self.tool):
+                return {}
+            tables = head["tables"]
+            for record in records:  # frames added to the tables
+                settings, entries = pickle.loads(record)
+                tables.setdefault(settings, {}).update(entries)
+            if all(isinstance(table, dict) for table in tables.values()):
                 return tables
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError,
-                KeyError, ImportError, IndexError):
-            pass  # missing, unreadable or from another version: start afresh
+        except Exception:  # noqa: BLE001 - missing, unreadable, damaged, another version: start afresh
+            pass
         return {}
 
     def table(self, settings: str) -> dict:
@@ -228,7 +243,7 @@ class Cache:
         """Pickle the changes into frames now (while other processes still
         work, not all at the end) and forget them."""
         for settings, changed in self.changes():
-            self.frames.append((len(changed), fast_pickle((settings, changed))))
+            self.frames.append((len(changed), record(fast_pickle((settings, changed)))))
         self.forget_changes()
 
     def save(self) -> None:
@@ -253,13 +268,13 @@ class Cache:
                     import pickle
 
                     for frame in frames:
-                        settings, entries = pickle.loads(frame)
+                        settings, entries = pickle.loads(frame[_RECORD.size:])
                         tables.setdefault(settings, {}).update(entries)
                     tables, frames = _bounded(tables), []
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results-", suffix=".tmp")
                 try:
                     with os.fdopen(fd, "wb") as handle:
-                        fast_pickle({"tool": self.tool, "tables": tables}, handle)
+                        handle.write(record(fast_pickle({"tool": self.tool, "tables": tables})))
                         for frame in frames:
                             handle.write(frame)
                     os.replace(tmp, self.path)
@@ -268,6 +283,38 @@ class Cache:
                     raise
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+_RECORD = struct.Struct("<Q20s")  # a record's header: the length of its pickle, and the pickle's SHA-1
+
+
+def record(pickled: bytes) -> bytes:
+    return _RECORD.pack(len(pickled), content_hash(pickled)) + pickled
+
+
+def _records(data: bytes):
+    """The pickles of a cache file's records, each checked against its hash
+    (ValueError on the first that is cut short or damaged)."""
+    at = 0
+    while at < len(data):
+        if at + _RECORD.size > len(data):
+            raise ValueError("a record's header is cut short")
+        length, digest = _RECORD.unpack_from(data, at)
+        at += _RECORD.size
+        pickled = data[at:at + length]
+        if len(pickled) != length or content_hash(pickled) != digest:
+            raise ValueError("a record is cut short or damaged")
+        yield pickled
+        at += length
+
+
+def _read_regular(path: Path) -> bytes:
+    """A regular file's bytes (opened without blocking: never hangs on a FIFO)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)),
+                   "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read()
 
 
 def _frame_bytes(where) -> bytes:

@@ -3,6 +3,7 @@ when that is not true, or ignore what the user asked, run through the real
 `alloc-lint` command in a subprocess."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -155,6 +156,20 @@ def stats(proc) -> dict:
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
+def cache_records(folder: Path) -> tuple[dict, list]:
+    """A cache file read by hand: records of (8-byte little-endian length,
+    SHA-1 of the pickle, pickle); the first holds the tables, the others are
+    (settings, entries) frames. Returns (tables, frames)."""
+    data, at, records = (folder / "results.pickle").read_bytes(), 0, []
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 8], "little")
+        digest, pickled = data[at + 8:at + 28], data[at + 28:at + 28 + length]
+        assert len(pickled) == length and hashlib.sha1(pickled).digest() == digest
+        records.append(pickle.loads(pickled))
+        at += 28 + length
+    return records[0]["tables"], records[1:]
+
+
 def test_cache_is_keyed_by_content_not_stat_data(tmp_path):
     path = write(tmp_path / "merge.py", FINDING)
     old = time.time() - 3600
@@ -194,6 +209,83 @@ def test_unreadable_cache_is_rebuilt(tmp_path):
     proc = alloc_lint("check", ".", cwd=tmp_path, check=1)
     assert "Found 2 findings." in proc.stdout
     assert stats(alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1))["cached"] == 1
+
+
+def test_a_damaged_cache_file_is_never_trusted(tmp_path):
+    """Bytes appended (a pickle opcode that asks for exabytes among them), a
+    byte changed inside a cached finding, the file cut short: each run
+    reports what --no-cache reports, with no traceback, and rebuilds the
+    cache."""
+    write(tmp_path / PYPROJECT, "[tool.alloc-lint]\n")
+    write(tmp_path / "merge.py", FINDING)
+    for i in range(3):
+        write(tmp_path / f"clean{i}.py", CLEAN)
+    plain = alloc_lint("check", "--no-cache", ".", cwd=tmp_path, check=1)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)
+    cache_file = tmp_path / ".alloc_lint_cache" / "results.pickle"
+    good = cache_file.read_bytes()
+    assert b"output_lse_tmp" in good  # in the finding's fix, pickled with the result
+    damaged = {"appended": good + b"\x95" + b"\xff" * 8, "garbage": good + b"garbage",
+               "cut short": good[:-5], "a byte of a result": good.replace(b"output_lse_tmp", b"output_lse_tXp", 1)}
+    for how, data in damaged.items():
+        cache_file.write_bytes(data)
+        proc = alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1)
+        assert proc.stdout == plain.stdout and stats(proc)["cached"] == 0, how
+        assert cache_file.read_bytes() != data, how  # rebuilt
+        assert stats(alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1))["cached"] == 4, how
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_in_place_of_the_cache_file_does_not_hang_the_run(tmp_path):
+    write(tmp_path / PYPROJECT, "[tool.alloc-lint]\n")
+    write(tmp_path / "merge.py", FINDING)
+    (tmp_path / ".alloc_lint_cache").mkdir()
+    os.mkfifo(tmp_path / ".alloc_lint_cache" / "results.pickle")
+    proc = alloc_lint("check", ".", cwd=tmp_path, check=1)  # within the helper's timeout
+    assert "Found 2 findings." in proc.stdout
+
+
+def test_file_times_past_64_bit_nanoseconds_are_read_not_trusted(tmp_path):
+    """A modification time past 2262 (ext4 stores dates up to 2446) does not
+    fit the stat key: such a file is read and hashed on every run, never a
+    crash."""
+    path = write(tmp_path / "merge.py", FINDING)
+    time.sleep(2.2)  # past the racy window (ctime included)
+    alloc_lint("check", ".", cwd=tmp_path, check=1)  # a trusted stat key is stored
+    year_2300 = 10_413_792_000 * 10**9
+    try:
+        os.utime(path, ns=(year_2300, year_2300))
+    except (OSError, OverflowError):
+        pytest.skip("this file system cannot store the year 2300")
+    if os.stat(path).st_mtime_ns != year_2300:
+        pytest.skip("this file system cannot store the year 2300")
+    for _ in range(2):
+        proc = alloc_lint("check", "--stats", ".", cwd=tmp_path, check=1)
+        assert "Found 2 findings." in proc.stdout and stats(proc)["cached"] == 1  # by content
+
+
+def test_times_before_1677_are_not_trusted_either(tmp_path):
+    """(tmpfs and btrfs store them.) The stamp holds no stat key and
+    stat_key gives None: the file is read and hashed, as in the future."""
+    from types import SimpleNamespace
+
+    from alloc_lint import cache as cache_module
+    from alloc_lint.config import Config
+
+    view = cache_module.Caches(tmp_path).view(Config(), True)
+    old = SimpleNamespace(st_mtime_ns=-(10**19), st_ctime_ns=-(10**19), st_size=1, st_ino=2, st_dev=3)
+    assert len(view.stamp(b"x", old)) == cache_module.STAMPED
+    assert cache_module.stat_key(old) is None
+
+
+def test_the_cache_is_per_python(monkeypatch):
+    """Results depend on the interpreter (which syntax parses, the words of
+    its errors): another Python does not reuse them."""
+    from alloc_lint import cache as cache_module
+
+    before = cache_module._tool_fingerprint()
+    monkeypatch.setattr(sys, "version", sys.version + " (another build)")
+    assert cache_module._tool_fingerprint() != before
 
 
 def test_no_prefilter_is_part_of_the_cache_key(tmp_path):
@@ -246,8 +338,7 @@ def test_cache_is_bounded(tmp_path, monkeypatch):
         stamp = cache_module.content_hash(path.read_bytes()) + cache_module.DAY.pack(200 + 50 * i)
         view.put(view.key(str(path)), cache_module.entry(stamp, cache_module.NOTHING))
     caches.save()
-    with open(tmp_path / "c" / "results.pickle", "rb") as handle:
-        kept = {Path(key).name for table in pickle.load(handle)["tables"].values() for key in table}
+    kept = {Path(key).name for table in cache_records(tmp_path / "c")[0].values() for key in table}
     assert kept == {"f3.py", "f4.py", "f5.py", "f6.py", "f7.py"}  # the 5 most recently used
 
 
@@ -498,16 +589,9 @@ def test_worker_entries_are_saved_as_pickled_frames_and_reused(tmp_path, monkeyp
         path = write(tmp_path / "src" / f"m{i:04}.py", FINDING if i % 100 == 0 else f"x = {i}\n")
         os.utime(path, (time.time() - 3600,) * 2)
 
-    def saved(folder):
-        with open(folder / cache_module.FILE, "rb") as handle:
-            head, frames = pickle.load(handle), []
-            while handle.peek(1):
-                frames.append(pickle.load(handle))
-        return head["tables"], frames
-
     monkeypatch.setattr(engine, "FRAME_ENTRIES", 100)  # the worker writes a frame every 100 entries or so
     cold = engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "c"))
-    tables, frames = saved(tmp_path / "c")
+    tables, frames = cache_records(tmp_path / "c")
     assert len(frames) > 2, "the worker's entries were not written as frames as it went"
     assert sum(map(len, tables.values())) + sum(len(entries) for _, entries in frames) == total
     warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "c"))
@@ -516,19 +600,19 @@ def test_worker_entries_are_saved_as_pickled_frames_and_reused(tmp_path, monkeyp
     assert len(cold.diagnostics) == 2 * len(range(0, total, 100))
 
     engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "f"))
-    assert len(saved(tmp_path / "f")[1]) > 2  # one process seals frames as it goes too
+    assert len(cache_records(tmp_path / "f")[1]) > 2  # one process seals frames as it goes too
     warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "f"))
     assert warm.stats.cached == total
 
     monkeypatch.setattr(engine, "_spill_file", lambda: None)  # no temporary file: frames come through the pipe
     engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "e"))
-    assert len(saved(tmp_path / "e")[1]) > 2
+    assert len(cache_records(tmp_path / "e")[1]) > 2
     warm = engine.check_paths([str(tmp_path / "src")], Config(), jobs=1, cache=cache_module.Caches(tmp_path / "e"))
     assert warm.stats.cached == total
 
     monkeypatch.setattr(cache_module, "MAX_ENTRIES", total - 100)
     engine.check_paths([str(tmp_path / "src")], Config(), jobs=2, cache=cache_module.Caches(tmp_path / "d"))
-    tables, frames = saved(tmp_path / "d")
+    tables, frames = cache_records(tmp_path / "d")
     assert not frames and sum(map(len, tables.values())) == total - 100
 
 
@@ -578,7 +662,6 @@ def test_a_file_has_one_cache_entry_however_its_path_is_spelled(tmp_path):
                         (project, "./src/m0.py"), (project / "src", "../src/m0.py"), (tmp_path, "project/src")):
         proc = alloc_lint("check", "--stats", target, cwd=cwd, check=1)
         assert stats(proc)["cached"] == stats(proc)["files"] > 0, (cwd, target, proc.stderr)
-    with open(project / ".alloc_lint_cache" / "results.pickle", "rb") as handle:
-        tables = pickle.load(handle)["tables"]
-        assert not handle.peek(1)  # small runs write no frames
+    tables, frames = cache_records(project / ".alloc_lint_cache")
+    assert not frames  # small runs write no frames
     assert [sorted(table) for table in tables.values()] == [["src/m0.py", "src/m1.py", "src/m2.py"]]
