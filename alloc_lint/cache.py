@@ -25,7 +25,6 @@ MAX_ENTRIES are dropped. `alloc-lint clean` removes cache folders.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import sys
 import time
@@ -89,7 +88,7 @@ RACY_SECONDS = 2.0
 
 
 _STAT = struct.Struct(">qqQQQ")
-_STAMP = struct.Struct(">20sHqqQQQ")  # digest, DAY, _STAT: a whole trusted stamp in one call
+_STAMP = struct.Struct(f">{DIGEST}s{DAY.format[1:]}{_STAT.format[1:]}")  # a trusted stamp in one call
 
 
 def stat_key(st: os.stat_result) -> bytes | None:
@@ -196,8 +195,11 @@ class Cache:
     def _load(self) -> dict:
         import pickle
 
+        # read_file never blocks on a FIFO (imported here: the engine imports this module)
+        from .engine import read_file
+
         try:
-            records = _records(_read_regular(self.path))
+            records = _records(read_file(str(self.path))[0])
             head = pickle.loads(next(records))
             if not (isinstance(head, dict) and head.get("tool") == self.tool):
                 return {}
@@ -268,7 +270,7 @@ class Cache:
                     import pickle
 
                     for frame in frames:
-                        settings, entries = pickle.loads(frame[_RECORD.size:])
+                        settings, entries = pickle.loads(next(_records(frame)))
                         tables.setdefault(settings, {}).update(entries)
                     tables, frames = _bounded(tables), []
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results-", suffix=".tmp")
@@ -306,15 +308,6 @@ def _records(data: bytes):
             raise ValueError("a record is cut short or damaged")
         yield pickled
         at += length
-
-
-def _read_regular(path: Path) -> bytes:
-    """A regular file's bytes (opened without blocking: never hangs on a FIFO)."""
-    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)),
-                   "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return handle.read()
 
 
 def _frame_bytes(where) -> bytes:

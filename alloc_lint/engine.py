@@ -350,7 +350,7 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
             return (view and (view, key, stamp)), text
         result = NOTHING
     if view is not None:
-        view.put(key, stamp if result is NOTHING else (stamp, result))  # cache.entry, inline
+        view.put(key, entry(stamp, result))
     return result, None
 
 
@@ -524,27 +524,29 @@ def _work(claim, write_end: int, spill):
     code = 1
     cache, stored = _WORKER_CACHE, []
 
-    def write_frames(last=False):
-        # If the spill file cannot be written (a full disk), the entries in
-        # it are dropped (a cache only saves time) and the rest come through
-        # the pipe.
+    def spill_failed():
+        # The spill file cannot be written (a full disk): the entries in it
+        # are dropped (a cache only saves time), the rest come through the pipe.
         nonlocal spill
+        spill = None
+        stored[:] = [frame for frame in stored if isinstance(frame[2], bytes)]
+
+    def write_frames(last=False):
         for folder, count, frame in cache.take_frames():
+            where = frame
             if spill is not None:
                 try:
-                    stored.append((folder, count, (spill.tell(), len(frame))))
+                    where = (spill.tell(), len(frame))
                     spill.write(frame)
-                    continue
                 except OSError:
-                    spill = None
-            stored.append((folder, count, frame))
-        if spill is not None and last:
+                    spill_failed()
+                    where = frame
+            stored.append((folder, count, where))
+        if last and spill is not None:
             try:
                 spill.flush()
             except OSError:
-                spill = None
-        if spill is None:
-            stored[:] = [frame for frame in stored if isinstance(frame[2], bytes)]
+                spill_failed()
 
     try:
         with os.fdopen(write_end, "wb") as pipe:
