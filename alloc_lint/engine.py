@@ -324,22 +324,21 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
     (message, line, column). Results are what the cache stores (fixes are
     data: edits.py operations). `view`: cache.view(config, prefilter), when
     the caller has it already."""
-    old = None
+    old = stamp = key = None
     if cache is not None:
         view = view or cache.view(config, prefilter)
-        if view.table:
-            key, old, result = _stat_hit(path, absolute, view)
+        if not view.cold:  # a cold run looks nothing up, and needs a key only to store a result
+            key = view.key(absolute, path)
+            old, result = _stat_hit(path, key, view)
             if result is not None:
                 return result, None
-        else:  # an empty cache (a cold run): nothing to look up
-            key = view.key(absolute, path)
     try:
         data, st = read_file(path)
     except SourceError as exc:
         return ((), _error(exc), False), None
-    if view is not None:
+    if old is not None:
         stamp = view.stamp(data, st)
-        if old is not None and stamp_of(old)[:DIGEST] == stamp[:DIGEST]:
+        if stamp_of(old)[:DIGEST] == stamp[:DIGEST]:
             return view.hit(key, old, stamp), None
     try:
         text = decode(data).text
@@ -347,17 +346,24 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
         result = ((), _error(exc), False)
     else:
         if not prefilter or might_match(text, config):
-            return (view and (view, key, stamp)), text
+            return (view and (view, key or view.key(absolute, path), stamp or view.stamp(data, st))), text
+        if view is None:
+            return NOTHING, None
+        mtime, ctime, trust_before = st.st_mtime_ns, st.st_ctime_ns, view.trust_before_ns
+        if old is None and mtime < trust_before and ctime < trust_before:
+            # Seen for the first time, nothing to report, trusted stat data (most
+            # files of a cold run): noted with one append, stored unhashed by flush.
+            view.first_seen.append((absolute, path, mtime, ctime, st.st_size, st.st_ino, st.st_dev))
+            return NOTHING, None
         result = NOTHING
     if view is not None:
-        view.put(key, entry(stamp, result))
+        view.put(key or view.key(absolute, path), entry(stamp or view.stamp(data, st), result))
     return result, None
 
 
-def _stat_hit(path: str, absolute: str, view):
-    """(key, old entry, result): the result when the cache view has a trusted
-    stat key for the file and it is unchanged (no read), else None."""
-    key = view.key(absolute, path)
+def _stat_hit(path: str, key: str, view):
+    """(old entry, result): the result when the cache view has a trusted stat
+    key for the file and it is unchanged (no read), else None."""
     old = view.table.get(key)
     stamp = old and stamp_of(old)
     if stamp and len(stamp) > STAMPED:  # a trusted stat key: no read if it is unchanged
@@ -366,8 +372,8 @@ def _stat_hit(path: str, absolute: str, view):
         except OSError:
             current = None
         if stamp[STAMPED:] == current:
-            return key, old, view.touch(key, old)
-    return key, old, None
+            return old, view.touch(key, old)
+    return old, None
 
 
 def _parse(item):
@@ -645,20 +651,18 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
     if cache is not None:  # unchanged files with a trusted stat key: no read, no worker
         misses, unchecked = [], []
         last_config = view = None
-        for n, (path, file_config, absolute) in enumerate(todo):
+        for n, item in enumerate(todo):
             if jobs > 1 and len(misses) >= MIN_READS_FOR_WORKERS:
                 # Enough work for the workers: they check the rest (`_read` looks
                 # the stat key up first), rather than this process alone.
                 unchecked = todo[n:]
                 break
+            path, file_config, absolute = item
             if file_config is not last_config:
                 last_config, view = file_config, cache.view(file_config, prefilter)
-            if not view.table:  # an empty cache (a cold run): no file can hit
-                misses.append((path, file_config, absolute))
-                continue
-            result = _stat_hit(path, absolute, view)[2]
+            result = None if view.cold else _stat_hit(path, view.key(absolute, path), view)[1]
             if result is None:
-                misses.append((path, file_config, absolute))
+                misses.append(item)
             else:
                 add(path, result)
         todo = misses + unchecked
@@ -675,10 +679,13 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
             progress(len(todo), len(todo))
         todo = []
     entries, to_parse = {}, []
+    last_config = view = None
     for done, (path, file_config, absolute) in enumerate(todo, 1):
         if progress:
             progress(done, len(todo))
-        result, text = _read(path, absolute, file_config, prefilter, cache)
+        if cache is not None and file_config is not last_config:
+            last_config, view = file_config, cache.view(file_config, prefilter)
+        result, text = _read(path, absolute, file_config, prefilter, cache, view)
         if cache is not None and done % FRAME_ENTRIES == 0:
             cache.seal(FRAME_ENTRIES)
         if text is None:
