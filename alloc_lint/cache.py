@@ -33,7 +33,6 @@ from pathlib import Path
 DEFAULT_DIR = ".alloc_lint_cache"
 FILE = "results.pickle"
 DIGEST = 20  # bytes of content_hash
-UNHASHED = bytes(DIGEST)  # in place of the content hash of a file seen once (View.flush)
 DAY = struct.Struct(">H")  # the day an entry was last used (days since 1970; big-endian: sorts as bytes)
 STAMPED = DIGEST + DAY.size  # a stamp longer than this ends in a trusted stat key
 NOTHING = ((), None, False)  # the result of most files: nothing found, no error, not kept
@@ -120,10 +119,9 @@ def result_of(entry):
 class View:
     """The entries of one cache under one set of settings, keyed by path
     (relative to the project root when under it: a smaller file). An entry's
-    stamp is one bytes object: the content hash (UNHASHED for a file seen
-    once), the day last used, then the stat key when it is trusted. The
-    engine reads `table` and appends to `first_seen` directly, and calls
-    `stamp`, `hit`, `touch` and `put`."""
+    stamp is one bytes object: the content hash, the day last used, then the
+    stat key when it is trusted. The engine reads `table` and `cold`
+    directly and calls `key`, `stamp`, `hit`, `touch` and `put`."""
 
     def __init__(self, cache: "Cache", settings: str, root: str):
         self.cache = cache
@@ -142,10 +140,6 @@ class View:
         self.table = self.cache.table(self.settings)
         self.changed = self.cache.changed_table(self.settings)
         self.cold = self.table is self.changed
-        # (absolute path, path as given, mtime, ctime, size, inode, device) of
-        # each file with nothing to report seen for the first time, its stat
-        # data trusted: the engine appends, `flush` stores.
-        self.first_seen = []
 
     def key(self, absolute: str, path: str = "") -> str:
         """The file's key: its path from the root when under it. `path`, the
@@ -157,7 +151,8 @@ class View:
         return path if key == path else key
 
     def stamp(self, data: bytes, st: os.stat_result) -> bytes:
-        """The content hash, today, and the stat key if it can be trusted."""
+        """The content hash, today, and the stat key if it can be trusted
+        (packed at once: this runs for every file of a cold run)."""
         digest = content_hash(data)
         mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
         if mtime < self.trust_before_ns and ctime < self.trust_before_ns:
@@ -166,30 +161,6 @@ class View:
             except struct.error:
                 pass  # a time outside 64-bit nanoseconds (stat_key): not trusted
         return digest + self.day
-
-    def flush(self) -> None:
-        """Store the files noted in `first_seen`: files with nothing to
-        report, seen for the first time, whose stat data is trusted (most files
-        of a cold run, noted with one append each and stored here in one loop).
-        Each is stored with its stat key alone standing for its content. The
-        hash is left out: a cold run would pay it for every file, and it pays
-        off only once the stat data has changed (a checkout, a restored CI
-        cache). Such a file is then read again, checked and hashed (`_read`),
-        and found by content from then on."""
-        noted, self.first_seen = self.first_seen, []
-        pack, today = _STAMP.pack, self.today
-        table, changed, root, cut = self.table, self.changed, self.root, self.cut
-        for absolute, path, mtime, ctime, size, ino, dev in noted:
-            try:
-                stamp = pack(UNHASHED, today, mtime, ctime, size, ino, dev)
-            except struct.error:
-                continue  # a time before 1677 (stat_key): not stored, read again next run
-            # the key as `key` makes it, inline: this loop runs for every file of a cold run
-            key = absolute[cut:] if absolute[:cut] == root else absolute
-            key = path if key == path else key
-            table[key] = stamp
-            if changed is not table:
-                changed[key] = stamp
 
     def hit(self, key: str, old, stamp: bytes):
         """A reused entry whose content hash matched: remember the day of its
@@ -454,16 +425,10 @@ class Caches:
         for _, _, view in self.by_config.values():
             view.refresh()
 
-    def _flush_views(self) -> None:
-        for _, _, view in self.by_config.values():
-            view.flush()
-
     def seal(self, at_least: int = 1) -> None:
         """Cache.seal, once at least `at_least` changes are noted (few
         frames, and the memory of each is reused for the next)."""
-        noted = sum(len(view.first_seen) for _, _, view in self.by_config.values())
-        if noted + sum(len(changed) for cache in self.caches.values() for changed in cache.changed.values()) >= at_least:
-            self._flush_views()
+        if sum(len(changed) for cache in self.caches.values() for changed in cache.changed.values()) >= at_least:
             for cache in self.caches.values():
                 cache.seal()
             self._refresh_views()
@@ -483,7 +448,6 @@ class Caches:
         self._cache(Path(folder)).frames.append((count, where))
 
     def save(self) -> None:
-        self._flush_views()
         for cache in self.caches.values():
             cache.save()
 

@@ -324,11 +324,11 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
     (message, line, column). Results are what the cache stores (fixes are
     data: edits.py operations). `view`: cache.view(config, prefilter), when
     the caller has it already."""
-    old = stamp = key = None
+    old = None
     if cache is not None:
         view = view or cache.view(config, prefilter)
-        if not view.cold:  # a cold run looks nothing up, and needs a key only to store a result
-            key = view.key(absolute, path)
+        key = view.key(absolute, path)
+        if not view.cold:  # a cold run looks nothing up
             old, result = _stat_hit(path, key, view)
             if result is not None:
                 return result, None
@@ -336,9 +336,9 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
         data, st = read_file(path)
     except SourceError as exc:
         return ((), _error(exc), False), None
-    if old is not None:
+    if view is not None:
         stamp = view.stamp(data, st)
-        if stamp_of(old)[:DIGEST] == stamp[:DIGEST]:
+        if old is not None and stamp_of(old)[:DIGEST] == stamp[:DIGEST]:
             return view.hit(key, old, stamp), None
     try:
         text = decode(data).text
@@ -346,18 +346,10 @@ def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view
         result = ((), _error(exc), False)
     else:
         if not prefilter or might_match(text, config):
-            return (view and (view, key or view.key(absolute, path), stamp or view.stamp(data, st))), text
-        if view is None:
-            return NOTHING, None
-        mtime, ctime, trust_before = st.st_mtime_ns, st.st_ctime_ns, view.trust_before_ns
-        if old is None and mtime < trust_before and ctime < trust_before:
-            # Seen for the first time, nothing to report, trusted stat data (most
-            # files of a cold run): noted with one append, stored unhashed by flush.
-            view.first_seen.append((absolute, path, mtime, ctime, st.st_size, st.st_ino, st.st_dev))
-            return NOTHING, None
+            return (view and (view, key, stamp)), text
         result = NOTHING
     if view is not None:
-        view.put(key or view.key(absolute, path), entry(stamp or view.stamp(data, st), result))
+        view.put(key, entry(stamp, result))
     return result, None
 
 

@@ -201,38 +201,6 @@ def test_stat_shortcut_never_hides_an_edit(tmp_path):
     alloc_lint("check", "merge.py", cwd=tmp_path, check=0)
 
 
-def test_a_file_seen_once_is_unhashed_and_an_edit_to_it_is_still_seen(tmp_path):
-    """A cold run hashes only the files it parses: a file the prefilter rules
-    out is stored with its trusted stat data alone. Edited to a finding of
-    the same size, its modification time put back, it is checked again (the
-    ctime moved); once its stat data has changed it is stored with its hash."""
-    clean = "x = 1\n"
-    clean += "#" * (len(FINDING) - len(clean) - 1) + "\n"
-    assert len(clean) == len(FINDING)
-    quiet, loud = write(tmp_path / "quiet.py", clean), write(tmp_path / "loud.py", FINDING)
-    old = time.time() - 3600
-    for path in (quiet, loud):
-        os.utime(path, (old, old))
-    time.sleep(2.2)  # past the racy window: the stat data is trusted
-    alloc_lint("check", "--cache-dir", "c", "quiet.py", "loud.py", cwd=tmp_path, check=1)
-    (table,) = cache_records(tmp_path / "c")[0].values()
-
-    def digest(entry):
-        return (entry if isinstance(entry, bytes) else entry[0])[:20]
-
-    assert digest(table["quiet.py"]) == bytes(20)  # seen once, ruled out: not hashed
-    assert digest(table["loud.py"]) == hashlib.sha1(FINDING.encode()).digest()  # parsed: hashed
-    quiet.write_text(FINDING)
-    os.utime(quiet, (old, old))
-    proc = alloc_lint("check", "--stats", "--cache-dir", "c", "quiet.py", "loud.py", cwd=tmp_path, check=1)
-    assert files_reported(proc.stdout) == {"quiet.py", "loud.py"} and stats(proc)["cached"] == 1
-    quiet.write_text(clean)
-    os.utime(quiet, (old, old))
-    alloc_lint("check", "--cache-dir", "c", "quiet.py", cwd=tmp_path, check=0)
-    (table,) = cache_records(tmp_path / "c")[0].values()
-    assert digest(table["quiet.py"]) == hashlib.sha1(clean.encode()).digest()  # seen again: hashed
-
-
 def test_unreadable_cache_is_rebuilt(tmp_path):
     write(tmp_path / "merge.py", FINDING)
     alloc_lint("check", ".", cwd=tmp_path, check=1)
@@ -558,12 +526,10 @@ def test_progress_of_a_run_in_workers_counts_every_process_files(tmp_path):
 
 
 def test_after_a_fresh_checkout_the_cache_answers_by_content_in_workers(tmp_path):
-    """Every file's stat data changes (a fresh checkout, a CI cache restored).
-    A file seen once is known by its stat data alone (a cold run hashes
-    nothing it need not), so the first such run reads, checks and hashes it;
-    every later one reads and hashes it and reuses the result of unchanged
-    content. A file edited to the same size with its mtime put back is checked
-    again, wherever it falls in the order."""
+    """Every file's stat data changes (a fresh checkout, a CI cache restored):
+    the workers read and hash the files and reuse the results of unchanged
+    content, while a file edited to the same size with its mtime put back is
+    checked again, wherever it falls in the order."""
     from alloc_lint.engine import MIN_READS_FOR_WORKERS
 
     finding = ("import torch\n\ndef run(x, parts):\n    acc = torch.zeros_like(x)\n    for p in parts:\n"
@@ -576,28 +542,18 @@ def test_after_a_fresh_checkout_the_cache_answers_by_content_in_workers(tmp_path
     args = ("check", "--stats", "-j", "2", "--cache-dir", tmp_path / "cache", "src")
     time.sleep(2.1)  # past the racy window: the cold run trusts the files' stat data
     cold = alloc_lint(*args, cwd=tmp_path, check=1)
-    assert f"m{total - 1:04}.py" in cold.stdout
-    moved = 2 * MIN_READS_FOR_WORKERS  # files whose stat data changes; the rest keep theirs (hits without a read)
-
-    def checkout(when):
-        for path in sorted((tmp_path / "src").iterdir())[:moved]:
-            os.utime(path, (when, when))
-
-    def cached():
-        run = alloc_lint(*args, cwd=tmp_path, check=1)
-        assert f"m{total - 1:04}.py" in run.stdout
-        stats = json.loads(run.stderr.strip().splitlines()[-1])
-        assert stats["files"] == total, stats
-        return stats["cached"]
-
-    checkout(time.time() - 3600)
-    assert cached() == total - moved  # seen once: read, checked and hashed again
-    checkout(time.time() - 7200)
-    edited = tmp_path / "src" / f"m{total - 1:04}.py"  # late in the order: same size, mtime put back
-    mtime = edited.stat().st_mtime
-    edited.write_text(finding.replace("torch.add(acc, p, out=tmp)", "torch.sub(acc, p, out=tmp)"))
-    os.utime(edited, (mtime, mtime))
-    assert cached() == total - 1  # found by content: all but the edited file
+    old = time.time() - 3600
+    for i, path in enumerate(sorted((tmp_path / "src").iterdir())):
+        if i == total - 1:  # the finding, late in the order: same size, mtime put back
+            mtime = path.stat().st_mtime
+            path.write_text(finding.replace("torch.add(acc, p, out=tmp)", "torch.sub(acc, p, out=tmp)"))
+            os.utime(path, (mtime, mtime))
+        elif i < 2 * MIN_READS_FOR_WORKERS:  # new stat data; the rest keep theirs (hits without a read)
+            os.utime(path, (old, old))
+    warm = alloc_lint(*args, cwd=tmp_path, check=1)
+    stats = json.loads(warm.stderr.strip().splitlines()[-1])
+    assert stats["cached"] == total - 1 and stats["files"] == total, stats  # all but the edited file
+    assert f"m{total - 1:04}.py" in cold.stdout and f"m{total - 1:04}.py" in warm.stdout
 
 
 def test_summary_of_held_back_fixes_with_and_without_a_safe_fallback(tmp_path):
