@@ -4,20 +4,18 @@ configuration file, as `.ruff_cache/`), keyed by file content.
 Entries are grouped by the settings that change a file's result (the
 configuration's fingerprint and `--no-prefilter`), keyed by the file's path,
 and hold the SHA-1 of the content they were computed for (see `View` for
-their layout). A file is read and
-hashed on every run unless its stat data (mtime, ctime, size, inode, device)
-is unchanged and it had last changed well before it was read: an edit
-changes ctime even when the mtime is put back, and the "racy" window of a
-coarse clock is excluded as git does for its index. A change to the tool's
-own code drops the whole cache.
+their layout). A file is read and hashed on every run unless its stat data
+(mtime, ctime, size, inode, device) is unchanged and it had last changed
+well before it was read: an edit changes ctime even when the mtime is put
+back, and the "racy" window of a coarse clock is excluded as git does for its
+index. A change to the tool's own code drops the whole cache.
 
 The file is a list of records, each its length, the SHA-1 of its pickle and
 the pickle (a damaged file is never trusted): {"tool", "tables"} first, then
 any number of (settings, {path: entry}) frames that add to the tables: the
 entries of a run, pickled by each process as it goes, a few thousand at a
 time (`seal`), and written as they are (the main process never unpickles a
-worker's).
-Saving takes a lock, re-reads the file and merges, so processes running at the
+worker's). Saving takes a lock, re-reads the file and merges, so processes running at the
 same time (pre-commit batches) keep each other's entries; the write is atomic
 (temporary file and rename). The least recently used entries beyond
 MAX_ENTRIES are dropped. `alloc-lint clean` removes cache folders.

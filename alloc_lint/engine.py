@@ -315,18 +315,17 @@ def _error(exc: SourceError) -> tuple:
     return (str(exc), exc.line, exc.column)
 
 
-def _read(path: str, absolute: str, config: Config, prefilter: bool, cache, view=None):
+def _read(path: str, absolute: str, config: Config, prefilter: bool, view):
     """Stage 1, in this process: cache lookup, read, decode, text prefilter.
 
     Returns (result, None) when done, or (what the cache needs to store the
     result, or None; text) when the file must be parsed. A result is
     (diagnostics, error or None, kept by the prefilter); an error is
     (message, line, column). Results are what the cache stores (fixes are
-    data: edits.py operations). `view`: cache.view(config, prefilter), when
-    the caller has it already."""
+    data: edits.py operations). `view`: cache.view(config, prefilter), or
+    None without a cache."""
     old = None
-    if cache is not None:
-        view = view or cache.view(config, prefilter)
+    if view is not None:
         key = view.key(absolute, path)
         if not view.cold:  # a cold run looks nothing up
             old, result = _stat_hit(path, key, view)
@@ -407,7 +406,7 @@ def _read_and_parse_many(bounds: tuple) -> tuple:
         path, config, absolute, prefilter = _WORKER_ITEMS[i]
         if cache is not None and config is not last:
             last, view = config, cache.view(config, prefilter)
-        result, text = _read(path, absolute, config, prefilter, cache, view)
+        result, text = _read(path, absolute, config, prefilter, view)
         if text is not None:
             stored = result
             _, result = _parse((path, text, config))
@@ -677,7 +676,7 @@ def _check_paths(paths, resolver, prefilter, jobs, cache, progress, force_exclud
             progress(done, len(todo))
         if cache is not None and file_config is not last_config:
             last_config, view = file_config, cache.view(file_config, prefilter)
-        result, text = _read(path, absolute, file_config, prefilter, cache, view)
+        result, text = _read(path, absolute, file_config, prefilter, view)
         if cache is not None and done % FRAME_ENTRIES == 0:
             cache.seal(FRAME_ENTRIES)
         if text is None:
